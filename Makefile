@@ -1,0 +1,105 @@
+# gemini-looper — see README.md.
+#
+#   make deps     install the Debian packages needed to build and test
+#   make          build ./gemini-looper
+#   make run      build and run in the foreground with ./config.json
+#   make check    unit tests (check, ASan+UBSan) and integration tests
+#   make install  PREFIX (/usr/local) and DESTDIR honoured
+
+PROG	 = gemini-looper
+PREFIX	?= /usr/local
+BINDIR	?= $(PREFIX)/sbin
+MANDIR	?= $(PREFIX)/share/man
+DOCDIR	?= $(PREFIX)/share/doc/$(PROG)
+SYSCONFDIR ?= /etc
+
+CC	 = gcc
+PKGS	 = openssl libcjson libbsd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
+
+WARN	 = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+	   -Wmissing-prototypes -Wno-missing-field-initializers
+CFLAGS	?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc -Ishm $(PKG_CFLAGS)
+LDLIBS	 = $(PKG_LIBS) -lpthread
+SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
+	   -fno-sanitize-recover=undefined
+
+SRCS	 = $(wildcard src/*.c) $(wildcard shm/*.c)
+LIBSRCS	 = $(filter-out src/main.c,$(SRCS))
+HDRS	 = $(wildcard src/*.h) $(wildcard shm/*.h) build/web.h
+OBJS	 = $(SRCS:%.c=build/%.o)
+TOBJS	 = $(SRCS:%.c=build/test/%.o)
+TLIBOBJS = $(LIBSRCS:%.c=build/test/%.o)
+UNITSRCS = $(wildcard tests/check_*.c)
+WEBFILES = $(sort $(wildcard web/*))
+
+DEPS_PKGS = gcc make pkg-config libssl-dev libcjson-dev libbsd-dev check \
+	    python3 openssl curl procps psmisc
+
+.PHONY: all run check unit integration deps install uninstall clean
+
+all: $(PROG)
+
+$(PROG): $(OBJS)
+	$(CC) $(ALL_CFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+build/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+build/test/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN) -c -o $@ $<
+
+# The dashboard's files, embedded into the binary as C arrays.
+build/web.h: $(WEBFILES) tests/embed.sh
+	@mkdir -p build
+	sh tests/embed.sh $(WEBFILES) > $@.tmp && mv $@.tmp $@
+
+build/test/$(PROG): $(TOBJS)
+	$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $(TOBJS) $(LDLIBS)
+
+build/test/check_all: $(UNITSRCS) $(TLIBOBJS) $(HDRS)
+	$(CC) $(ALL_CFLAGS) $(SAN) $(CHECK_CFLAGS) -Itests -o $@ $(UNITSRCS) \
+	    $(TLIBOBJS) $(LDLIBS) $(CHECK_LIBS)
+
+run: $(PROG)
+	./$(PROG) -d -c config.json
+
+check: unit integration
+
+unit: build/test/check_all
+	CK_FORK=yes build/test/check_all
+
+integration: $(PROG) build/test/$(PROG)
+	python3 tests/run_integration.py --bin build/test/$(PROG)
+
+deps:
+	@missing=""; for p in $(DEPS_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	    grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	        --no-install-recommends $$missing; \
+	else echo "deps: all installed"; fi
+
+install: $(PROG)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(PROG) $(DESTDIR)$(BINDIR)/$(PROG)
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/$(PROG)
+	rm -f $(DESTDIR)$(DOCDIR)/README.md
+	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
+
+clean:
+	rm -rf build $(PROG)

@@ -1,0 +1,215 @@
+/*
+ * The shared-memory segment: layout and the exports of shm/*.c.
+ *
+ * The master creates one segment before forking (shm_open, ftruncate, mmap,
+ * then shm_unlink so that a crash leaves nothing behind in /dev/shm); the
+ * workers inherit the mapping.  It holds plain data of fixed size, found by
+ * offsets from the header, never by pointers, so the same bytes mean the same
+ * thing in every process.
+ *
+ * Locks: one robust process-shared mutex, hdr->lock, guards the key, model,
+ * usage and affinity tables.  Functions whose name ends in _locked expect it
+ * held.  Each scoreboard slot is written only by the worker that owns it (and
+ * by the master when the slot is free), without the lock.  No I/O is done
+ * while the lock is held.
+ */
+#ifndef SHM_H
+#define SHM_H
+
+#include <sys/types.h>
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHM_MAGIC		0x31524550504f4f4cULL	/* "LOOPPER1" */
+#define SHM_VERSION		1
+
+#define SHM_KEY_MAX		128	/* = CFG_KEY_MAX */
+#define SHM_NAME_MAX		128	/* = CFG_NAME_MAX */
+#define SHM_WIN_BUCKETS		12	/* the per-minute window ... */
+#define SHM_WIN_SPAN		5	/* ... in buckets of 5 s */
+#define SHM_HISTORY		60	/* minutes of history kept */
+#define SHM_EXTRA_MODELS	16	/* slots for models not in config */
+#define SHM_AFFINITY		4096	/* files/cachedContents -> key */
+#define SHM_AFF_NAME		96
+
+enum shm_cell_state {
+	SHM_AVAILABLE = 0,
+	SHM_COOLING = 1,	/* rate-limited until cooldown_until */
+	SHM_EXHAUSTED = 2	/* daily quota spent, until the next reset */
+};
+
+/* Why a key stopped serving a model; shown on the dashboard. */
+enum shm_reason {
+	SHM_R_NONE = 0,
+	SHM_R_TPM,		/* input tokens per minute */
+	SHM_R_RPM,		/* requests per minute */
+	SHM_R_TPD,		/* input tokens per day */
+	SHM_R_RPD,		/* requests per day */
+	SHM_R_429,		/* a bare 429 */
+	SHM_R_INVALID		/* API_KEY_INVALID and friends */
+};
+
+enum shm_worker_state {
+	SHM_W_FREE = 0,		/* slot unused */
+	SHM_W_STARTING,
+	SHM_W_IDLE,		/* blocked in accept() */
+	SHM_W_READING,		/* reading a request */
+	SHM_W_UPSTREAM,		/* waiting on the upstream */
+	SHM_W_WRITING,		/* writing the answer */
+	SHM_W_KEEPALIVE,	/* between requests on a kept-alive connection */
+	SHM_W_CLOSING		/* exiting */
+};
+
+struct shm_bucket {
+	uint32_t	 stamp;		/* bucket start, seconds since epoch */
+	uint32_t	 requests;
+	uint64_t	 tokens;	/* input tokens */
+};
+
+struct shm_minute {
+	uint32_t	 minute;	/* minutes since epoch */
+	uint32_t	 requests;
+	uint64_t	 tokens;	/* totalTokenCount */
+};
+
+struct shm_key {
+	uint32_t	 in_use;
+	uint32_t	 tier;		/* enum cfg_tier */
+	uint32_t	 invalid;	/* rejected by the upstream until a reload */
+	uint32_t	 order;		/* position in the config: lower first */
+	char		 key[SHM_KEY_MAX];
+	char		 id[12];
+	char		 masked[20];
+	char		 invalid_why[64];
+	struct shm_minute history[SHM_HISTORY];
+};
+
+struct shm_model {
+	uint32_t	 in_use;
+	uint32_t	 configured;	/* named in config (else: default's limits) */
+	int32_t		 current_key;	/* sticky key index, -1 for none */
+	uint32_t	 pad;
+	char		 name[SHM_NAME_MAX];
+	int64_t		 tpm_limit;	/* -1: no limit */
+	int64_t		 tpd_limit;
+	int64_t		 rpm_limit;
+	int64_t		 rpd_limit;
+	struct shm_minute history[SHM_HISTORY];
+};
+
+/* One key x model cell. */
+struct shm_usage {
+	uint32_t	 state;		/* enum shm_cell_state */
+	uint32_t	 reason;	/* enum shm_reason */
+	int64_t		 cooldown_until;	/* ms since epoch, 0 when none */
+	uint64_t	 tpd_used;	/* input tokens since the reset (+reserved) */
+	uint64_t	 rpd_used;	/* requests since the reset (+reserved) */
+	uint64_t	 prompt;	/* what the upstream reported today */
+	uint64_t	 candidates;
+	uint64_t	 cached;
+	uint64_t	 thoughts;
+	uint64_t	 total;
+	uint64_t	 requests;	/* successful requests today */
+	uint64_t	 errors;
+	struct shm_bucket win[SHM_WIN_BUCKETS];
+};
+
+struct shm_slot {
+	pid_t		 pid;
+	uint32_t	 state;		/* enum shm_worker_state */
+	uint64_t	 generation;	/* config generation it runs */
+	uint64_t	 requests;	/* served since it started */
+	int64_t		 started;	/* ms since epoch */
+	int64_t		 req_start;	/* ms since epoch, 0 when idle */
+	char		 req[64];	/* "POST /v1beta/models/x:gen..." */
+};
+
+struct shm_affinity {
+	uint32_t	 in_use;
+	int32_t		 key;		/* key index */
+	int64_t		 created;
+	char		 name[SHM_AFF_NAME];	/* "files/abc", "cachedContents/x" */
+};
+
+struct shm_header {
+	uint64_t	 magic;
+	uint32_t	 version;
+	uint32_t	 pad0;
+	uint64_t	 size;		/* of the whole mapping */
+	uint64_t	 generation;	/* config generation, bumped per reload */
+
+	uint32_t	 max_keys;
+	uint32_t	 max_models;
+	uint32_t	 max_workers;
+	uint32_t	 max_affinity;
+	uint64_t	 off_keys;
+	uint64_t	 off_models;
+	uint64_t	 off_usage;
+	uint64_t	 off_slots;
+	uint64_t	 off_affinity;
+
+	pthread_mutex_t	 lock;
+
+	/* Guarded by lock. */
+	uint32_t	 nkeys;		/* slots in use are below this */
+	uint32_t	 nmodels;
+	int32_t		 default_model;	/* model index */
+	uint32_t	 pad1;
+	int64_t		 started;	/* ms since epoch */
+	int64_t		 last_reset;	/* ms since epoch */
+	int64_t		 next_reset;	/* ms since epoch */
+	int64_t		 last_reload;	/* ms since epoch, 0: never */
+	int32_t		 last_reload_ok;
+	uint32_t	 lock_recoveries;
+	char		 last_reload_msg[256];
+};
+
+_Static_assert(sizeof(struct shm_usage) % 8 == 0, "usage alignment");
+_Static_assert(sizeof(struct shm_key) % 8 == 0, "key alignment");
+_Static_assert(sizeof(struct shm_model) % 8 == 0, "model alignment");
+_Static_assert(sizeof(struct shm_slot) % 8 == 0, "slot alignment");
+_Static_assert(sizeof(struct shm_affinity) % 8 == 0, "affinity alignment");
+
+/* The sizes a segment is built for. */
+struct shm_sizes {
+	uint32_t	 keys;
+	uint32_t	 models;
+	uint32_t	 workers;
+	uint32_t	 affinity;
+};
+
+#define SHM_KEYS(h)	((struct shm_key *)((char *)(h) + (h)->off_keys))
+#define SHM_MODELS(h)	((struct shm_model *)((char *)(h) + (h)->off_models))
+#define SHM_SLOTS(h)	((struct shm_slot *)((char *)(h) + (h)->off_slots))
+#define SHM_AFF(h)	((struct shm_affinity *)((char *)(h) + (h)->off_affinity))
+#define SHM_USAGE(h, k, m) \
+	((struct shm_usage *)((char *)(h) + (h)->off_usage) + \
+	    (size_t)(k) * (h)->max_models + (size_t)(m))
+
+/* shm.c */
+void		 shm_sizes_for(uint32_t, uint32_t, uint32_t, struct shm_sizes *);
+size_t		 shm_layout_size(const struct shm_sizes *);
+struct shm_header *shm_create(const struct shm_sizes *);
+int		 shm_check(const struct shm_header *);
+void		 shm_destroy(struct shm_header *);
+int		 shm_fits(const struct shm_header *, const struct shm_sizes *);
+
+/* lock.c */
+int		 shm_lock_init(pthread_mutex_t *);
+void		 shm_lock(struct shm_header *);
+void		 shm_unlock(struct shm_header *);
+void		 shm_repair_locked(struct shm_header *);
+
+/* board.c */
+int		 board_claim(struct shm_header *, pid_t);
+void		 board_release(struct shm_header *, int);
+void		 board_set(struct shm_header *, int, enum shm_worker_state,
+		    const char *);
+void		 board_served(struct shm_header *, int);
+void		 board_count(const struct shm_header *, int *, int *, int *);
+int		 board_find(const struct shm_header *, pid_t);
+const char	*board_state_name(uint32_t);
+
+#endif /* SHM_H */

@@ -1,0 +1,201 @@
+/*
+ * gemini-looper: a prefork reverse proxy for the Gemini API with a key pool.
+ *
+ * This header lists what every file in src/ exports, file by file, the way
+ * relayd.h does.  Shared-memory types live in shm/shm.h; src/ reaches shared
+ * memory only through that header.
+ */
+#ifndef LOOPER_H
+#define LOOPER_H
+
+#include <sys/types.h>
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LOOPER_NAME		"gemini-looper"
+#define LOOPER_VERSION		"0.1.0"
+
+#define CFG_KEY_MAX		128	/* longest API key accepted */
+#define CFG_NAME_MAX		128	/* longest model name */
+#define CFG_TOKEN_MAX		256	/* longest access/admin token */
+#define CFG_NOLIMIT		(-1)	/* a limit given as null */
+
+/*
+ * Worker exit codes, read by the master when it reaps a worker.
+ *  0: normal exit (graceful stop, generation change, pool shrink);
+ *  WRK_EXIT_SLOW: something went wrong, respawn after a back-off;
+ *  WRK_EXIT_FATAL: the worker cannot ever work (setuid failed, ...):
+ *     the master stops respawning and shuts down.
+ */
+#define WRK_EXIT_OK		0
+#define WRK_EXIT_SLOW		70
+#define WRK_EXIT_FATAL		71
+
+enum cfg_tier {
+	CFG_TIER_PRIORITY = 0,
+	CFG_TIER_SECONDARY = 1
+};
+
+struct cfg_key {
+	char		 key[CFG_KEY_MAX];
+	char		 id[9];		/* first 8 hex digits of SHA-256 */
+	char		 masked[16];	/* "AIza…wxyz" */
+	enum cfg_tier	 tier;
+};
+
+struct cfg_model {
+	char		 name[CFG_NAME_MAX];
+	int64_t		 tpm_limit;	/* CFG_NOLIMIT for null */
+	int64_t		 tpd_limit;
+	int64_t		 rpm_limit;
+	int64_t		 rpd_limit;
+};
+
+/*
+ * A parsed and validated config.json.  Built whole by cfg_load(); nothing
+ * global is touched until it is valid, so a failed reload leaves the running
+ * config alone.  Paths are already made absolute against the config file's
+ * directory.  Strings are "" when the field is null or absent.
+ */
+struct config {
+	char		  path[PATH_MAX];	/* absolute path of the file */
+	char		  dir[PATH_MAX];	/* its directory */
+
+	char		  listen[300];		/* as written: "127.0.0.1:48888" */
+	char		  listen_host[256];	/* "127.0.0.1", "::1", "*" */
+	char		  listen_port[16];
+
+	char		  upstream[512];	/* "https://host[:port][/prefix]" */
+	char		  upstream_host[256];
+	char		  upstream_port[16];	/* "443" by default */
+	char		  upstream_prefix[256];	/* "" or "/prefix" without trailing / */
+	char		  upstream_ca_file[PATH_MAX];
+
+	int		  start_workers;
+	int		  min_spare;
+	int		  max_spare;
+	int		  max_workers;
+
+	char		  usage_file[PATH_MAX];
+	char		  pidfile[PATH_MAX];
+	char		  log_file[PATH_MAX];
+	int		  log_level;		/* LOG_ERR .. LOG_DEBUG */
+	char		  user[64];
+
+	char		**access_tokens;
+	size_t		  naccess_tokens;
+	char		  admin_token[CFG_TOKEN_MAX];
+
+	struct cfg_key	 *keys;		/* priority keys first, then secondary */
+	size_t		  nkeys;
+	size_t		  npriority;
+	struct cfg_model *models;
+	size_t		  nmodels;
+	char		  default_model[CFG_NAME_MAX];
+
+	int		  reset_hour;
+	int		  reset_min;
+	char		  reset_after[8];	/* "HH:MM" as written */
+	char		  next_reset[32];	/* "YYYY-MM-DD HH:MM" or "" */
+	char		  timezone[64];
+
+	int64_t		  max_body_bytes;
+	int		  max_wait_s;
+	int		  persist_interval_s;
+	int		  shutdown_timeout_s;
+	int		  client_timeout_s;	/* to receive a whole request */
+	int		  keepalive_timeout_s;	/* idle between requests */
+	int		  upstream_timeout_s;	/* until the answer starts */
+
+	int		  placeholder_keys;	/* keys are the defaults' placeholders */
+};
+
+/* config.c */
+struct config	*cfg_load(const char *, char *, size_t);
+int		 cfg_create_default(const char *, char *, size_t);
+void		 cfg_free(struct config *);
+const struct cfg_model *cfg_model(const struct config *, const char *);
+void		 cfg_key_id(const char *, char [9]);
+void		 cfg_key_mask(const char *, char [16]);
+
+/*
+ * HTTP/1.1 from clients.  The parser works on a buffer holding the start of
+ * a connection's unread bytes; names and values point into that buffer (the
+ * parser NUL-terminates them in place), so the request is valid until the
+ * buffer is reused.
+ */
+#define HTTP_MAX_HEAD		(64 * 1024)	/* request line + headers */
+#define HTTP_MAX_HEADERS	100
+
+struct http_header {
+	char		*name;
+	char		*value;
+};
+
+struct http_request {
+	char		*method;
+	char		*target;	/* origin-form "/path?query", as sent */
+	size_t		 path_len;	/* length of target up to '?' */
+	int		 minor;		/* HTTP/1.<minor> */
+	struct http_header hdr[HTTP_MAX_HEADERS];
+	size_t		 nhdr;
+	size_t		 head_len;	/* bytes of request line + headers */
+	int64_t		 content_length;	/* -1 when absent */
+	int		 chunked;	/* Transfer-Encoding: chunked */
+	int		 keepalive;	/* connection may be reused */
+	int		 expect_continue;
+};
+
+/* Incremental decoder of a chunked request body. */
+struct http_chunked {
+	int		 state;
+	uint64_t	 remain;	/* bytes left in the current chunk */
+	size_t		 line;		/* length of the size/trailer line so far */
+	int		 done;
+};
+
+enum http_parse {
+	HTTP_PARSE_ERROR = -1,
+	HTTP_PARSE_MORE = 0,
+	HTTP_PARSE_DONE = 1
+};
+
+/* http.c */
+int		 http_parse_head(char *, size_t, struct http_request *, int *,
+		    const char **);
+const char	*http_header(const struct http_request *, const char *);
+int		 http_chunked_decode(struct http_chunked *, const char *, size_t,
+		    size_t *, char *, size_t *, const char **);
+const char	*http_reason(int);
+const char	*http_status_name(int);
+int		 http_error_body(char *, size_t, int, const char *);
+
+/* log.c */
+void	 log_init(int, const char *, int);
+int	 log_reopen(void);
+void	 log_setlevel(int);
+void	 log_warn(const char *, ...)
+	    __attribute__((__format__ (printf, 1, 2)));
+void	 log_warnx(const char *, ...)
+	    __attribute__((__format__ (printf, 1, 2)));
+void	 log_info(const char *, ...)
+	    __attribute__((__format__ (printf, 1, 2)));
+void	 log_debug(const char *, ...)
+	    __attribute__((__format__ (printf, 1, 2)));
+void	 log_access(const char *, ...)
+	    __attribute__((__format__ (printf, 1, 2)));
+void	 vlog(int, const char *, va_list)
+	    __attribute__((__format__ (printf, 2, 0)));
+__attribute__((__noreturn__)) void fatal(const char *, ...)
+	    __attribute__((__format__ (printf, 1, 2)));
+__attribute__((__noreturn__)) void fatalx(const char *, ...)
+	    __attribute__((__format__ (printf, 1, 2)));
+
+/* util.c */
+int64_t	 now_ms(void);
+int64_t	 mono_ms(void);
+
+#endif /* LOOPER_H */

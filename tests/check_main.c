@@ -1,0 +1,22 @@
+/*
+ * The one runner of every unit suite.  CK_FORK=yes (the default) runs each
+ * test in its own process, so a crash fails one test, not the run.
+ */
+#include <stdlib.h>
+
+#include "check_suites.h"
+
+int
+main(void)
+{
+	SRunner	*sr;
+	int	 failed;
+
+	sr = srunner_create(config_suite());
+	srunner_add_suite(sr, http_suite());
+	srunner_add_suite(sr, lock_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
