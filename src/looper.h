@@ -173,6 +173,9 @@ const char	*http_reason(int);
 const char	*http_status_name(int);
 int		 http_error_body(char *, size_t, int, const char *);
 
+/* gemini.c: BEGIN (owned by the gemini.c work) */
+/* gemini.c: END */
+
 /* log.c */
 void	 log_init(int, const char *, int);
 int	 log_reopen(void);

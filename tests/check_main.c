@@ -15,6 +15,7 @@ main(void)
 	sr = srunner_create(config_suite());
 	srunner_add_suite(sr, http_suite());
 	srunner_add_suite(sr, lock_suite());
+	srunner_add_suite(sr, gemini_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

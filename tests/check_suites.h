@@ -7,5 +7,6 @@
 Suite	*config_suite(void);
 Suite	*http_suite(void);
 Suite	*lock_suite(void);
+Suite	*gemini_suite(void);
 
 #endif
