@@ -38,7 +38,7 @@ UNITSRCS = $(wildcard tests/check_*.c)
 WEBFILES = $(sort $(wildcard web/*))
 
 DEPS_PKGS = gcc make pkg-config libssl-dev libcjson-dev libbsd-dev check \
-	    python3 openssl curl procps psmisc
+	    python3 openssl curl procps psmisc tzdata
 
 .PHONY: all run check unit integration deps install uninstall clean
 

@@ -1,5 +1,5 @@
 /*
- * The shared-memory segment: layout and the exports of shm/*.c.
+ * The shared-memory segment: layout and the exports of the files in shm/.
  *
  * The master creates one segment before forking (shm_open, ftruncate, mmap,
  * then shm_unlink so that a crash leaves nothing behind in /dev/shm); the
@@ -188,6 +188,22 @@ struct shm_sizes {
 	((struct shm_usage *)((char *)(h) + (h)->off_usage) + \
 	    (size_t)(k) * (h)->max_models + (size_t)(m))
 
+/* What a config says about one key or model, handed to shm_publish. */
+struct shm_key_spec {
+	const char	*key;
+	const char	*id;
+	const char	*masked;
+	uint32_t	 tier;
+};
+
+struct shm_model_spec {
+	const char	*name;
+	int64_t		 tpm_limit;
+	int64_t		 tpd_limit;
+	int64_t		 rpm_limit;
+	int64_t		 rpd_limit;
+};
+
 /* shm.c */
 void		 shm_sizes_for(uint32_t, uint32_t, uint32_t, struct shm_sizes *);
 size_t		 shm_layout_size(const struct shm_sizes *);
@@ -201,6 +217,13 @@ int		 shm_lock_init(pthread_mutex_t *);
 void		 shm_lock(struct shm_header *);
 void		 shm_unlock(struct shm_header *);
 void		 shm_repair_locked(struct shm_header *);
+
+/* keys.c */
+int		 shm_publish(struct shm_header *, const struct shm_key_spec *,
+		    size_t, const struct shm_model_spec *, size_t, size_t);
+void		 shm_carry(struct shm_header *, struct shm_header *);
+int		 shm_find_model_locked(struct shm_header *, const char *);
+int		 shm_find_key_locked(struct shm_header *, const char *);
 
 /* board.c */
 int		 board_claim(struct shm_header *, pid_t);

@@ -173,7 +173,136 @@ const char	*http_reason(int);
 const char	*http_status_name(int);
 int		 http_error_body(char *, size_t, int, const char *);
 
+struct shm_header;
+struct pidfh;
+
+/* What every process knows about itself; "looper" in main.c. */
+struct looper {
+	struct config		*cfg;
+	struct shm_header	*shm;
+	int			 listen_fd;
+	pid_t			 master_pid;
+	struct pidfh		*pfh;
+	int			 foreground;
+	const char		*conf_path;	/* -c, as given */
+	const char		*pidfile_arg;	/* -p, or NULL */
+	int			 slot;		/* worker: its scoreboard slot */
+	uint64_t		 generation;	/* worker: config generation */
+};
+extern struct looper looper;
+
+/* One client connection, owned by a worker while it serves it. */
+struct conn {
+	int			 fd;
+	char			 peer[64];
+	char			*buf;		/* bytes read from the client */
+	size_t			 len;		/* valid bytes in buf */
+	size_t			 cap;
+	struct http_request	 req;
+	char			*body;		/* the request body, decoded */
+	size_t			 body_len;
+	size_t			 body_cap;
+	size_t			 next;		/* where the next request starts */
+	int64_t			 deadline;	/* mono ms: the request's end */
+	int64_t			 started;	/* mono ms: first byte */
+	int			 close;		/* close after this answer */
+	int			 status;	/* sent, for the access log */
+	int			 sent_head;	/* response head already sent */
+	uint64_t		 bytes_out;
+	char			 log[256];	/* key=, model=, tokens= */
+};
+
 /* gemini.c: BEGIN (owned by the gemini.c work) */
+/*
+ * What to do with a key after an upstream answer that is not 2xx.
+ * reason is an enum shm_reason (SHM_R_*), kept as the uint32_t that
+ * struct shm_usage stores; why is short, for logs and the dashboard, and
+ * never holds a key.
+ */
+enum gem_action {
+	GEM_PASS = 0,		/* hand the answer to the client; key untouched */
+	GEM_COOL,		/* key x model rate-limited for delay_ms */
+	GEM_EXHAUST,		/* key x model spent until the daily reset */
+	GEM_INVALID,		/* key rejected: out of the pool for all models */
+	GEM_RETRY		/* upstream fault: retry once on another key */
+};
+
+#define GEM_COOL_DEFAULT_MS	60000	/* bare 429, per-minute quota */
+#define GEM_WHY_MAX		64
+
+struct gem_verdict {
+	enum gem_action	 action;
+	uint32_t	 reason;	/* enum shm_reason */
+	int64_t		 delay_ms;	/* GEM_COOL: how long to cool */
+	char		 why[GEM_WHY_MAX];
+};
+
+/*
+ * Streaming usage scanner: feed it an answer body in any pieces.  The
+ * framing (JSON or SSE) is taken from the first byte that is not blank; the
+ * mode says which dialect: Gemini's usageMetadata or the OpenAI-compatible
+ * "usage".  Read usage, error_seen, error_code and error_status at any time;
+ * the rest is private to gemini.c.
+ */
+#define GEM_SCAN_JSON		0	/* generateContent; non-SSE stream (array) */
+#define GEM_SCAN_SSE		1	/* streamGenerateContent?alt=sse */
+#define GEM_SCAN_OPENAI		2	/* /openai/: JSON or SSE, "usage" */
+
+#define GEM_SCAN_CAP		8192	/* largest usage/error object read */
+#define GEM_SCAN_DEPTH		64	/* nesting tracked exactly */
+
+struct gem_usage {
+	int64_t		 prompt;	/* promptTokenCount (includes cached) */
+	int64_t		 candidates;	/* candidatesTokenCount */
+	int64_t		 cached;	/* cachedContentTokenCount */
+	int64_t		 thoughts;	/* thoughtsTokenCount */
+	int64_t		 tool_use;	/* toolUsePromptTokenCount */
+	int64_t		 total;		/* totalTokenCount */
+	int		 seen;		/* a complete usage object was read */
+};
+
+struct gem_scan {
+	struct gem_usage usage;		/* the last complete one: cumulative */
+	int		 error_seen;	/* an {"error": {...}} in the answer */
+	int		 error_code;	/* its "code", 0 when none */
+	char		 error_status[32];	/* its "status", "" when none */
+	uint64_t	 bytes;		/* fed so far */
+
+	/* Private. */
+	int		 mode;
+	int		 framing;
+	int		 sse_state;
+	int		 sse_field;
+	int		 sse_data;
+	int		 sse_cr;
+	int		 depth;
+	int		 in_str;
+	int		 esc;
+	int		 want_key;
+	int		 key_on;
+	int		 pending;
+	int		 cap_on;
+	int		 cap_what;
+	int		 cap_depth;
+	int		 cap_over;
+	size_t		 key_len;
+	size_t		 cap_len;
+	unsigned char	 stack[GEM_SCAN_DEPTH];
+	char		 key[16];
+	char		 cap[GEM_SCAN_CAP];
+};
+
+/* gemini.c */
+void		 gem_classify(int, const char *, size_t, struct gem_verdict *);
+const char	*gem_action_name(enum gem_action);
+int		 gem_retry_delay_parse(const char *, int64_t *);
+void		 gem_scan_init(struct gem_scan *, int);
+void		 gem_scan_feed(struct gem_scan *, const char *, size_t);
+int		 gem_model_from_path(const char *, size_t, char *, size_t);
+int		 gem_model_from_body(const char *, size_t, char *, size_t);
+int64_t		 gem_estimate_tokens(size_t);
+size_t		 gem_scrub_keys(char *, size_t, size_t, const char *const *,
+		    size_t);
 /* gemini.c: END */
 
 /* log.c */
@@ -196,6 +325,29 @@ __attribute__((__noreturn__)) void fatal(const char *, ...)
 	    __attribute__((__format__ (printf, 1, 2)));
 __attribute__((__noreturn__)) void fatalx(const char *, ...)
 	    __attribute__((__format__ (printf, 1, 2)));
+
+/* master.c */
+int		 master_listen(const struct config *, char *, size_t);
+int		 master_publish(struct config *, char *, size_t);
+int		 master_main(int);
+
+/* worker.c */
+__attribute__((__noreturn__)) void worker_main(int);
+int		 conn_write(struct conn *, const void *, size_t);
+int		 conn_respond(struct conn *, int, const char *, const char *,
+		    const void *, size_t);
+int		 conn_error(struct conn *, int, const char *, const char *);
+int		 wrk_stopping(void);
+
+/* proxy.c */
+void		 proxy_handle(struct conn *);
+
+/* status.c */
+void		 status_handle(struct conn *);
+
+/* route.c */
+void		 route_request(struct conn *);
+void		 route_log_path(const char *, char *, size_t);
 
 /* util.c */
 int64_t	 now_ms(void);

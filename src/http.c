@@ -1,0 +1,789 @@
+/*
+ * HTTP/1.1 requests from clients (RFC 9110, RFC 9112), and the pieces of
+ * the answers the proxy writes itself: reason phrases, Gemini-shaped error
+ * bodies.
+ *
+ * Called by a worker's connection loop: http_parse_head() each time more
+ * bytes of a request head arrive, http_chunked_decode() on each read of a
+ * chunked body.  Neither allocates nor keeps state outside the caller's
+ * structs, and no lock is taken here.
+ *
+ * The parser is strict on purpose.  This proxy sits in front of an upstream
+ * that parses the request again, so anything two parsers could read two
+ * ways (bare LF, obs-fold, whitespace before a colon, Content-Length next to
+ * Transfer-Encoding, differing Content-Lengths) is refused rather than
+ * repaired: a lenient front end is how request smuggling happens.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "looper.h"
+
+#define HTTP_CHUNK_MAX		((uint64_t)1 << 62)	/* largest chunk */
+#define HTTP_CHUNK_LINE_MAX	4096	/* chunk-size line with extensions */
+#define HTTP_TRAILER_MAX	HTTP_MAX_HEAD	/* whole trailer section */
+
+/*
+ * tchar (RFC 9110 §5.6.2): "!#$%&'*+-.^_`|~", digits and letters.  A table
+ * because it is asked once per byte of every method and header name.
+ */
+static const unsigned char http_tchar[256] = {
+	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
+	['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
+	['`'] = 1, ['|'] = 1, ['~'] = 1,
+	['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+	['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+	['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+	['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+	['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+	['Y'] = 1, ['Z'] = 1,
+	['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+	['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+	['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+	['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+	['y'] = 1, ['z'] = 1
+};
+
+/* What the header fields said about framing and the connection. */
+struct http_fields {
+	int		 nhost;
+	int		 te;		/* a Transfer-Encoding field was seen */
+	int		 te_chunked;	/* "chunked" elements */
+	int		 te_other;	/* any other coding */
+	int		 conn_close;
+	int		 conn_keepalive;
+	int		 expect_other;	/* an expectation we cannot meet */
+};
+
+static int
+http_fail(int *status, const char **why, int code, const char *msg)
+{
+	*status = code;
+	*why = msg;
+	return HTTP_PARSE_ERROR;
+}
+
+static int
+http_ows(int c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/*
+ * One element of a comma-separated list (RFC 9110 §5.6.1), OWS trimmed.
+ * *pp walks the list and is set to NULL after the last element; empty
+ * elements are returned too, so that the caller decides whether they are
+ * allowed.  Returns 0 when the list is done.
+ */
+static int
+http_list_next(const char **pp, const char **elem, size_t *elen)
+{
+	const char	*p = *pp, *e;
+
+	if (p == NULL)
+		return 0;
+	while (http_ows(*p))
+		p++;
+	*elem = p;
+	while (*p != ',' && *p != '\0')
+		p++;
+	e = p;
+	while (e > *elem && http_ows(e[-1]))
+		e--;
+	*elen = e - *elem;
+	*pp = *p == ',' ? p + 1 : NULL;
+	return 1;
+}
+
+static int
+http_elem_is(const char *elem, size_t elen, const char *word)
+{
+	return elen == strlen(word) && strncasecmp(elem, word, elen) == 0;
+}
+
+/*
+ * Content-Length: 1*DIGIT, or a list of identical values (a recipient may
+ * accept "5, 5", RFC 9110 §8.6).  *cl is -1 until a first value is seen;
+ * every later value, in this field or another, must equal it.
+ */
+static int
+http_content_length(const char *value, int64_t *cl)
+{
+	const char	*p = value, *elem;
+	size_t		 elen, i;
+	int64_t		 v;
+	int		 d;
+
+	while (http_list_next(&p, &elem, &elen)) {
+		if (elen == 0)
+			return -1;
+		v = 0;
+		for (i = 0; i < elen; i++) {
+			if (elem[i] < '0' || elem[i] > '9')
+				return -1;
+			d = elem[i] - '0';
+			if (v > (INT64_MAX - d) / 10)
+				return -1;
+			v = v * 10 + d;
+		}
+		if (*cl != -1 && *cl != v)
+			return -1;
+		*cl = v;
+	}
+	return 0;
+}
+
+/*
+ * A header field the parser acts on.  Returns 0, or an HTTP status with
+ * *why set for a field that makes the request unacceptable at once.
+ */
+static int
+http_field(struct http_request *req, struct http_fields *f,
+    const char *name, size_t nlen, const char *value, const char **why)
+{
+	const char	*p = value, *elem;
+	size_t		 elen;
+
+	switch (nlen) {
+	case 4:
+		if (strcasecmp(name, "host") == 0)
+			f->nhost++;
+		break;
+	case 6:
+		if (strcasecmp(name, "expect") != 0)
+			break;
+		while (http_list_next(&p, &elem, &elen)) {
+			if (http_elem_is(elem, elen, "100-continue"))
+				req->expect_continue = 1;
+			else if (elen != 0)
+				f->expect_other = 1;
+		}
+		break;
+	case 10:
+		if (strcasecmp(name, "connection") != 0)
+			break;
+		while (http_list_next(&p, &elem, &elen)) {
+			if (http_elem_is(elem, elen, "close"))
+				f->conn_close = 1;
+			else if (http_elem_is(elem, elen, "keep-alive"))
+				f->conn_keepalive = 1;
+		}
+		break;
+	case 14:
+		if (strcasecmp(name, "content-length") != 0)
+			break;
+		if (http_content_length(value, &req->content_length) == -1) {
+			*why = "invalid or conflicting Content-Length";
+			return 400;
+		}
+		break;
+	case 17:
+		if (strcasecmp(name, "transfer-encoding") != 0)
+			break;
+		f->te = 1;
+		while (http_list_next(&p, &elem, &elen)) {
+			if (http_elem_is(elem, elen, "chunked"))
+				f->te_chunked++;
+			else if (elen != 0)
+				f->te_other++;
+		}
+		break;
+	}
+	return 0;
+}
+
+/*
+ * Point req->target at the path of the request-target that starts at t:
+ * origin-form as it is, absolute-form ("http://host/p?q") by skipping the
+ * scheme and authority, "*" for OPTIONS only.  Returns -1 for anything
+ * else (authority-form is CONNECT's, which a proxy of one API does not do).
+ */
+static int
+http_target(struct http_request *req, char *t, size_t tlen)
+{
+	char	*p, *end = t + tlen, *q;
+
+	if (t[0] == '/') {
+		req->target = t;
+	} else if (tlen == 1 && t[0] == '*') {
+		if (strcmp(req->method, "OPTIONS") != 0)
+			return -1;
+		req->target = t;
+	} else {
+		if (tlen > 7 && strncasecmp(t, "http://", 7) == 0)
+			p = t + 7;
+		else if (tlen > 8 && strncasecmp(t, "https://", 8) == 0)
+			p = t + 8;
+		else
+			return -1;
+		q = p;
+		while (p < end && *p != '/' && *p != '?')
+			p++;
+		if (p == q)
+			return -1;	/* no authority */
+		if (p == end || *p == '?') {
+			/*
+			 * No path: it is "/" (RFC 9112 §3.2.1).  The last
+			 * byte of the authority is not needed any more and
+			 * makes room for the slash.
+			 */
+			*--p = '/';
+		}
+		req->target = p;
+	}
+	q = memchr(req->target, '?', end - req->target);
+	req->path_len = (q != NULL ? q : end) - req->target;
+	return 0;
+}
+
+/*
+ * Look for the end of a request head in buf[0..len): the empty line.  On
+ * the way, every LF must follow a CR, checked now so that a bare LF is
+ * refused even before the head is complete.  Returns HTTP_PARSE_DONE with
+ * *start at the request line and *end just past the empty line.
+ */
+static int
+http_find_head(const char *buf, size_t len, size_t *start, size_t *end,
+    int *status, const char **why)
+{
+	const char	*nl;
+	size_t		 lim, ls, i = 0;
+
+	lim = len < HTTP_MAX_HEAD ? len : HTTP_MAX_HEAD;
+
+	/* Empty lines before the request line are ignored (RFC 9112 §2.2). */
+	while (i + 1 < lim && buf[i] == '\r' && buf[i + 1] == '\n')
+		i += 2;
+	*start = ls = i;
+
+	while (i < lim && (nl = memchr(buf + i, '\n', lim - i)) != NULL) {
+		i = nl - buf;
+		if (i == ls || buf[i - 1] != '\r')
+			return http_fail(status, why, 400,
+			    "bare LF in request head");
+		if (i - 1 == ls) {
+			*end = i + 1;
+			return HTTP_PARSE_DONE;
+		}
+		ls = ++i;
+	}
+	if (len < HTTP_MAX_HEAD)
+		return HTTP_PARSE_MORE;
+	if (ls == *start && *start < lim)
+		return http_fail(status, why, 414, "request line too long");
+	return http_fail(status, why, 431, "request head too large");
+}
+
+/*
+ * Parse a request head from buf[0..len), which holds the start of a
+ * connection's unread bytes.  Returns HTTP_PARSE_MORE until the head's
+ * empty line has arrived (buf is left untouched), HTTP_PARSE_DONE with *req
+ * filled in and strings NUL-terminated in place in buf, or
+ * HTTP_PARSE_ERROR with *status the HTTP status to answer and *why a
+ * static message; after an error buf may have been written to.
+ */
+int
+http_parse_head(char *buf, size_t len, struct http_request *req,
+    int *status, const char **why)
+{
+	struct http_fields	 f;
+	char			*p, *t, *name, *value, *last;
+	size_t			 start, end, nlen;
+	unsigned char		 c;
+	int			 rv, code;
+
+	rv = http_find_head(buf, len, &start, &end, status, why);
+	if (rv != HTTP_PARSE_DONE)
+		return rv;
+
+	memset(&f, 0, sizeof(f));
+	req->method = req->target = NULL;
+	req->path_len = 0;
+	req->nhdr = 0;
+	req->content_length = -1;
+	req->chunked = 0;
+	req->keepalive = 0;
+	req->expect_continue = 0;
+
+	/*
+	 * From here on the head is known to end in CRLFCRLF and every LF to
+	 * follow a CR; each loop below stops at a CR at the latest, so none
+	 * can run past the head.
+	 */
+	p = buf + start;
+
+	/* request-line = method SP request-target SP HTTP-version CRLF */
+	req->method = p;
+	while (http_tchar[(unsigned char)*p])
+		p++;
+	if (p == req->method || *p != ' ')
+		return http_fail(status, why, 400, "invalid method");
+	*p++ = '\0';
+
+	t = p;
+	while ((c = *p) > ' ' && c < 0x7f)
+		p++;
+	if (p == t)
+		return http_fail(status, why, 400, "invalid request target");
+	if (*p == '\r')
+		return http_fail(status, why, 400, "missing HTTP version");
+	if (*p != ' ')
+		return http_fail(status, why, 400, "invalid request target");
+	*p++ = '\0';
+	if (http_target(req, t, p - 1 - t) == -1)
+		return http_fail(status, why, 400, "invalid request target");
+
+	if ((size_t)(buf + end - p) < 10 || memcmp(p, "HTTP/1.", 7) != 0 ||
+	    (p[7] != '0' && p[7] != '1') || p[8] != '\r' || p[9] != '\n')
+		return http_fail(status, why, 400, "unsupported HTTP version");
+	req->minor = p[7] - '0';
+	p += 10;
+
+	/* field-line = field-name ":" OWS field-value OWS CRLF */
+	while (p[0] != '\r') {
+		if (http_ows(*p))
+			return http_fail(status, why, 400,
+			    "obsolete line folding in request head");
+		name = p;
+		while (http_tchar[(unsigned char)*p])
+			p++;
+		if (*p != ':') {
+			if (http_ows(*p))
+				return http_fail(status, why, 400,
+				    "whitespace before colon in header field");
+			return http_fail(status, why, 400,
+			    "invalid header field name");
+		}
+		if (p == name)
+			return http_fail(status, why, 400,
+			    "empty header field name");
+		nlen = p - name;
+		*p++ = '\0';
+
+		while (http_ows(*p))
+			p++;
+		value = last = p;
+		for (; (c = *p) != '\r'; p++) {
+			if ((c < ' ' && c != '\t') || c == 0x7f)
+				return http_fail(status, why, 400,
+				    "control character in header field value");
+			if (!http_ows(c))
+				last = p + 1;
+		}
+		if (p[1] != '\n')
+			return http_fail(status, why, 400,
+			    "bare CR in request head");
+		*last = '\0';
+		p += 2;
+
+		if (req->nhdr == HTTP_MAX_HEADERS)
+			return http_fail(status, why, 431,
+			    "too many header fields");
+		req->hdr[req->nhdr].name = name;
+		req->hdr[req->nhdr].value = value;
+		req->nhdr++;
+		if ((code = http_field(req, &f, name, nlen, value, why)) != 0) {
+			*status = code;
+			return HTTP_PARSE_ERROR;
+		}
+	}
+	if (p[1] != '\n')
+		return http_fail(status, why, 400, "bare CR in request head");
+	req->head_len = p + 2 - buf;
+
+	if (f.nhost > 1)
+		return http_fail(status, why, 400, "more than one Host field");
+	if (f.nhost == 0 && req->minor == 1)
+		return http_fail(status, why, 400, "missing Host field");
+
+	if (f.te) {
+		/* HTTP/1.0 has no chunked: a 1.0 peer would misframe it. */
+		if (req->minor == 0)
+			return http_fail(status, why, 400,
+			    "Transfer-Encoding in an HTTP/1.0 request");
+		if (req->content_length != -1)
+			return http_fail(status, why, 400,
+			    "both Transfer-Encoding and Content-Length");
+		if (f.te_chunked + f.te_other == 0)
+			return http_fail(status, why, 400,
+			    "empty Transfer-Encoding");
+		if (f.te_chunked != 1 || f.te_other != 0)
+			return http_fail(status, why, 501,
+			    "unsupported Transfer-Encoding");
+		req->chunked = 1;
+	}
+
+	if (f.expect_other)
+		return http_fail(status, why, 417, "unsupported expectation");
+	/* RFC 9110 §10.1.1: a 100-continue from HTTP/1.0 is ignored. */
+	if (req->minor == 0)
+		req->expect_continue = 0;
+
+	if (f.conn_close)
+		req->keepalive = 0;
+	else if (req->minor == 1)
+		req->keepalive = 1;
+	else
+		req->keepalive = f.conn_keepalive;
+	return HTTP_PARSE_DONE;
+}
+
+/* The first header field called name (any case), or NULL. */
+const char *
+http_header(const struct http_request *req, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < req->nhdr; i++)
+		if (strcasecmp(req->hdr[i].name, name) == 0)
+			return req->hdr[i].value;
+	return NULL;
+}
+
+/* States of struct http_chunked; 0 is where a zeroed struct starts. */
+enum {
+	CH_SIZE0 = 0,	/* before the first hex digit of a chunk size */
+	CH_SIZE,	/* in the hex digits */
+	CH_SIZE_WS,	/* BWS after the digits, before ';' */
+	CH_EXT,		/* in chunk extensions, ignored */
+	CH_SIZE_LF,	/* CR seen, LF expected */
+	CH_DATA,
+	CH_DATA_CR,	/* chunk data done, CRLF expected */
+	CH_DATA_LF,
+	CH_TRAILER0,	/* at the start of a trailer line */
+	CH_TRAILER,	/* in a trailer line, ignored */
+	CH_TRAILER_LF,
+	CH_END_LF	/* CR of the final empty line seen */
+};
+
+static int
+http_hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static int
+http_chunk_fail(size_t *consumed, size_t i, size_t *outlen, size_t o,
+    const char **why, const char *msg)
+{
+	*consumed = i;
+	*outlen = o;
+	*why = msg;
+	return HTTP_PARSE_ERROR;
+}
+
+/*
+ * Decode the next inlen bytes of a chunked body (RFC 9112 §7.1) into out,
+ * which has room for inlen bytes and may be in itself (data only moves
+ * towards the front).  The state lives in *c, zeroed by the caller once per
+ * body, so the input may be split anywhere.  Returns HTTP_PARSE_MORE when
+ * all of in was used, HTTP_PARSE_DONE when the body ended after *consumed
+ * bytes (the rest is the next request's), or HTTP_PARSE_ERROR.
+ */
+int
+http_chunked_decode(struct http_chunked *c, const char *in, size_t inlen,
+    size_t *consumed, char *out, size_t *outlen, const char **why)
+{
+	size_t		 i = 0, o = 0, n;
+	unsigned char	 ch;
+	int		 d;
+
+	*consumed = 0;
+	*outlen = 0;
+	if (c->done)
+		return HTTP_PARSE_DONE;
+
+	while (i < inlen) {
+		if (c->state == CH_DATA) {
+			n = inlen - i;
+			if (n > c->remain)
+				n = c->remain;
+			memmove(out + o, in + i, n);
+			i += n;
+			o += n;
+			c->remain -= n;
+			if (c->remain == 0)
+				c->state = CH_DATA_CR;
+			continue;
+		}
+
+		ch = in[i++];
+		if (c->state <= CH_EXT && ch != '\r' &&
+		    ++c->line > HTTP_CHUNK_LINE_MAX)
+			return http_chunk_fail(consumed, i, outlen, o, why,
+			    "chunk size line too long");
+
+		switch (c->state) {
+		case CH_SIZE0:
+		case CH_SIZE:
+			if ((d = http_hexval(ch)) != -1) {
+				/* Shift only what cannot overflow. */
+				if (c->remain > HTTP_CHUNK_MAX >> 4 ||
+				    (c->remain = c->remain << 4 | d) >
+				    HTTP_CHUNK_MAX)
+					return http_chunk_fail(consumed, i,
+					    outlen, o, why,
+					    "chunk size too large");
+				c->state = CH_SIZE;
+				break;
+			}
+			if (c->state == CH_SIZE0)
+				return http_chunk_fail(consumed, i, outlen, o,
+				    why, "invalid chunk size");
+			/* FALLTHROUGH */
+		case CH_SIZE_WS:
+			if (http_ows(ch))
+				c->state = CH_SIZE_WS;
+			else if (ch == ';')
+				c->state = CH_EXT;
+			else if (ch == '\r' && c->state == CH_SIZE)
+				c->state = CH_SIZE_LF;
+			else if (ch == '\n')
+				return http_chunk_fail(consumed, i, outlen, o,
+				    why, "bare LF in chunk size line");
+			else
+				return http_chunk_fail(consumed, i, outlen, o,
+				    why, "invalid chunk size");
+			break;
+		case CH_EXT:
+			if (ch == '\r')
+				c->state = CH_SIZE_LF;
+			else if (ch == '\n')
+				return http_chunk_fail(consumed, i, outlen, o,
+				    why, "bare LF in chunk size line");
+			else if ((ch < ' ' && ch != '\t') || ch == 0x7f)
+				return http_chunk_fail(consumed, i, outlen, o,
+				    why, "control character in chunk extension");
+			break;
+		case CH_SIZE_LF:
+			if (ch != '\n')
+				return http_chunk_fail(consumed, i, outlen, o,
+				    why, "bare CR in chunk size line");
+			c->line = 0;
+			c->state = c->remain == 0 ? CH_TRAILER0 : CH_DATA;
+			break;
+		case CH_DATA_CR:
+			if (ch != '\r')
+				return http_chunk_fail(consumed, i, outlen, o,
+				    why, "chunk data not followed by CRLF");
+			c->state = CH_DATA_LF;
+			break;
+		case CH_DATA_LF:
+			if (ch != '\n')
+				return http_chunk_fail(consumed, i, outlen, o,
+				    why, "chunk data not followed by CRLF");
+			c->state = CH_SIZE0;
+			break;
+		case CH_TRAILER0:
+		case CH_TRAILER:
+			/*
+			 * Trailers produce no output, so without a bound a
+			 * client could keep a worker reading forever.
+			 */
+			if (++c->line > HTTP_TRAILER_MAX)
+				return http_chunk_fail(consumed, i, outlen, o,
+				    why, "trailer section too large");
+			if (ch == '\r')
+				c->state = c->state == CH_TRAILER0 ?
+				    CH_END_LF : CH_TRAILER_LF;
+			else if (ch == '\n')
+				return http_chunk_fail(consumed, i, outlen, o,
+				    why, "bare LF in trailer section");
+			else if ((ch < ' ' && ch != '\t') || ch == 0x7f)
+				return http_chunk_fail(consumed, i, outlen, o,
+				    why, "control character in trailer field");
+			else
+				c->state = CH_TRAILER;
+			break;
+		case CH_TRAILER_LF:
+			if (ch != '\n')
+				return http_chunk_fail(consumed, i, outlen, o,
+				    why, "bare CR in trailer section");
+			c->state = CH_TRAILER0;
+			break;
+		case CH_END_LF:
+			if (ch != '\n')
+				return http_chunk_fail(consumed, i, outlen, o,
+				    why, "bare CR at end of chunked body");
+			c->done = 1;
+			*consumed = i;
+			*outlen = o;
+			return HTTP_PARSE_DONE;
+		default:
+			return http_chunk_fail(consumed, i, outlen, o, why,
+			    "chunked decoder in an unknown state");
+		}
+	}
+	*consumed = i;
+	*outlen = o;
+	return HTTP_PARSE_MORE;
+}
+
+/* The reason phrase for a status line. */
+const char *
+http_reason(int status)
+{
+	switch (status) {
+	case 100:	return "Continue";
+	case 200:	return "OK";
+	case 201:	return "Created";
+	case 204:	return "No Content";
+	case 206:	return "Partial Content";
+	case 301:	return "Moved Permanently";
+	case 302:	return "Found";
+	case 304:	return "Not Modified";
+	case 307:	return "Temporary Redirect";
+	case 308:	return "Permanent Redirect";
+	case 400:	return "Bad Request";
+	case 401:	return "Unauthorized";
+	case 403:	return "Forbidden";
+	case 404:	return "Not Found";
+	case 405:	return "Method Not Allowed";
+	case 408:	return "Request Timeout";
+	case 409:	return "Conflict";
+	case 411:	return "Length Required";
+	case 412:	return "Precondition Failed";
+	case 413:	return "Content Too Large";
+	case 414:	return "URI Too Long";
+	case 415:	return "Unsupported Media Type";
+	case 416:	return "Range Not Satisfiable";
+	case 417:	return "Expectation Failed";
+	case 422:	return "Unprocessable Content";
+	case 429:	return "Too Many Requests";
+	case 431:	return "Request Header Fields Too Large";
+	case 499:	return "Client Closed Request";
+	case 500:	return "Internal Server Error";
+	case 501:	return "Not Implemented";
+	case 502:	return "Bad Gateway";
+	case 503:	return "Service Unavailable";
+	case 504:	return "Gateway Timeout";
+	case 505:	return "HTTP Version Not Supported";
+	default:	return "Unknown";
+	}
+}
+
+/*
+ * The google.rpc.Code name that goes in an error body's "status", after
+ * the HTTP mapping in google/rpc/code.proto.  Request-shape errors (411,
+ * 413, 414, 431, ...) are the client's argument being wrong, so
+ * INVALID_ARGUMENT; 412 and 417 are preconditions about the request.
+ */
+const char *
+http_status_name(int status)
+{
+	switch (status) {
+	case 400:
+	case 405:
+	case 411:
+	case 413:
+	case 414:
+	case 415:
+	case 422:
+	case 431:
+		return "INVALID_ARGUMENT";
+	case 401:
+		return "UNAUTHENTICATED";
+	case 403:
+		return "PERMISSION_DENIED";
+	case 404:
+		return "NOT_FOUND";
+	case 408:
+	case 504:
+		return "DEADLINE_EXCEEDED";
+	case 409:
+		return "ABORTED";
+	case 412:
+	case 417:
+		return "FAILED_PRECONDITION";
+	case 416:
+		return "OUT_OF_RANGE";
+	case 429:
+		return "RESOURCE_EXHAUSTED";
+	case 499:
+		return "CANCELLED";
+	case 500:
+		return "INTERNAL";
+	case 501:
+	case 505:
+		return "UNIMPLEMENTED";
+	case 502:
+	case 503:
+		return "UNAVAILABLE";
+	default:
+		if (status >= 200 && status < 300)
+			return "OK";
+		return "UNKNOWN";
+	}
+}
+
+/* Append s[0..n) at *off in buf; -1 when it does not fit with a NUL. */
+static int
+http_put(char *buf, size_t len, size_t *off, const char *s, size_t n)
+{
+	if (n >= len - *off)
+		return -1;
+	memcpy(buf + *off, s, n);
+	*off += n;
+	return 0;
+}
+
+/*
+ * Write Gemini's error shape, {"error":{"code":N,"message":"...",
+ * "status":"..."}}, NUL-terminated, into buf.  The message is escaped for
+ * JSON: it may quote a client's bytes.  Returns the length written without
+ * the NUL, or -1 when buf is too small.
+ */
+int
+http_error_body(char *buf, size_t len, int code, const char *message)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	const unsigned char	*m;
+	char			 num[32], esc[6];
+	size_t			 off = 0;
+	int			 n;
+
+	if (len == 0)
+		return -1;
+	if (message == NULL)
+		message = "";
+	n = snprintf(num, sizeof(num), "%d", code);
+	if (n < 0 || (size_t)n >= sizeof(num))
+		return -1;
+
+	if (http_put(buf, len, &off, "{\"error\":{\"code\":", 17) == -1 ||
+	    http_put(buf, len, &off, num, n) == -1 ||
+	    http_put(buf, len, &off, ",\"message\":\"", 12) == -1)
+		return -1;
+	for (m = (const unsigned char *)message; *m != '\0'; m++) {
+		if (*m == '"' || *m == '\\') {
+			esc[0] = '\\';
+			esc[1] = *m;
+			n = 2;
+		} else if (*m < 0x20 || *m == 0x7f) {
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[*m >> 4];
+			esc[5] = hex[*m & 0xf];
+			n = 6;
+		} else {
+			esc[0] = *m;
+			n = 1;
+		}
+		if (http_put(buf, len, &off, esc, n) == -1)
+			return -1;
+	}
+	if (http_put(buf, len, &off, "\",\"status\":\"", 12) == -1 ||
+	    http_put(buf, len, &off, http_status_name(code),
+	    strlen(http_status_name(code))) == -1 ||
+	    http_put(buf, len, &off, "\"}}", 3) == -1)
+		return -1;
+	buf[off] = '\0';
+	return (int)off;
+}

@@ -1,0 +1,648 @@
+/*
+ * The master: binds, builds shared memory, forks the workers and then only
+ * sleeps in sigsuspend(), the way nginx's master does.  Signal handlers set
+ * flags; the loop acts on them:
+ *   SIGCHLD  reap, and replace what died (with a back-off when workers die
+ *            right after they start);
+ *   SIGALRM  once a second: size the pool from the scoreboard (Apache
+ *            prefork's idle-server maintenance);
+ *   SIGHUP   reload: a new config is built whole; if it fails the old one
+ *            stays; if it loads, it is published in shared memory with a new
+ *            generation and the old workers finish what they are doing and
+ *            exit while new ones start (Apache's graceful restart);
+ *   SIGTERM/SIGINT  graceful stop;  SIGUSR1  reopen the log file.
+ * The master never serves a request, and never exits because a reload or
+ * a request went wrong.
+ */
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <bsd/libutil.h>
+#include <bsd/stdlib.h>
+#include <bsd/string.h>
+#include <bsd/unistd.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "looper.h"
+#include "shm.h"
+
+#define SPAWN_MAX_PER_TICK	32
+#define REAP_MAX_PER_TICK	8
+#define QUICK_DEATH_MS		1000	/* died this soon: back off */
+#define BACKOFF_MAX_MS		10000
+
+struct child {
+	pid_t		 pid;
+	int		 slot;
+	int64_t		 started;	/* mono ms */
+	uint64_t	 generation;
+	int		 stopping;	/* told to finish and exit */
+};
+
+static volatile sig_atomic_t	 sig_hup, sig_term, sig_chld, sig_usr1,
+				 sig_alrm;
+static struct child		*children;
+static int			 nchildren;	/* capacity of children[] */
+static int			 stop_spawning;
+static int64_t			 backoff_ms, next_spawn;
+static uint32_t			 seen_recoveries;
+
+static void
+master_sig(int sig)
+{
+	int	 saved = errno;
+
+	switch (sig) {
+	case SIGHUP:
+		sig_hup = 1;
+		break;
+	case SIGTERM:
+	case SIGINT:
+		sig_term = 1;
+		break;
+	case SIGCHLD:
+		sig_chld = 1;
+		break;
+	case SIGUSR1:
+		sig_usr1 = 1;
+		break;
+	case SIGALRM:
+		sig_alrm = 1;
+		break;
+	}
+	errno = saved;
+}
+
+/*
+ * Bind the listening socket of cfg->listen.  Returns the fd, or -1 with err
+ * saying why.  The socket is non-blocking: workers wait for it in epoll and
+ * several may race for one connection.
+ */
+int
+master_listen(const struct config *cfg, char *err, size_t errlen)
+{
+	struct addrinfo	 hints, *res, *ai;
+	const char	*host;
+	int		 fd = -1, on = 1, gai, saved = 0;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	host = cfg->listen_host;
+	if (host[0] == '\0' || strcmp(host, "*") == 0)
+		host = NULL;
+	if ((gai = getaddrinfo(host, cfg->listen_port, &hints, &res)) != 0) {
+		snprintf(err, errlen, "%s: listen: %s: %s", cfg->path,
+		    cfg->listen, gai_strerror(gai));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
+		    SOCK_NONBLOCK, ai->ai_protocol);
+		if (fd == -1) {
+			saved = errno;
+			continue;
+		}
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on,
+		    sizeof(on));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, 511) == 0)
+			break;
+		saved = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd == -1)
+		snprintf(err, errlen, "%s: listen: cannot bind %s: %s",
+		    cfg->path, cfg->listen, strerror(saved));
+	return fd;
+}
+
+/*
+ * Put cfg's keys and models into shared memory, creating the segment the
+ * first time and a bigger one when a reload outgrows it (usage carried
+ * over).  Returns 0, or -1 with err (the running state is then untouched).
+ */
+int
+master_publish(struct config *cfg, char *err, size_t errlen)
+{
+	struct shm_key_spec	*ks;
+	struct shm_model_spec	*ms;
+	struct shm_sizes	 sz;
+	struct shm_header	*h, *old = looper.shm;
+	size_t			 i, def = 0;
+	int			 rv = -1;
+
+	ks = calloc(cfg->nkeys + 1, sizeof(*ks));
+	ms = calloc(cfg->nmodels + 1, sizeof(*ms));
+	if (ks == NULL || ms == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	for (i = 0; i < cfg->nkeys; i++) {
+		ks[i].key = cfg->keys[i].key;
+		ks[i].id = cfg->keys[i].id;
+		ks[i].masked = cfg->keys[i].masked;
+		ks[i].tier = cfg->keys[i].tier;
+	}
+	for (i = 0; i < cfg->nmodels; i++) {
+		ms[i].name = cfg->models[i].name;
+		ms[i].tpm_limit = cfg->models[i].tpm_limit;
+		ms[i].tpd_limit = cfg->models[i].tpd_limit;
+		ms[i].rpm_limit = cfg->models[i].rpm_limit;
+		ms[i].rpd_limit = cfg->models[i].rpd_limit;
+		if (strcmp(cfg->models[i].name, cfg->default_model) == 0)
+			def = i;
+	}
+	/* Old-generation workers drain while new ones start: twice the pool. */
+	shm_sizes_for(cfg->nkeys, cfg->nmodels, cfg->max_workers * 2, &sz);
+	h = old;
+	if (h == NULL || !shm_fits(h, &sz) ||
+	    shm_publish(h, ks, cfg->nkeys, ms, cfg->nmodels, def) == -1) {
+		if ((h = shm_create(&sz)) == NULL) {
+			snprintf(err, errlen, "shared memory of %zu bytes: %s",
+			    shm_layout_size(&sz), strerror(errno));
+			goto done;
+		}
+		if (shm_publish(h, ks, cfg->nkeys, ms, cfg->nmodels,
+		    def) == -1) {
+			snprintf(err, errlen, "shared memory: publish failed");
+			shm_destroy(h);
+			goto done;
+		}
+		if (old != NULL) {
+			shm_carry(h, old);
+			h->generation = old->generation + 1;
+			/* Our scoreboard slots move over with our children. */
+			memcpy(SHM_SLOTS(h), SHM_SLOTS(old),
+			    sizeof(struct shm_slot) *
+			    (old->max_workers < h->max_workers ?
+			    old->max_workers : h->max_workers));
+			shm_destroy(old);
+		} else
+			h->started = now_ms();
+		looper.shm = h;
+		log_info("shared memory: %zu bytes for %u keys, %u models, "
+		    "%u workers", (size_t)h->size, h->max_keys, h->max_models,
+		    h->max_workers);
+	}
+	rv = 0;
+done:
+	free(ks);
+	free(ms);
+	return rv;
+}
+
+static struct child *
+child_find(pid_t pid)
+{
+	int	 i;
+
+	for (i = 0; i < nchildren; i++)
+		if (children[i].pid == pid)
+			return &children[i];
+	return NULL;
+}
+
+static int
+spawn_worker(void)
+{
+	struct child	*c;
+	pid_t		 pid;
+	int		 slot;
+
+	if ((c = child_find(0)) == NULL) {
+		log_warnx("worker table full (%d)", nchildren);
+		return -1;
+	}
+	if ((slot = board_claim(looper.shm, 0)) == -1) {
+		log_warnx("scoreboard full (%u slots)", looper.shm->max_workers);
+		return -1;
+	}
+	switch (pid = fork()) {
+	case -1:
+		log_warn("fork");
+		board_release(looper.shm, slot);
+		return -1;
+	case 0:
+		free(children);
+		worker_main(slot);
+		/* NOTREACHED */
+	}
+	SHM_SLOTS(looper.shm)[slot].pid = pid;
+	c->pid = pid;
+	c->slot = slot;
+	c->started = mono_ms();
+	c->generation = looper.shm->generation;
+	c->stopping = 0;
+	return 0;
+}
+
+/* Send sig to every child, or only to those of an older generation. */
+static void
+signal_children(int sig, int old_only)
+{
+	int	 i;
+
+	for (i = 0; i < nchildren; i++) {
+		if (children[i].pid <= 0)
+			continue;
+		if (old_only &&
+		    children[i].generation == looper.shm->generation)
+			continue;
+		if (sig == SIGTERM || sig == SIGHUP || sig == SIGUSR2)
+			children[i].stopping = 1;
+		(void)kill(children[i].pid, sig);
+	}
+}
+
+static int
+live_children(void)
+{
+	int	 i, n = 0;
+
+	for (i = 0; i < nchildren; i++)
+		if (children[i].pid > 0)
+			n++;
+	return n;
+}
+
+static void
+reap(void)
+{
+	struct child	*c;
+	pid_t		 pid;
+	int		 status;
+	int64_t		 lived;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if ((c = child_find(pid)) == NULL)
+			continue;
+		board_release(looper.shm, c->slot);
+		lived = mono_ms() - c->started;
+		c->pid = 0;
+		if (WIFEXITED(status) && WEXITSTATUS(status) == WRK_EXIT_OK)
+			continue;
+		if (WIFEXITED(status) &&
+		    WEXITSTATUS(status) == WRK_EXIT_FATAL) {
+			log_warnx("worker %ld cannot work (exit %d): "
+			    "not respawning, stopping", (long)pid,
+			    WEXITSTATUS(status));
+			stop_spawning = 1;
+			sig_term = 1;
+			continue;
+		}
+		if (WIFSIGNALED(status))
+			log_warnx("worker %ld killed by signal %d%s",
+			    (long)pid, WTERMSIG(status),
+			    c->stopping ? "" : ", replacing it");
+		else
+			log_warnx("worker %ld exited with %d, replacing it",
+			    (long)pid, WEXITSTATUS(status));
+		if (c->stopping)
+			continue;
+		/* Dying right after start means something is wrong: slow down
+		 * instead of forking in a tight loop. */
+		if (lived < QUICK_DEATH_MS || (WIFEXITED(status) &&
+		    WEXITSTATUS(status) == WRK_EXIT_SLOW)) {
+			backoff_ms = backoff_ms == 0 ? 100 : backoff_ms * 2;
+			if (backoff_ms > BACKOFF_MAX_MS)
+				backoff_ms = BACKOFF_MAX_MS;
+			next_spawn = mono_ms() + backoff_ms;
+			log_warnx("workers die young: next spawn in %lld ms",
+			    (long long)backoff_ms);
+		}
+	}
+}
+
+/*
+ * Apache prefork's idle-server maintenance: keep between min_spare and
+ * max_spare idle workers of the current generation, never more than
+ * max_workers in all.  Streams hold a worker for tens of seconds, so the
+ * pool follows the load both ways.
+ */
+static void
+maintain_pool(void)
+{
+	const struct config	*cfg = looper.cfg;
+	struct shm_slot		*s = SHM_SLOTS(looper.shm);
+	int			 i, total = 0, idle = 0, spawn, excess;
+	uint32_t		 st;
+
+	if (stop_spawning || sig_term)
+		return;
+	for (i = 0; i < nchildren; i++) {
+		if (children[i].pid <= 0 || children[i].stopping)
+			continue;
+		total++;
+		st = __atomic_load_n(&s[children[i].slot].state,
+		    __ATOMIC_ACQUIRE);
+		if (st == SHM_W_IDLE || st == SHM_W_STARTING)
+			idle++;
+	}
+	/* start_workers is also the pool's floor: a dead worker is
+	 * replaced even while enough others are idle. */
+	spawn = cfg->min_spare - idle;
+	if (spawn < cfg->start_workers - total)
+		spawn = cfg->start_workers - total;
+	if (spawn > cfg->max_workers - total)
+		spawn = cfg->max_workers - total;
+	if (spawn > SPAWN_MAX_PER_TICK)
+		spawn = SPAWN_MAX_PER_TICK;
+	if (spawn > 0 && mono_ms() >= next_spawn) {
+		for (i = 0; i < spawn; i++)
+			if (spawn_worker() == -1)
+				break;
+		return;
+	}
+	excess = idle - cfg->max_spare;
+	if (excess > REAP_MAX_PER_TICK)
+		excess = REAP_MAX_PER_TICK;
+	for (i = nchildren - 1; i >= 0 && excess > 0; i--) {
+		if (children[i].pid <= 0 || children[i].stopping)
+			continue;
+		st = __atomic_load_n(&s[children[i].slot].state,
+		    __ATOMIC_ACQUIRE);
+		if (st != SHM_W_IDLE)
+			continue;
+		/* SIGUSR2: exit if idle, or after the current request. */
+		children[i].stopping = 1;
+		(void)kill(children[i].pid, SIGUSR2);
+		excess--;
+	}
+}
+
+static void
+record_reload(int ok, const char *msg)
+{
+	struct shm_header	*h = looper.shm;
+
+	shm_lock(h);
+	h->last_reload = now_ms();
+	h->last_reload_ok = ok;
+	strlcpy(h->last_reload_msg, msg, sizeof(h->last_reload_msg));
+	shm_unlock(h);
+}
+
+static void
+grow_children(int want)
+{
+	struct child	*n;
+
+	if (want <= nchildren)
+		return;
+	if ((n = reallocarray(children, want, sizeof(*n))) == NULL) {
+		log_warn("worker table");
+		return;
+	}
+	memset(n + nchildren, 0, sizeof(*n) * (want - nchildren));
+	children = n;
+	nchildren = want;
+}
+
+/* SIGHUP: build a new config; keep the old one if anything fails. */
+static void
+reload(void)
+{
+	struct config	*ncfg, *ocfg = looper.cfg;
+	char		 err[1024];
+	int		 fd = -1, i;
+
+	log_info("reloading %s", looper.conf_path);
+	if ((ncfg = cfg_load(looper.conf_path, err, sizeof(err))) == NULL) {
+		log_warnx("reload failed, keeping the running config: %s",
+		    err);
+		record_reload(0, err);
+		return;
+	}
+	if (strcmp(ncfg->listen, ocfg->listen) != 0 &&
+	    (fd = master_listen(ncfg, err, sizeof(err))) == -1) {
+		log_warnx("reload failed, keeping the running config: %s",
+		    err);
+		record_reload(0, err);
+		cfg_free(ncfg);
+		return;
+	}
+	if (master_publish(ncfg, err, sizeof(err)) == -1) {
+		log_warnx("reload failed, keeping the running config: %s",
+		    err);
+		record_reload(0, err);
+		if (fd != -1)
+			close(fd);
+		cfg_free(ncfg);
+		return;
+	}
+	if (fd != -1) {
+		close(looper.listen_fd);
+		looper.listen_fd = fd;
+		log_info("now listening on %s", ncfg->listen);
+	}
+	if (!looper.foreground && strcmp(ncfg->log_file, ocfg->log_file) != 0)
+		log_init(0, ncfg->log_file, ncfg->log_level);
+	log_setlevel(ncfg->log_level);
+	if (ncfg->placeholder_keys)
+		log_warnx("%s: the keys are placeholders", ncfg->path);
+	looper.cfg = ncfg;
+	cfg_free(ocfg);
+	grow_children(looper.shm->max_workers);
+	snprintf(err, sizeof(err), "generation %llu: %zu keys, %zu models",
+	    (unsigned long long)looper.shm->generation, ncfg->nkeys,
+	    ncfg->nmodels);
+	record_reload(1, err);
+	log_info("reloaded: %s", err);
+	/* Old workers finish their request and go; new ones take over. */
+	signal_children(SIGHUP, 1);
+	for (i = 0; i < ncfg->start_workers; i++)
+		if (spawn_worker() == -1)
+			break;
+}
+
+static void
+tick(void)
+{
+	uint32_t	 r;
+
+	r = __atomic_load_n(&looper.shm->lock_recoveries, __ATOMIC_RELAXED);
+	if (r != seen_recoveries) {
+		log_warnx("shared memory: a process died holding the lock; "
+		    "state checked and repaired (%u times so far)", r);
+		seen_recoveries = r;
+	}
+	maintain_pool();
+}
+
+/* Graceful stop: no new connections, let requests finish, then go. */
+static int
+shutdown_master(sigset_t *waitmask)
+{
+	int64_t	 deadline;
+
+	log_info("stopping: waiting up to %d s for requests in flight",
+	    looper.cfg->shutdown_timeout_s);
+	close(looper.listen_fd);
+	looper.listen_fd = -1;
+	signal_children(SIGTERM, 0);
+	deadline = mono_ms() + (int64_t)looper.cfg->shutdown_timeout_s * 1000;
+	reap();
+	while (live_children() > 0) {
+		if (mono_ms() >= deadline) {
+			log_warnx("stopping: %d workers still busy after %d s,"
+			    " killing them", live_children(),
+			    looper.cfg->shutdown_timeout_s);
+			signal_children(SIGKILL, 0);
+			while (live_children() > 0 && waitpid(-1, NULL, 0) > 0)
+				reap();
+			break;
+		}
+		sigsuspend(waitmask);
+		reap();
+	}
+	reap();
+	pidfile_remove(looper.pfh);
+	log_info("stopped");
+	return 0;
+}
+
+/*
+ * Wait until the first workers are in accept(), so that the daemonizing
+ * parent can report success truthfully.  Returns 0, or -1 if they did not
+ * come up.
+ */
+static int
+wait_ready(void)
+{
+	struct timespec	 ts = { 0, 10 * 1000 * 1000 };
+	uint32_t	 st;
+	int		 i, j, up;
+
+	for (i = 0; i < 1000; i++) {
+		reap();
+		if (stop_spawning)
+			return -1;
+		for (up = 0, j = 0; j < nchildren; j++) {
+			if (children[j].pid <= 0)
+				continue;
+			st = __atomic_load_n(&SHM_SLOTS(looper.shm)[
+			    children[j].slot].state, __ATOMIC_ACQUIRE);
+			if (st != SHM_W_STARTING)
+				up++;
+		}
+		if (up >= looper.cfg->start_workers)
+			return 0;
+		nanosleep(&ts, NULL);
+	}
+	return -1;
+}
+
+int
+master_main(int readyfd)
+{
+	struct sigaction	 sa;
+	struct itimerval	 itv;
+	sigset_t		 block, waitmask;
+	int			 i, fd;
+
+	setproctitle("master");
+	if (!looper.foreground)
+		log_init(0, looper.cfg->log_file, looper.cfg->log_level);
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGCHLD);
+	sigaddset(&block, SIGUSR1);
+	sigaddset(&block, SIGUSR2);
+	sigaddset(&block, SIGALRM);
+	sigprocmask(SIG_BLOCK, &block, &waitmask);
+	sigdelset(&waitmask, SIGHUP);
+	sigdelset(&waitmask, SIGTERM);
+	sigdelset(&waitmask, SIGINT);
+	sigdelset(&waitmask, SIGCHLD);
+	sigdelset(&waitmask, SIGUSR1);
+	sigdelset(&waitmask, SIGALRM);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = master_sig;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGALRM, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+
+	grow_children(looper.shm->max_workers);
+	for (i = 0; i < looper.cfg->start_workers; i++)
+		if (spawn_worker() == -1)
+			break;
+	if (wait_ready() == -1) {
+		log_warnx("workers did not start");
+		signal_children(SIGKILL, 0);
+		pidfile_remove(looper.pfh);
+		return 1;
+	}
+	log_info("%s %s started: master pid %ld, listening on %s, %d workers,"
+	    " %zu keys, %zu models", LOOPER_NAME, LOOPER_VERSION,
+	    (long)getpid(), looper.cfg->listen, looper.cfg->start_workers,
+	    looper.cfg->nkeys, looper.cfg->nmodels);
+	if (readyfd != -1) {
+		(void)write(readyfd, "1", 1);
+		close(readyfd);
+		if ((fd = open("/dev/null", O_WRONLY)) != -1) {
+			dup2(fd, STDERR_FILENO);
+			close(fd);
+		}
+	}
+
+	memset(&itv, 0, sizeof(itv));
+	itv.it_interval.tv_sec = 1;
+	itv.it_value.tv_sec = 1;
+	setitimer(ITIMER_REAL, &itv, NULL);
+
+	for (;;) {
+		if (!(sig_hup || sig_term || sig_chld || sig_usr1 || sig_alrm))
+			sigsuspend(&waitmask);
+		if (sig_chld) {
+			sig_chld = 0;
+			reap();
+			maintain_pool();
+		}
+		if (sig_term)
+			return shutdown_master(&waitmask);
+		if (sig_hup) {
+			sig_hup = 0;
+			reload();
+		}
+		if (sig_usr1) {
+			sig_usr1 = 0;
+			if (log_reopen() == -1)
+				log_warn("reopening %s", looper.cfg->log_file);
+			else
+				log_info("log file reopened");
+			signal_children(SIGUSR1, 0);
+		}
+		if (sig_alrm) {
+			sig_alrm = 0;
+			tick();
+		}
+	}
+}

@@ -1,0 +1,262 @@
+"""Helpers for the integration tests: start a real gemini-looper in a
+temporary directory, talk HTTP to it, watch its processes.
+
+The test runner makes itself a child subreaper, so a daemonized master
+becomes our child: we can waitpid() it and read its exit status, and no
+zombie outlives a test.
+"""
+import ctypes
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+BIN = None
+_cleanups = []
+
+PR_SET_CHILD_SUBREAPER = 36
+ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+KEYS = ["AIzaSyTestKeyNumberOne000000000000000001",
+        "AIzaSyTestKeyNumberTwo000000000000000002",
+        "AIzaSyTestKeyNumberThree00000000000000003"]
+
+
+def cleanup():
+    while _cleanups:
+        fn = _cleanups.pop()
+        try:
+            fn()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(cond, timeout=10.0, what="condition"):
+    """Poll cond() until it is true; bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.02)
+
+
+def alive(pid):
+    """True while pid exists and is not a zombie (reaping it if it is)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    if state == "Z":
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return False
+    return True
+
+
+def children_of(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(d))
+    return sorted(out)
+
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+class Daemon:
+    def __init__(self, **overrides):
+        self.dir = tempfile.mkdtemp(prefix="gl-it-")
+        _cleanups.append(lambda: shutil.rmtree(self.dir, True))
+        self.port = free_port()
+        self.config_path = os.path.join(self.dir, "config.json")
+        self.pidfile = os.path.join(self.dir, "gemini-looper.pid")
+        self.logfile = os.path.join(self.dir, "daemon.log")
+        self.cfg = {
+            "priority_keys": KEYS[:2],
+            "secondary_keys": KEYS[2:],
+            "models": {
+                "gemini-2.5-pro": {"tpm_limit": 250000, "tpd_limit": None},
+                "gemini-2.5-flash": {"tpm_limit": 250000,
+                                     "tpd_limit": None},
+            },
+            "reset_after": "00:00",
+            "timezone": "UTC",
+            "default_model": "gemini-2.5-flash",
+            "listen": "127.0.0.1:%d" % self.port,
+            "upstream": "https://127.0.0.1:9",
+            "pidfile": "gemini-looper.pid",
+            "usage_file": "key_usage.json",
+            "log_file": "daemon.log",
+            "workers": {"start": 2, "min_spare": 1, "max_spare": 3,
+                        "max": 16},
+            "shutdown_timeout_s": 10,
+        }
+        self.cfg.update(overrides)
+        self.write_config()
+        self.proc = None
+        self.master = None
+        _cleanups.append(self.kill)
+
+    def write_config(self, cfg=None, raw=None):
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            if raw is not None:
+                f.write(raw)
+            else:
+                json.dump(cfg if cfg is not None else self.cfg, f, indent=2)
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, self.config_path)
+
+    def run(self, *args, timeout=30):
+        """Run the binary with args; returns CompletedProcess."""
+        return subprocess.run([BIN] + list(args), capture_output=True,
+                              text=True, timeout=timeout, cwd=self.dir)
+
+    def start(self, *extra):
+        """Start daemonized; returns once the parent exited (ready)."""
+        r = self.run("-c", self.config_path, *extra)
+        if r.returncode != 0:
+            raise AssertionError("start failed (%d): %s %s" %
+                                 (r.returncode, r.stdout, r.stderr))
+        self.master = self.read_pid()
+        return r
+
+    def start_fg(self, *extra):
+        """Start in the foreground (-d); wait for the 'started' log line."""
+        self.proc = subprocess.Popen(
+            [BIN, "-d", "-c", self.config_path] + list(extra),
+            cwd=self.dir, stderr=subprocess.PIPE, text=True)
+        self.stderr_lines = []
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line)
+            if " started: master pid " in line:
+                break
+        else:
+            raise AssertionError("daemon did not start: " +
+                                 "".join(self.stderr_lines))
+        self.master = self.proc.pid
+        return self.proc
+
+    def read_pid(self):
+        with open(self.pidfile) as f:
+            return int(f.read().strip())
+
+    def workers(self):
+        return children_of(self.master)
+
+    def log(self):
+        try:
+            with open(self.logfile) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, text, timeout=10):
+        return wait_for(lambda: text in self.log(), timeout,
+                        "log line %r" % text)
+
+    def signal(self, sig):
+        os.kill(self.master, sig)
+
+    def wait_exit(self, timeout=30):
+        """Wait for the master to exit; returns its exit status."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                pid, st = os.waitpid(self.master, os.WNOHANG)
+            except ChildProcessError:
+                if not alive(self.master):
+                    return None
+                pid = 0
+            if pid == self.master:
+                return os.waitstatus_to_exitcode(st)
+            time.sleep(0.02)
+        raise AssertionError("master %d did not exit" % self.master)
+
+    def stop(self):
+        self.signal(signal.SIGTERM)
+        return self.wait_exit()
+
+    def kill(self):
+        if self.master and alive(self.master):
+            kids = self.workers()
+            try:
+                os.kill(self.master, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            for k in kids:
+                try:
+                    os.kill(k, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                os.waitpid(self.master, 0)
+            except ChildProcessError:
+                pass
+
+    def conn(self, timeout=10):
+        return http.client.HTTPConnection("127.0.0.1", self.port,
+                                          timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        c = self.conn(timeout)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            data = r.read()
+            return r.status, dict(r.getheaders()), data
+        finally:
+            c.close()
+
+    def raw(self, data, timeout=5, shut=True):
+        """Send raw bytes, return everything the daemon answers."""
+        s = socket.create_connection(("127.0.0.1", self.port),
+                                     timeout=timeout)
+        try:
+            s.sendall(data)
+            if shut:
+                s.shutdown(socket.SHUT_WR)
+            out = b""
+            while True:
+                try:
+                    b = s.recv(65536)
+                except socket.timeout:
+                    break
+                if not b:
+                    break
+                out += b
+            return out
+        finally:
+            s.close()

@@ -1,0 +1,1622 @@
+#!/usr/bin/env python3
+r"""A stand-in for the Google Gemini API (generativelanguage.googleapis.com), for tests.
+
+It speaks Gemini's wire format over real TLS: API keys grouped into projects,
+per-project x per-model quotas enforced like Google (429 RESOURCE_EXHAUSTED with
+QuotaFailure / Help / RetryInfo), Google's key errors, generateContent,
+streamGenerateContent (SSE and JSON-array framing), countTokens, embeddings,
+files with resumable uploads, cachedContents, the OpenAI-compatible endpoints,
+deterministic token counts with implicit caching, and misbehaviours for fault
+tests. Standard library only.
+
+Command line
+    gemini_standin.py --cert server.pem --key server.key [--host 127.0.0.1]
+        [--port 0] [--config standin.json] [--log log.jsonl] [--verbose]
+    Prints exactly one line "READY <port>" on stdout once listening. SIGTERM or
+    SIGINT: stop and exit 0 (stalled connections do not hold it up).
+
+Config (JSON; also changeable at run time through POST /__standin/config)
+    {"keys":   {"AIza...": {"project": "p1"},            # or just "AIza...": "p1"
+                "AIzb...": {"project": "p2", "state": "suspended"}},
+     "quotas": {"gemini-2.5-flash": {"rpm": 10, "tpm": 250000, "rpd": 250, "tpd": null},
+                "*": {...}},                              # per PROJECT per model
+     "projects": {"p1": {"number": "123456789012", "quotas": {...}}},  # optional
+     "free_tier": true,                                   # quotaIds with -FreeTier
+     "models": null,                                      # a list => unknown model 404
+     "default_candidates": 10, "default_chunks": 3,
+     "day_retry_delay": 22.0,          # retryDelay advertised by per-day 429s
+     "retry_delay_style": "floor",     # floor ("35s", "<1s" as "900ms") | ceil | frac | ms
+     "error_style": "current",         # current: Help, QuotaFailure, RetryInfo and the
+                                       # "To monitor your current usage" sentence (2026);
+                                       # classic: QuotaFailure, Help, RetryInfo (2025)
+     "implicit_cache_min_bytes": 1024, "embedding_dims": 16,
+     "openai_sse_separator": "\n\n"}
+    Key states: active (default), invalid (same as unlisted: 400 API_KEY_INVALID),
+    suspended (403 CONSUMER_SUSPENDED, full key echoed), blocked (403
+    API_KEY_SERVICE_BLOCKED), leaked (403 "Your API key was reported as leaked..."),
+    denied (403 "Your project has been denied access...").
+    The key is read from x-goog-api-key, ?key=, or Authorization: Bearer (the
+    latter only on /openai/ paths; elsewhere it is a 401 like Google's).
+
+Quotas
+    RPM and TPM (input tokens = promptTokenCount) over a sliding 60 s window, RPD
+    and TPD since the stand-in's day started (POST /__standin/reset_day). Counted
+    for generateContent, streamGenerateContent and OpenAI chat completions that
+    were answered 200 (not countTokens, embeddings, files, caches).
+
+Tokens
+    promptTokenCount = ceil(bytes of all text parts of systemInstruction and
+    contents / 4), at least 1 (+ an explicit cachedContent's tokens);
+    candidatesTokenCount = 10 unless STANDIN:candidates=N; thoughts 0 unless
+    STANDIN:thoughts=N; total = prompt + candidates + thoughts. Implicit cache: a
+    prompt sharing a prefix of >= 1024 bytes with an earlier answered prompt of the
+    same project and model gets cachedContentTokenCount = ceil(prefix bytes / 4).
+
+Magic words in the prompt text (STANDIN:name=value)
+    candidates=N  thoughts=N  chunks=N (stream events, default 3)
+    delay_ms=N (between stream events)  sleep_ms=N (before answering)
+    status=CODE (answer that error: 500 INTERNAL, 503 UNAVAILABLE, 429 bare, ...)
+    quota=rpm|tpm|rpd|tpd (answer a full quota 429 of that kind, nothing counted)
+    legacy_usage=1 (intermediate stream chunks without candidatesTokenCount)
+    fault=reset_midstream|stall|garbage|close_before_headers|stall_midstream|
+          error_midstream
+
+Admin (no auth)
+    GET  /__standin/healthz            {"ok": true}
+    GET  /__standin/log[?since=SEQ]    served requests in order: seq, time, key,
+         key_source (header|query|bearer), project, model, path, method, status
+         (null when no HTTP answer was given), stream, prompt, candidates, cached,
+         thoughts, total (+ kind, fault, error_status, quota, retry_delay,
+         request_tokens, file, cache when they apply)
+    GET  /__standin/config             the config in force
+    POST /__standin/config             merge ("keys", "quotas", "projects" merge per
+         entry, null deletes one); ?replace=1 or PUT replaces the whole config
+    POST /__standin/reset_day          new day: RPD/TPD counters cleared
+    POST /__standin/reset_minute       the 60 s windows cleared
+    POST /__standin/reset              windows, day, log (seq restarts at 1),
+         implicit cache, files, uploads and cachedContents cleared
+    GET  /__standin/usage              per project x model: rpm/tpm/rpd/tpd used
+"""
+
+import argparse
+import base64
+import copy
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import select
+import signal
+import socket
+import ssl
+import string
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+STOP = threading.Event()
+SERVICE = "generativelanguage.googleapis.com"
+SERVER_HEADER = "scaffolding on HTTPServer2"
+RATE_LIMIT_DOCS = "https://ai.google.dev/gemini-api/docs/rate-limits"
+GRANULARITY = 8 * 1024 * 1024
+
+DEFAULT_MODELS = [
+    "gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite",
+    "gemini-2.0-flash", "gemini-embedding-001",
+]
+
+DEFAULT_CONFIG = {
+    "keys": {},
+    "quotas": {},
+    "free_tier": True,
+    "models": None,              # list => unknown models get 404; null => any model
+    "default_candidates": 10,
+    "default_chunks": 3,
+    "day_retry_delay": 22.0,     # seconds advertised by a per-day 429
+    "retry_delay_style": "floor",  # floor | ceil | frac | ms
+    "error_style": "current",    # current (2026 captures) | classic
+    "implicit_cache_min_bytes": 1024,
+    "embedding_dims": 16,
+    "openai_sse_separator": "\n\n",
+}
+
+STATUS_MESSAGES = {
+    400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
+    401: ("UNAUTHENTICATED", "Request had invalid authentication credentials."),
+    403: ("PERMISSION_DENIED", "The caller does not have permission"),
+    404: ("NOT_FOUND", "Requested entity was not found."),
+    409: ("ABORTED", "The operation was aborted."),
+    429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+    499: ("CANCELLED", "The operation was cancelled."),
+    500: ("INTERNAL", "An internal error has occurred. Please retry or report in "
+          "https://developers.generativeai.google/guide/troubleshooting"),
+    501: ("NOT_IMPLEMENTED", "Method not implemented."),
+    503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+    504: ("DEADLINE_EXCEEDED", "The request timed out. Please try again."),
+}
+
+# ---------------------------------------------------------------------------
+# JSON as Google writes it: pretty bodies with two-space indent, SSE events on
+# one line with ": " after keys and "," between members, and <, >, &, =, '
+# escaped as \u003c ... inside strings (those characters never appear outside
+# strings in JSON, so a textual replacement is exact).
+
+_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                          "=": "\\u003d"})
+
+
+def pretty(obj):
+    return json.dumps(obj, indent=2, ensure_ascii=False).translate(_ESCAPES)
+
+
+def oneline(obj):
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ": ")).translate(_ESCAPES)
+
+
+def compact(obj):
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def error_obj(code, status, message, details=None):
+    err = {"code": code, "message": message, "status": status}
+    if details:
+        err["details"] = details
+    return {"error": err}
+
+
+def status_error(code, message=None):
+    status, default = STATUS_MESSAGES.get(code, ("UNKNOWN", "Unknown error."))
+    return error_obj(code, status, message or default)
+
+
+def rand_id(n=22, alphabet=string.ascii_letters + string.digits + "-_"):
+    return "".join(random.choice(alphabet) for _ in range(n))
+
+
+def rfc3339(t):
+    frac = int((t % 1) * 1e6)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % frac
+
+
+def fmt_seconds(d):
+    s = ("%.9f" % d).rstrip("0").rstrip(".")
+    return s or "0"
+
+
+def project_number(name):
+    return str(int(hashlib.sha256(name.encode()).hexdigest(), 16) % 900000000000 + 100000000000)
+
+
+class Reply(Exception):
+    """An answer decided deep inside a handler: (status, body object)."""
+
+    def __init__(self, code, body, headers=None):
+        super().__init__(code)
+        self.code = code
+        self.body = body
+        self.headers = headers or {}
+
+
+# ---------------------------------------------------------------------------
+# State shared by all connections; every read-modify-write is under .lock.
+
+class State:
+    def __init__(self, config, logpath=None):
+        self.lock = threading.Lock()
+        self.config = copy.deepcopy(DEFAULT_CONFIG)
+        self.merge_config(config or {})
+        self.logpath = logpath
+        self.logfile = open(logpath, "a", buffering=1) if logpath else None
+        self.reset_all()
+
+    def reset_all(self):
+        self.windows = {}      # (project, model) -> deque[(t, prompt tokens)]
+        self.days = {}         # (project, model) -> [requests, tokens]
+        self.day_started = time.time()
+        self.log = []
+        self.seq = 0
+        self.history = {}      # (project, model) -> list[bytes] (implicit cache)
+        self.files = {}        # id -> resource + "_project"
+        self.uploads = {}      # upload id -> session
+        self.caches = {}       # id -> resource + "_project", "_tokens"
+
+    def merge_config(self, new, replace=False):
+        if replace:
+            self.config = copy.deepcopy(DEFAULT_CONFIG)
+        for k, v in new.items():
+            if k in ("keys", "quotas", "projects") and isinstance(v, dict) \
+                    and isinstance(self.config.get(k), dict):
+                for kk, vv in v.items():
+                    if vv is None:
+                        self.config[k].pop(kk, None)
+                    else:
+                        self.config[k][kk] = vv
+            else:
+                self.config[k] = v
+        if self.config.get("keys") is None:
+            self.config["keys"] = {}
+        if self.config.get("quotas") is None:
+            self.config["quotas"] = {}
+
+    # -- keys ---------------------------------------------------------------
+    def key_info(self, key):
+        info = self.config["keys"].get(key)
+        if info is None:
+            return None
+        if isinstance(info, str):
+            info = {"project": info}
+        info = dict(info)
+        info.setdefault("project", "project-" + hashlib.sha256(key.encode()).hexdigest()[:8])
+        info.setdefault("state", "active")
+        proj = self.config.get("projects", {}).get(info["project"], {})
+        info.setdefault("number", str(proj.get("number") or project_number(info["project"])))
+        return info
+
+    # -- quotas -------------------------------------------------------------
+    def limits(self, project, model):
+        proj = (self.config.get("projects") or {}).get(project) or {}
+        for table in (proj.get("quotas") or {}, self.config.get("quotas") or {}):
+            if model in table:
+                return table[model] or {}
+            if "*" in table:
+                return table["*"] or {}
+        return {}
+
+    def metric_names(self, kind):
+        free = self.config.get("free_tier", True)
+        p = SERVICE + "/"
+        if free:
+            return {
+                "rpm": (p + "generate_content_free_tier_requests",
+                        "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"),
+                "tpm": (p + "generate_content_free_tier_input_token_count",
+                        "GenerateContentInputTokensPerModelPerMinute-FreeTier"),
+                "rpd": (p + "generate_content_free_tier_requests",
+                        "GenerateRequestsPerDayPerProjectPerModel-FreeTier"),
+                "tpd": (p + "generate_content_free_tier_input_token_count",
+                        "GenerateContentInputTokensPerModelPerDay-FreeTier"),
+            }[kind]
+        return {
+            "rpm": (p + "generate_requests_per_model",
+                    "GenerateRequestsPerMinutePerProjectPerModel"),
+            "tpm": (p + "generate_content_paid_tier_input_token_count",
+                    "GenerateContentPaidTierInputTokensPerModelPerMinute"),
+            "rpd": (p + "generate_requests_per_model_per_day",
+                    "GenerateRequestsPerDayPerProjectPerModel"),
+            "tpd": (p + "generate_content_paid_tier_input_token_count",
+                    "GenerateContentPaidTierInputTokensPerModelPerDay"),
+        }[kind]
+
+    def _window(self, project, model, now):
+        win = self.windows.setdefault((project, model), deque())
+        while win and win[0][0] <= now - 60.0:
+            win.popleft()
+        return win
+
+    def quota_violations(self, project, model, tokens, now):
+        """[(kind, limit, delay seconds)] for each limit this request would exceed."""
+        lim = self.limits(project, model)
+        win = self._window(project, model, now)
+        day = self.days.setdefault((project, model), [0, 0])
+        out = []
+        rpm = lim.get("rpm")
+        if rpm is not None and len(win) + 1 > rpm:
+            if rpm <= 0 or not win:
+                d = 60.0
+            else:
+                d = win[len(win) - rpm][0] + 60.0 - now
+            out.append(("rpm", rpm, d))
+        tpm = lim.get("tpm")
+        if tpm is not None:
+            used = sum(t for _, t in win)
+            if used + tokens > tpm:
+                d = None
+                for t0, n in win:
+                    used -= n
+                    if used + tokens <= tpm:
+                        d = t0 + 60.0 - now
+                        break
+                if d is None:
+                    d = (win[-1][0] + 60.0 - now) if win else 60.0
+                out.append(("tpm", tpm, d))
+        dd = float(self.config.get("day_retry_delay", 22.0))
+        rpd = lim.get("rpd")
+        if rpd is not None and day[0] + 1 > rpd:
+            out.append(("rpd", rpd, dd))
+        tpd = lim.get("tpd")
+        if tpd is not None and day[1] + tokens > tpd:
+            out.append(("tpd", tpd, dd))
+        return [(k, l, max(d, 0.001)) for k, l, d in out]
+
+    def account(self, project, model, tokens, now):
+        self._window(project, model, now).append((now, tokens))
+        day = self.days.setdefault((project, model), [0, 0])
+        day[0] += 1
+        day[1] += tokens
+
+    def implicit_cached(self, project, model, text):
+        """Bytes shared with an earlier prompt of this project and model."""
+        hist = self.history.setdefault((project, model), [])
+        best = 0
+        for old in hist:
+            n = len(os.path.commonprefix([old, text]))
+            if n > best:
+                best = n
+        if text:
+            hist.append(text)
+            del hist[:-32]
+        if best < int(self.config.get("implicit_cache_min_bytes", 1024)):
+            return 0
+        return best
+
+    # -- log ----------------------------------------------------------------
+    def add_log(self, entry):
+        """Caller holds the lock."""
+        self.seq += 1
+        rec = {"seq": self.seq, "time": time.time()}
+        for k in ("key", "key_source", "project", "model", "path", "method",
+                  "status", "stream", "prompt", "candidates", "cached",
+                  "thoughts", "total"):
+            rec[k] = entry.pop(k, None)
+        rec.update(entry)
+        self.log.append(rec)
+        if self.logfile:
+            try:
+                self.logfile.write(json.dumps(rec) + "\n")
+            except (OSError, ValueError):
+                pass
+        return rec
+
+    def usage_snapshot(self):
+        now = time.time()
+        out = []
+        keys = set(self.windows) | set(self.days)
+        for project, model in sorted(keys):
+            win = self._window(project, model, now)
+            day = self.days.get((project, model), [0, 0])
+            out.append({"project": project, "model": model,
+                        "rpm_used": len(win), "tpm_used": sum(t for _, t in win),
+                        "rpd_used": day[0], "tpd_used": day[1],
+                        "limits": self.limits(project, model)})
+        return {"day_started": self.day_started, "usage": out}
+
+
+# ---------------------------------------------------------------------------
+# Request content helpers.
+
+MAGIC_RE = re.compile(r"STANDIN:([A-Za-z_]+)=([A-Za-z0-9_.\-]+)")
+
+
+def parse_magic(text):
+    out = {}
+    for m in MAGIC_RE.finditer(text):
+        out[m.group(1).lower()] = m.group(2)
+    return out
+
+
+def magic_int(magic, name, default, lo=0, hi=10 ** 9):
+    try:
+        v = int(float(magic[name]))
+    except (KeyError, ValueError):
+        return default
+    return max(lo, min(hi, v))
+
+
+def _parts_text(content, out):
+    if isinstance(content, str):
+        out.append(content)
+        return
+    if isinstance(content, list):
+        for c in content:
+            _parts_text(c, out)
+        return
+    if not isinstance(content, dict):
+        return
+    parts = content.get("parts")
+    if parts is None and "text" in content:
+        parts = [content]
+    for p in parts or []:
+        if isinstance(p, str):
+            out.append(p)
+        elif isinstance(p, dict) and isinstance(p.get("text"), str):
+            out.append(p["text"])
+
+
+def gemini_text(body):
+    out = []
+    si = body.get("systemInstruction", body.get("system_instruction"))
+    if si:
+        _parts_text(si, out)
+    _parts_text(body.get("contents") or [], out)
+    return "".join(out)
+
+
+def gemini_file_ids(body):
+    ids = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            fd = x.get("fileData") or x.get("file_data")
+            if isinstance(fd, dict):
+                uri = fd.get("fileUri") or fd.get("file_uri") or ""
+                m = re.search(r"files/([A-Za-z0-9_-]+)", uri)
+                if m:
+                    ids.append(m.group(1))
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+    walk(body.get("contents"))
+    return ids
+
+
+def openai_text(body):
+    out = []
+    for m in body.get("messages") or []:
+        if not isinstance(m, dict):
+            continue
+        c = m.get("content")
+        if isinstance(c, str):
+            out.append(c)
+        elif isinstance(c, list):
+            for p in c:
+                if isinstance(p, dict) and isinstance(p.get("text"), str):
+                    out.append(p["text"])
+    return "".join(out)
+
+
+def tokens_of(nbytes):
+    return max(1, math.ceil(nbytes / 4))
+
+
+def answer_texts(n, words):
+    """n pieces of deterministic answer text."""
+    return ["Stand-in answer part %d of %d (%d tokens)." % (i + 1, n, words) for i in range(n)]
+
+
+def embedding_values(text, dims):
+    h = hashlib.sha256(text.encode()).digest()
+    vals = []
+    while len(vals) < dims:
+        h = hashlib.sha256(h).digest()
+        for i in range(0, 32, 4):
+            if len(vals) < dims:
+                vals.append(round(struct.unpack(">i", h[i:i + 4])[0] / 2 ** 31, 6))
+    return vals
+
+
+# ---------------------------------------------------------------------------
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = SERVER_HEADER
+    sys_version = ""
+    timeout = 300
+    error_content_type = "application/json; charset=UTF-8"
+
+    # -- plumbing -----------------------------------------------------------
+    def version_string(self):
+        return SERVER_HEADER
+
+    def log_message(self, fmt, *args):
+        if self.server.verbose:
+            sys.stderr.write("standin: %s - %s\n" % (self.address_string(), fmt % args))
+
+    def setup(self):
+        super().setup()
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
+
+    def send_error(self, code, message=None, explain=None):
+        # Malformed requests (BaseHTTPRequestHandler's own errors) in Google's shape.
+        try:
+            body = (pretty(status_error(code, message)) + "\n").encode()
+            self.send_response(code, message)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+                self.wfile.write(body)
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def std_headers(self, ctype):
+        self.send_header("Content-Type", ctype)
+        self.send_header("Vary", "Origin, X-Origin, Referer")
+        self.send_header("X-XSS-Protection", "0")
+        self.send_header("X-Frame-Options", "SAMEORIGIN")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Server-Timing", "gfet4t7; dur=%d" % random.randint(40, 900))
+
+    def send_body(self, code, body, ctype="application/json; charset=UTF-8", headers=None):
+        if isinstance(body, str):
+            body = body.encode()
+        self.send_response(code)
+        self.std_headers(ctype)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_obj(self, code, obj, headers=None, wrap=False):
+        if wrap:
+            text = "[" + pretty(obj) + "\n]"
+        else:
+            text = pretty(obj) + "\n"
+        self.send_body(code, text, headers=headers)
+
+    def send_plain_json(self, code, obj):
+        self.send_body(code, json.dumps(obj, indent=1) + "\n")
+
+    def start_chunked(self, code, ctype, headers=None):
+        self.send_response(code)
+        self.std_headers(ctype)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+
+    def write_chunk(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        if data:
+            self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+    def end_chunked(self):
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def read_body(self):
+        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        if "chunked" in te:
+            chunks = []
+            while True:
+                line = self.rfile.readline(65537)
+                if not line:
+                    raise ConnectionError("eof in chunked body")
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while True:  # trailers
+                        t = self.rfile.readline(65537)
+                        if t in (b"\r\n", b"\n", b""):
+                            break
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(3)
+            return b"".join(chunks)
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    # -- misbehaviours ------------------------------------------------------
+    def rst(self):
+        """Abort the connection with a TCP RST (SO_LINGER 0, no TLS close_notify)."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        try:
+            self.rfile.close()
+        except OSError:
+            pass
+        try:
+            self.connection.close()
+        except OSError:
+            pass
+
+    def stall(self, seconds=3600.0):
+        """Send nothing until the client goes away (or the stand-in stops)."""
+        self.close_connection = True
+        sock = self.connection
+        try:
+            sock.settimeout(0.5)
+        except OSError:
+            return
+        end = time.time() + seconds
+        while not STOP.is_set() and time.time() < end:
+            try:
+                r, _, _ = select.select([sock], [], [], 0.5)
+            except (OSError, ValueError):
+                return
+            if not r:
+                continue
+            try:
+                data = sock.recv(4096)
+            except (socket.timeout, ssl.SSLWantReadError):
+                continue
+            except (OSError, ssl.SSLError):
+                return
+            if not data:
+                return
+
+    # -- dispatch -----------------------------------------------------------
+    def do_GET(self):
+        self.dispatch()
+
+    do_POST = do_PATCH = do_DELETE = do_PUT = do_HEAD = do_OPTIONS = do_GET
+
+    def dispatch(self):
+        st = self.server.state
+        self.t0 = time.time()
+        self.body_bytes = None
+        try:
+            self.body_bytes = self.read_body()
+        except (ValueError, OSError):
+            self.send_error(400, "Malformed request body.")
+            return
+        url = urllib.parse.urlsplit(self.path)
+        self.url_path = urllib.parse.unquote(url.path)
+        self.query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        self.openai = "/openai/" in self.url_path or self.url_path.endswith("/openai")
+        # Errors on streamGenerateContent without alt=sse come as a JSON array,
+        # like every error of the OpenAI-compatible endpoints.
+        self.array_errors = self.openai or (
+            self.url_path.endswith(":streamGenerateContent")
+            and (self.query.get("alt") or [""])[0] != "sse")
+        self.entry = {"path": self.url_path, "method": self.command}
+        try:
+            if self.url_path.startswith("/__standin/"):
+                self.admin(st)
+                return
+            self.route(st)
+        except Reply as r:
+            self.finish_reply(st, r)
+        except (BrokenPipeError, ConnectionError, ssl.SSLError, socket.timeout):
+            self.close_connection = True
+        except OSError:
+            self.close_connection = True
+
+    def finish_reply(self, st, r):
+        err = r.body.get("error") if isinstance(r.body, dict) else None
+        if err is not None:
+            self.entry.setdefault("error_status", err.get("status"))
+        self.log_entry(st, r.code)
+        self.send_obj(r.code, r.body, headers=r.headers, wrap=self.array_errors and err is not None)
+
+    def log_entry(self, st, status, **extra):
+        e = dict(self.entry)
+        e["status"] = status
+        e.update(extra)
+        for k in ("prompt", "candidates", "cached", "thoughts", "total"):
+            e.setdefault(k, 0)
+        e.setdefault("stream", False)
+        with st.lock:
+            return st.add_log(e)
+
+    # -- admin --------------------------------------------------------------
+    def admin(self, st):
+        p = self.url_path[len("/__standin/"):].strip("/")
+        if p == "healthz":
+            self.send_plain_json(200, {"ok": True, "time": time.time()})
+        elif p == "log" and self.command == "GET":
+            since = int((self.query.get("since") or ["0"])[0] or 0)
+            with st.lock:
+                out = [dict(e) for e in st.log if e["seq"] > since]
+            self.send_plain_json(200, out)
+        elif p == "config" and self.command == "GET":
+            with st.lock:
+                self.send_plain_json(200, st.config)
+        elif p == "config" and self.command in ("POST", "PUT"):
+            try:
+                new = json.loads(self.body_bytes or b"{}")
+                if not isinstance(new, dict):
+                    raise ValueError("not an object")
+            except ValueError as e:
+                self.send_plain_json(400, {"error": "bad config: %s" % e})
+                return
+            replace = self.command == "PUT" or (self.query.get("replace") or ["0"])[0] in ("1", "true")
+            replace = bool(new.pop("_replace", replace))
+            with st.lock:
+                st.merge_config(new, replace=replace)
+                cfg = copy.deepcopy(st.config)
+            self.send_plain_json(200, cfg)
+        elif p == "reset_day" and self.command == "POST":
+            with st.lock:
+                st.days = {}
+                st.day_started = time.time()
+            self.send_plain_json(200, {"ok": True})
+        elif p == "reset_minute" and self.command == "POST":
+            with st.lock:
+                st.windows = {}
+            self.send_plain_json(200, {"ok": True})
+        elif p == "reset" and self.command == "POST":
+            with st.lock:
+                st.reset_all()
+            self.send_plain_json(200, {"ok": True})
+        elif p == "usage" and self.command == "GET":
+            with st.lock:
+                self.send_plain_json(200, st.usage_snapshot())
+        else:
+            self.send_plain_json(404, {"error": "unknown admin endpoint"})
+
+    # -- authentication -----------------------------------------------------
+    def credentials(self):
+        hdr = self.headers.get("x-goog-api-key")
+        q = (self.query.get("key") or [None])[0]
+        auth = self.headers.get("Authorization") or ""
+        bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+        if self.openai and bearer:
+            return bearer, "bearer"
+        if hdr:
+            return hdr.strip(), "header"
+        if q:
+            return q, "query"
+        if bearer:
+            return bearer, "bearer"
+        return None, None
+
+    def method_name(self):
+        ver = "v1beta" if "/v1beta/" in self.url_path else "v1"
+        p = self.url_path
+        if ":" in p.rsplit("/", 1)[-1]:
+            action = p.rsplit(":", 1)[-1]
+            svc = "GenerativeService"
+            name = action[:1].upper() + action[1:]
+        elif "/files" in p:
+            svc, name = "FileService", {"GET": "ListFiles", "POST": "CreateFile",
+                                        "DELETE": "DeleteFile"}.get(self.command, "GetFile")
+        elif "/cachedContents" in p:
+            svc, name = "CacheService", {"GET": "ListCachedContents", "POST": "CreateCachedContent",
+                                         "PATCH": "UpdateCachedContent",
+                                         "DELETE": "DeleteCachedContent"}.get(self.command, "GetCachedContent")
+        else:
+            svc, name = "ModelService", "ListModels" if p.rstrip("/").endswith("models") else "GetModel"
+        return "google.ai.generativelanguage.%s.%s.%s" % (ver, svc, name)
+
+    def authenticate(self, st):
+        key, source = self.credentials()
+        self.entry["key"] = key
+        self.entry["key_source"] = source
+        if key is None:
+            raise Reply(403, error_obj(
+                403, "PERMISSION_DENIED",
+                "Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity to call "
+                "this API."))
+        if source == "bearer" and not self.openai:
+            raise Reply(401, error_obj(
+                401, "UNAUTHENTICATED",
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                "login cookie or other valid authentication credential. See "
+                "https://developers.google.com/identity/sign-in/web/devconsole-project.",
+                [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                  "reason": "ACCESS_TOKEN_TYPE_UNSUPPORTED",
+                  "metadata": {"method": self.method_name(), "service": SERVICE}}]))
+        with st.lock:
+            info = st.key_info(key)
+        state = (info or {}).get("state", "invalid")
+        if info is not None:
+            self.entry["project"] = info["project"]
+        if state in ("invalid", "unknown") or info is None:
+            msg = "API key not valid. Please pass a valid API key."
+            raise Reply(400, error_obj(400, "INVALID_ARGUMENT", msg, [
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                 "reason": "API_KEY_INVALID", "domain": "googleapis.com",
+                 "metadata": {"service": SERVICE}},
+                {"@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                 "locale": "en-US", "message": msg}]))
+        consumer = "projects/" + info["number"]
+        if state == "suspended":
+            raise Reply(403, error_obj(
+                403, "PERMISSION_DENIED",
+                "Permission denied: Consumer 'api_key:%s' has been suspended." % key,
+                [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                  "reason": "CONSUMER_SUSPENDED", "domain": "googleapis.com",
+                  "metadata": {"containerInfo": "api_key:%s" % key,
+                               "service": SERVICE, "consumer": consumer}}]))
+        if state == "blocked":
+            m = self.method_name()
+            msg = "Requests to this API %s method %s are blocked." % (SERVICE, m)
+            raise Reply(403, error_obj(403, "PERMISSION_DENIED", msg, [
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                 "reason": "API_KEY_SERVICE_BLOCKED", "domain": "googleapis.com",
+                 "metadata": {"consumer": consumer, "service": SERVICE,
+                              "apiName": SERVICE, "methodName": m}},
+                {"@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                 "locale": "en-US", "message": msg}]))
+        if state == "leaked":
+            raise Reply(403, error_obj(403, "PERMISSION_DENIED",
+                                       "Your API key was reported as leaked. Please use another API key."))
+        if state == "denied":
+            raise Reply(403, error_obj(403, "PERMISSION_DENIED",
+                                       "Your project has been denied access. Please contact support."))
+        return info
+
+    # -- routing ------------------------------------------------------------
+    def json_body(self):
+        raw = self.body_bytes or b""
+        if not raw.strip():
+            return {}
+        try:
+            obj = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            snippet = raw[:40].decode("utf-8", "replace")
+            col = getattr(e, "colno", 1)
+            msg = "Invalid JSON payload received. Unexpected token.\n%s\n%s^" % (
+                snippet, " " * max(0, min(col, len(snippet)) - 1))
+            raise Reply(400, error_obj(400, "INVALID_ARGUMENT", msg, [
+                {"@type": "type.googleapis.com/google.rpc.BadRequest",
+                 "fieldViolations": [{"description": msg}]}]))
+        if not isinstance(obj, dict):
+            msg = ("Invalid JSON payload received. Unknown name \"\": Root element must be a "
+                   "message.")
+            raise Reply(400, error_obj(400, "INVALID_ARGUMENT", msg, [
+                {"@type": "type.googleapis.com/google.rpc.BadRequest",
+                 "fieldViolations": [{"description": msg}]}]))
+        return obj
+
+    def not_found(self):
+        raise Reply(404, error_obj(404, "NOT_FOUND", "Method not found."))
+
+    def route(self, st):
+        p = self.url_path
+        m = re.match(r"^/upload/(v1beta|v1|v1alpha)/files/?$", p)
+        if m:
+            self.upload(st)
+            return
+        m = re.match(r"^/(v1beta|v1|v1alpha)/(.*)$", p)
+        if not m:
+            self.not_found()
+        rest = m.group(2).rstrip("/")
+        if rest.startswith("openai/") or rest == "openai":
+            self.route_openai(st, rest[len("openai/"):])
+            return
+        cmd = self.command
+        if rest == "models" and cmd == "GET":
+            self.list_models(st)
+            return
+        mm = re.match(r"^(?:models|tunedModels)/([^:/]+)(?::([A-Za-z]+))?$", rest)
+        if mm:
+            model, action = mm.group(1), mm.group(2)
+            self.entry["model"] = model
+            if action is None and cmd == "GET":
+                self.get_model(st, model)
+                return
+            if cmd != "POST" or action is None:
+                self.not_found()
+            if action == "generateContent":
+                self.generate(st, model, stream=False)
+            elif action == "streamGenerateContent":
+                self.generate(st, model, stream=True)
+            elif action == "countTokens":
+                self.count_tokens(st, model)
+            elif action in ("embedContent", "batchEmbedContents"):
+                self.embed(st, model, batch=(action == "batchEmbedContents"))
+            else:
+                self.not_found()
+            return
+        if rest == "files" and cmd == "GET":
+            self.list_files(st)
+            return
+        mm = re.match(r"^files/([A-Za-z0-9_-]+)$", rest)
+        if mm and cmd in ("GET", "DELETE"):
+            self.file_op(st, mm.group(1))
+            return
+        if rest == "cachedContents" and cmd in ("GET", "POST"):
+            self.caches_collection(st)
+            return
+        mm = re.match(r"^cachedContents/([A-Za-z0-9_-]+)$", rest)
+        if mm and cmd in ("GET", "PATCH", "DELETE"):
+            self.cache_op(st, mm.group(1))
+            return
+        self.not_found()
+
+    # -- models -------------------------------------------------------------
+    def model_list(self, st):
+        return list(st.config.get("models") or DEFAULT_MODELS)
+
+    def check_model(self, st, model, method="generateContent"):
+        known = st.config.get("models")
+        if known and model not in known:
+            ver = "v1beta" if "/v1beta/" in self.url_path else "v1"
+            raise Reply(404, error_obj(
+                404, "NOT_FOUND",
+                "models/%s is not found for API version %s, or is not supported for %s. "
+                "Call ListModels to see the list of available models and their supported "
+                "methods." % (model, ver, method)))
+
+    @staticmethod
+    def model_resource(name):
+        embed = "embedding" in name
+        pretty_name = " ".join(w.capitalize() for w in name.replace("-", " ").split())
+        res = {"name": "models/" + name, "version": "001", "displayName": pretty_name,
+               "description": "Stand-in for %s." % name,
+               "inputTokenLimit": 2048 if embed else 1048576,
+               "outputTokenLimit": 1 if embed else 65536,
+               "supportedGenerationMethods": (
+                   ["embedContent", "countTextTokens", "countTokens"] if embed else
+                   ["generateContent", "countTokens", "createCachedContent",
+                    "batchGenerateContent"])}
+        if not embed:
+            res.update({"temperature": 1, "topP": 0.95, "topK": 64, "maxTemperature": 2,
+                        "thinking": True})
+        return res
+
+    def list_models(self, st):
+        self.authenticate(st)
+        names = self.model_list(st)
+        try:
+            size = int((self.query.get("pageSize") or ["50"])[0] or 50)
+        except ValueError:
+            size = 50
+        size = max(1, min(size, 1000))
+        tok = (self.query.get("pageToken") or [""])[0]
+        try:
+            start = int(base64.urlsafe_b64decode(tok + "==").decode()) if tok else 0
+        except (ValueError, UnicodeDecodeError):
+            raise Reply(400, status_error(400, "Invalid page token."))
+        page = names[start:start + size]
+        out = {"models": [self.model_resource(n) for n in page]}
+        if start + size < len(names):
+            out["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode().rstrip("=")
+        self.log_entry(st, 200)
+        self.send_obj(200, out)
+
+    def get_model(self, st, model):
+        self.authenticate(st)
+        known = st.config.get("models")
+        if known and model not in known:
+            raise Reply(404, error_obj(404, "NOT_FOUND", "models/%s is not found for API version %s" %
+                                       (model, "v1beta" if "/v1beta/" in self.url_path else "v1")))
+        self.log_entry(st, 200)
+        self.send_obj(200, self.model_resource(model))
+
+    # -- ownership checks ---------------------------------------------------
+    def file_denied(self, fid):
+        return Reply(403, error_obj(
+            403, "PERMISSION_DENIED",
+            "You do not have permission to access the File %s or it may not exist." % fid))
+
+    def cache_denied(self, cid):
+        return Reply(403, error_obj(403, "PERMISSION_DENIED",
+                                    "CachedContent not found (or permission denied)"))
+
+    def check_refs(self, st, info, body):
+        """Explicit cache tokens; raises 403 for another project's file or cache."""
+        cached = 0
+        with st.lock:
+            for fid in gemini_file_ids(body):
+                f = st.files.get(fid)
+                if f is None or f["_project"] != info["project"]:
+                    raise self.file_denied(fid)
+            cname = body.get("cachedContent") or body.get("cached_content")
+            if cname:
+                cid = str(cname).rsplit("/", 1)[-1]
+                c = st.caches.get(cid)
+                if c is None or c["_project"] != info["project"]:
+                    raise self.cache_denied(cid)
+                cached = c["_tokens"]
+        return cached
+
+    # -- quota --------------------------------------------------------------
+    def retry_delay_str(self, st, d):
+        style = st.config.get("retry_delay_style", "floor")
+        if style == "ms":
+            return "%dms" % max(1, int(d * 1000))
+        if style == "frac":
+            return "%ss" % fmt_seconds(round(d, 2))
+        if style == "ceil":
+            return "%ds" % max(1, math.ceil(d))
+        if d < 1:
+            return "%dms" % max(1, int(d * 1000))
+        return "%ds" % int(d)
+
+    def quota_reply(self, st, model, viols):
+        minute = [v for v in viols if v[0] in ("rpm", "tpm")]
+        delay = max(v[2] for v in minute) if minute else max(v[2] for v in viols)
+        violations, lines = [], []
+        for kind, limit, _ in viols:
+            metric, qid = st.metric_names(kind)
+            lines.append("* Quota exceeded for metric: %s, limit: %s, model: %s" % (metric, limit, model))
+            violations.append({"quotaMetric": metric, "quotaId": qid,
+                               "quotaDimensions": {"location": "global", "model": model},
+                               "quotaValue": str(limit)})
+        quota = {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": violations}
+        helpd = {"@type": "type.googleapis.com/google.rpc.Help",
+                 "links": [{"description": "Learn more about Gemini API quotas",
+                            "url": RATE_LIMIT_DOCS}]}
+        retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                 "retryDelay": self.retry_delay_str(st, delay)}
+        head = ("You exceeded your current quota, please check your plan and billing details. "
+                "For more information on this error, head to: " + RATE_LIMIT_DOCS + ".")
+        if st.config.get("error_style", "current") == "classic":
+            msg = head + "\n" + "\n".join(lines) + "\nPlease retry in %ss." % fmt_seconds(round(delay, 2))
+            details = [quota, helpd, retry]
+        else:
+            msg = (head + " To monitor your current usage, head to: https://ai.dev/rate-limit. \n"
+                   + "\n".join(lines) + "\nPlease retry in %ss." % fmt_seconds(round(delay, 9)))
+            details = [helpd, quota, retry]
+        self.entry["quota"] = [v[0] for v in viols]
+        self.entry["retry_delay"] = retry["retryDelay"]
+        return Reply(429, error_obj(429, "RESOURCE_EXHAUSTED", msg, details))
+
+    def forced_quota(self, st, info, model, kind):
+        lim = st.limits(info["project"], model)
+        defaults = {"rpm": 10, "tpm": 250000, "rpd": 250, "tpd": 1000000}
+        limit = lim.get(kind)
+        if limit is None:
+            limit = defaults[kind]
+        d = 37.0 + random.random() if kind in ("rpm", "tpm") else float(st.config.get("day_retry_delay", 22.0))
+        return self.quota_reply(st, model, [(kind, limit, d)])
+
+    def admit(self, st, info, model, text_bytes, prompt, count_quota=True):
+        """Check and account quota, compute the implicit cache; logs a 429 itself.
+
+        Returns (cached implicit tokens, log record)."""
+        now = time.time()
+        with st.lock:
+            viols = st.quota_violations(info["project"], model, prompt, now) if count_quota else []
+            if not viols:
+                if count_quota:
+                    st.account(info["project"], model, prompt, now)
+                nbytes = st.implicit_cached(info["project"], model, text_bytes)
+                return (math.ceil(nbytes / 4) if nbytes else 0)
+        raise self.quota_reply(st, model, viols)
+
+    # -- generation ---------------------------------------------------------
+    def usage(self, prompt, cand, thoughts, cached, details=True, with_cand=True):
+        u = {"promptTokenCount": prompt}
+        if with_cand:
+            u["candidatesTokenCount"] = cand
+        u["totalTokenCount"] = prompt + (cand if with_cand else 0) + thoughts
+        if cached:
+            u["cachedContentTokenCount"] = cached
+        if details:
+            u["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
+            if cached:
+                u["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached}]
+        if thoughts:
+            u["thoughtsTokenCount"] = thoughts
+        return u
+
+    def early_faults(self, st, fault):
+        """Faults that happen before any answer. Returns True when handled."""
+        if fault == "close_before_headers":
+            self.log_entry(st, None, fault=fault)
+            self.close_connection = True
+            return True
+        if fault == "garbage":
+            self.log_entry(st, None, fault=fault)
+            self.wfile.write(b"\x15\x03\x03\x00\x02GARBAGE \x00\xff\xfe not an HTTP answer\r\n\r\n\x01\x02")
+            self.wfile.flush()
+            self.close_connection = True
+            return True
+        if fault == "stall":
+            self.log_entry(st, None, fault=fault)
+            self.stall()
+            return True
+        return False
+
+    def generate(self, st, model, stream):
+        info = self.authenticate(st)
+        self.check_model(st, model, "streamGenerateContent" if stream else "generateContent")
+        body = self.json_body()
+        sse = (self.query.get("alt") or [""])[0] == "sse"
+        self.entry["stream"] = stream
+        self.entry["kind"] = "stream" if stream else "generate"
+        if not body.get("contents"):
+            raise Reply(400, error_obj(
+                400, "INVALID_ARGUMENT", "* GenerateContentRequest.contents: contents is not specified\n"))
+        text = gemini_text(body)
+        text_bytes = text.encode()
+        magic = parse_magic(text)
+        prompt = tokens_of(len(text_bytes))
+        explicit = self.check_refs(st, info, body)
+        prompt += explicit
+        self.entry["request_tokens"] = prompt
+        self.answer_generation(st, info, model, text_bytes, prompt, explicit, magic,
+                               mode=("sse" if sse else "array") if stream else "json")
+
+    def answer_generation(self, st, info, model, text_bytes, prompt, explicit, magic, mode):
+        """Shared by native and OpenAI-compatible generation. mode: json|sse|array|oa|oa_sse."""
+        fault = magic.get("fault")
+        if fault and self.early_faults(st, fault):
+            return
+        if "status" in magic:
+            code = magic_int(magic, "status", 500, 100, 599)
+            raise Reply(code, status_error(code))
+        if magic.get("quota") in ("rpm", "tpm", "rpd", "tpd"):
+            raise self.forced_quota(st, info, model, magic["quota"])
+        implicit = self.admit(st, info, model, text_bytes, prompt)
+        cached = min(prompt, explicit + implicit)
+        cand = magic_int(magic, "candidates", int(st.config.get("default_candidates", 10)))
+        thoughts = magic_int(magic, "thoughts", 0)
+        nchunks = magic_int(magic, "chunks", int(st.config.get("default_chunks", 3)), 1, 10000)
+        delay = magic_int(magic, "delay_ms", 0, 0, 3600000) / 1000.0
+        sleep = magic_int(magic, "sleep_ms", 0, 0, 3600000) / 1000.0
+        total = prompt + cand + thoughts
+        rec = self.log_entry(st, 200, prompt=prompt, candidates=cand, cached=cached,
+                             thoughts=thoughts, total=total, fault=fault)
+        if sleep:
+            time.sleep(sleep)
+        rid = rand_id()
+        legacy = magic.get("legacy_usage") in ("1", "true")
+        streaming = mode in ("sse", "array", "oa_sse")
+        n = nchunks if streaming else 1
+        texts = answer_texts(n, cand)
+        events = []
+        for i in range(n):
+            last = i == n - 1
+            cum = cand * (i + 1) // n
+            if mode.startswith("oa"):
+                events.append(self.oa_chunk(rid, model, texts[i], last, prompt, cum, thoughts,
+                                            cached, streaming, i == 0))
+                continue
+            cnd = {"content": {"parts": [{"text": texts[i]}], "role": "model"}}
+            if last:
+                cnd["finishReason"] = "STOP"
+            cnd["index"] = 0
+            u = self.usage(prompt, cum, thoughts, cached, with_cand=(last or not legacy))
+            events.append({"candidates": [cnd], "usageMetadata": u,
+                           "modelVersion": model, "responseId": rid})
+        if mode == "json" or mode == "oa":
+            obj = events[0]
+            if fault in ("reset_midstream", "stall_midstream"):
+                data = (pretty(obj) + "\n").encode()
+                self.send_response(200)
+                self.std_headers("application/json; charset=UTF-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[:len(data) // 2])
+                self.wfile.flush()
+                self.rst() if fault == "reset_midstream" else self.stall()
+                return
+            if mode == "oa":
+                self.send_body(200, pretty(obj) + "\n")
+            else:
+                self.send_obj(200, obj)
+            return
+        self.stream_events(st, mode, events, delay, fault, rec)
+
+    def stream_events(self, st, mode, events, delay, fault, rec):
+        if mode == "array":
+            ctype = "application/json; charset=UTF-8"
+        else:
+            ctype = "text/event-stream"
+        self.start_chunked(200, ctype)
+        sep = st.config.get("openai_sse_separator", "\n\n")
+        for i, ev in enumerate(events):
+            if i and delay:
+                time.sleep(delay)
+            if mode == "sse":
+                data = "data: " + oneline(ev) + "\r\n\r\n"
+            elif mode == "oa_sse":
+                data = "data: " + compact(ev) + sep
+            else:
+                data = ("[" if i == 0 else "\n,\r\n") + pretty(ev)
+            self.write_chunk(data)
+            if i == 0 and fault == "reset_midstream":
+                self.rst()
+                return
+            if i == 0 and fault == "stall_midstream":
+                self.stall()
+                return
+            if i == 0 and fault == "error_midstream" and len(events) > 0:
+                err = status_error(503)
+                if mode == "sse":
+                    self.write_chunk("data: " + oneline(err) + "\r\n\r\n")
+                elif mode == "oa_sse":
+                    self.write_chunk("data: " + compact(err) + sep)
+                else:
+                    self.write_chunk("\n,\r\n" + pretty(err) + "\n]")
+                self.end_chunked()
+                return
+        if mode == "array":
+            self.write_chunk("\n]")
+        elif mode == "oa_sse":
+            self.write_chunk("data: [DONE]" + sep)
+        self.end_chunked()
+
+    # -- countTokens / embeddings ------------------------------------------
+    def count_tokens(self, st, model):
+        info = self.authenticate(st)
+        self.check_model(st, model, "countTokens")
+        body = self.json_body()
+        self.entry["kind"] = "count"
+        inner = body.get("generateContentRequest") or body
+        text = gemini_text(inner)
+        n = tokens_of(len(text.encode())) + self.check_refs(st, info, inner)
+        self.entry["request_tokens"] = n
+        self.log_entry(st, 200, prompt=n, total=n)
+        self.send_obj(200, {"totalTokens": n,
+                            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": n}]})
+
+    def embed(self, st, model, batch):
+        self.authenticate(st)
+        body = self.json_body()
+        dims = int(st.config.get("embedding_dims", 16))
+        self.entry["kind"] = "embed"
+        reqs = body.get("requests") if batch else [body]
+        if batch and not isinstance(reqs, list):
+            raise Reply(400, error_obj(400, "INVALID_ARGUMENT",
+                                       "* BatchEmbedContentsRequest.requests: requests is not specified\n"))
+        texts = []
+        for r in reqs:
+            out = []
+            _parts_text((r or {}).get("content") or {}, out)
+            texts.append("".join(out))
+        n = sum(tokens_of(len(t.encode())) for t in texts)
+        magic = parse_magic("".join(texts))
+        if "status" in magic:
+            code = magic_int(magic, "status", 500, 100, 599)
+            raise Reply(code, status_error(code))
+        self.log_entry(st, 200, prompt=n, total=n)
+        if batch:
+            self.send_obj(200, {"embeddings": [{"values": embedding_values(t, dims)} for t in texts]})
+        else:
+            self.send_obj(200, {"embedding": {"values": embedding_values(texts[0], dims)}})
+
+    # -- files --------------------------------------------------------------
+    def base_url(self):
+        host = self.headers.get("Host") or "%s:%d" % self.server.server_address[:2]
+        return "https://" + host
+
+    def upload(self, st):
+        cmd = (self.headers.get("X-Goog-Upload-Command") or "").lower().replace(" ", "")
+        upload_id = (self.query.get("upload_id") or [None])[0]
+        self.entry["kind"] = "upload"
+        if upload_id is None:
+            info = self.authenticate(st)
+            proto = (self.headers.get("X-Goog-Upload-Protocol") or "").lower()
+            if self.command != "POST" or proto != "resumable" or cmd != "start":
+                raise Reply(400, status_error(400, "Upload protocol not supported by the stand-in: "
+                                              "use X-Goog-Upload-Protocol: resumable."))
+            body = self.json_body()
+            meta = body.get("file") or {}
+            uid = "AHxI" + rand_id(60)
+            size = self.headers.get("X-Goog-Upload-Header-Content-Length")
+            mime = self.headers.get("X-Goog-Upload-Header-Content-Type") or meta.get("mimeType") \
+                or "application/octet-stream"
+            with st.lock:
+                st.uploads[uid] = {"project": info["project"], "meta": meta, "mime": mime,
+                                   "declared": int(size) if size and size.isdigit() else None,
+                                   "data": bytearray(), "done": False}
+            url = "%s%s?upload_id=%s&upload_protocol=resumable" % (
+                self.base_url(), self.url_path, uid)
+            self.log_entry(st, 200)
+            self.send_body(200, b"", ctype="text/plain; charset=utf-8", headers={
+                "X-Goog-Upload-Status": "active",
+                "X-Goog-Upload-Url": url,
+                "X-Goog-Upload-Control-Url": url,
+                "X-Goog-Upload-Chunk-Granularity": str(GRANULARITY),
+                "X-GUploader-UploadID": uid})
+            return
+        # An upload session: the upload id is the credential; a key, when sent,
+        # must belong to the project that started the session.
+        with st.lock:
+            sess = st.uploads.get(upload_id)
+        if sess is None:
+            self.log_entry(st, 404, error_status="NOT_FOUND")
+            self.send_body(404, b"", ctype="text/plain; charset=utf-8",
+                           headers={"X-Goog-Upload-Status": "final"})
+            return
+        key, source = self.credentials()
+        self.entry.update({"key": key, "key_source": source, "project": sess["project"]})
+        if key is not None:
+            with st.lock:
+                info = st.key_info(key)
+            if info is None or info["project"] != sess["project"]:
+                self.entry["project"] = info["project"] if info else None
+                raise Reply(403, error_obj(403, "PERMISSION_DENIED",
+                                           "The caller does not have permission"))
+        hdrs = {"X-GUploader-UploadID": upload_id}
+        if cmd == "query":
+            self.log_entry(st, 200)
+            hdrs.update({"X-Goog-Upload-Status": "final" if sess["done"] else "active",
+                         "X-Goog-Upload-Size-Received": str(len(sess["data"]))})
+            self.send_body(200, b"", ctype="text/plain; charset=utf-8", headers=hdrs)
+            return
+        if cmd == "cancel":
+            with st.lock:
+                st.uploads.pop(upload_id, None)
+            self.log_entry(st, 200)
+            self.send_body(200, b"", ctype="text/plain; charset=utf-8",
+                           headers={"X-Goog-Upload-Status": "cancelled"})
+            return
+        steps = set(cmd.split(","))
+        if not steps or not steps <= {"upload", "finalize"}:
+            raise Reply(400, status_error(400, "Invalid X-Goog-Upload-Command."))
+        if sess["done"]:
+            raise Reply(400, status_error(400, "Upload already finalized."))
+        if "upload" in steps:
+            try:
+                off = int(self.headers.get("X-Goog-Upload-Offset") or "-1")
+            except ValueError:
+                off = -1
+            with st.lock:
+                if off != len(sess["data"]):
+                    got = len(sess["data"])
+                    bad = True
+                else:
+                    sess["data"] += self.body_bytes or b""
+                    bad = False
+            if bad:
+                self.log_entry(st, 400, error_status="INVALID_ARGUMENT")
+                self.send_body(400, b"", ctype="text/plain; charset=utf-8", headers={
+                    "X-Goog-Upload-Status": "active", "X-Goog-Upload-Size-Received": str(got)})
+                return
+        if "finalize" not in steps:
+            self.log_entry(st, 200)
+            hdrs["X-Goog-Upload-Status"] = "active"
+            self.send_body(200, b"", ctype="text/plain; charset=utf-8", headers=hdrs)
+            return
+        now = time.time()
+        fid = "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(12))
+        data = bytes(sess["data"])
+        res = {"name": "files/" + fid}
+        if sess["meta"].get("displayName") or sess["meta"].get("display_name"):
+            res["displayName"] = sess["meta"].get("displayName") or sess["meta"].get("display_name")
+        res.update({
+            "mimeType": sess["mime"], "sizeBytes": str(len(data)),
+            "createTime": rfc3339(now), "updateTime": rfc3339(now),
+            "expirationTime": rfc3339(now + 48 * 3600),
+            "sha256Hash": base64.b64encode(hashlib.sha256(data).hexdigest().encode()).decode(),
+            "uri": "%s/v1beta/files/%s" % (self.base_url(), fid),
+            "state": "ACTIVE", "source": "UPLOADED"})
+        with st.lock:
+            sess["done"] = True
+            st.files[fid] = dict(res, _project=sess["project"])
+        self.entry["file"] = fid
+        self.log_entry(st, 200)
+        hdrs["X-Goog-Upload-Status"] = "final"
+        self.send_obj(200, {"file": res}, headers=hdrs)
+
+    @staticmethod
+    def public(res):
+        return {k: v for k, v in res.items() if not k.startswith("_")}
+
+    def list_files(self, st):
+        info = self.authenticate(st)
+        with st.lock:
+            mine = [self.public(f) for f in st.files.values() if f["_project"] == info["project"]]
+        self.log_entry(st, 200)
+        self.send_obj(200, {"files": mine} if mine else {})
+
+    def file_op(self, st, fid):
+        info = self.authenticate(st)
+        self.entry["file"] = fid
+        with st.lock:
+            f = st.files.get(fid)
+            if f is None or f["_project"] != info["project"]:
+                raise self.file_denied(fid)
+            if self.command == "DELETE":
+                del st.files[fid]
+                out = {}
+            else:
+                out = self.public(f)
+        self.log_entry(st, 200)
+        self.send_obj(200, out)
+
+    # -- cachedContents -----------------------------------------------------
+    def ttl_seconds(self, body, default=3600.0):
+        ttl = body.get("ttl")
+        if isinstance(ttl, str) and ttl.endswith("s"):
+            try:
+                return float(ttl[:-1])
+            except ValueError:
+                pass
+        return default
+
+    def caches_collection(self, st):
+        info = self.authenticate(st)
+        if self.command == "GET":
+            with st.lock:
+                mine = [self.public(c) for c in st.caches.values() if c["_project"] == info["project"]]
+            self.log_entry(st, 200)
+            self.send_obj(200, {"cachedContents": mine} if mine else {})
+            return
+        body = self.json_body()
+        model = str(body.get("model") or "")
+        if not model:
+            raise Reply(400, error_obj(400, "INVALID_ARGUMENT",
+                                       "* CreateCachedContentRequest.cached_content.model: model is required\n"))
+        if not model.startswith("models/"):
+            model = "models/" + model
+        self.entry["model"] = model[len("models/"):]
+        self.check_refs(st, info, body)
+        n = tokens_of(len(gemini_text(body).encode()))
+        now = time.time()
+        cid = rand_id(16, string.ascii_lowercase + string.digits)
+        res = {"name": "cachedContents/" + cid, "model": model,
+               "createTime": rfc3339(now), "updateTime": rfc3339(now),
+               "expireTime": rfc3339(now + self.ttl_seconds(body))}
+        if body.get("displayName"):
+            res["displayName"] = body["displayName"]
+        res["usageMetadata"] = {"totalTokenCount": n}
+        with st.lock:
+            st.caches[cid] = dict(res, _project=info["project"], _tokens=n)
+        self.entry["cache"] = cid
+        self.log_entry(st, 200, prompt=n, total=n)
+        self.send_obj(200, res)
+
+    def cache_op(self, st, cid):
+        info = self.authenticate(st)
+        self.entry["cache"] = cid
+        body = self.json_body() if self.command == "PATCH" else {}
+        with st.lock:
+            c = st.caches.get(cid)
+            if c is None or c["_project"] != info["project"]:
+                raise self.cache_denied(cid)
+            if self.command == "DELETE":
+                del st.caches[cid]
+                out = {}
+            else:
+                if self.command == "PATCH":
+                    now = time.time()
+                    if body.get("expireTime"):
+                        c["expireTime"] = body["expireTime"]
+                    else:
+                        c["expireTime"] = rfc3339(now + self.ttl_seconds(body))
+                    c["updateTime"] = rfc3339(now)
+                out = self.public(c)
+        self.log_entry(st, 200)
+        self.send_obj(200, out)
+
+    # -- OpenAI-compatible --------------------------------------------------
+    def route_openai(self, st, rest):
+        self.openai = True
+        cmd = self.command
+        if rest == "chat/completions" and cmd == "POST":
+            self.oa_chat(st)
+        elif rest == "embeddings" and cmd == "POST":
+            self.oa_embeddings(st)
+        elif rest == "models" and cmd == "GET":
+            info = self.authenticate(st)
+            del info
+            self.log_entry(st, 200)
+            self.send_body(200, pretty({"object": "list", "data": [
+                {"id": "models/" + m, "object": "model", "owned_by": "google"}
+                for m in self.model_list(st)]}) + "\n")
+        elif rest.startswith("models/") and cmd == "GET":
+            self.authenticate(st)
+            m = rest[len("models/"):]
+            if m.startswith("models/"):
+                m = m[len("models/"):]
+            self.log_entry(st, 200)
+            self.send_body(200, pretty({"id": "models/" + m, "object": "model",
+                                        "owned_by": "google"}) + "\n")
+        else:
+            self.not_found()
+
+    @staticmethod
+    def oa_model(body):
+        m = str(body.get("model") or "")
+        return m[len("models/"):] if m.startswith("models/") else m
+
+    def oa_chat(self, st):
+        info = self.authenticate(st)
+        body = self.json_body()
+        model = self.oa_model(body)
+        self.entry["model"] = model or None
+        self.entry["kind"] = "openai_chat"
+        if not model:
+            raise Reply(400, status_error(400, "model is not specified"))
+        self.check_model(st, model)
+        if not body.get("messages"):
+            raise Reply(400, status_error(400, "* GenerateContentRequest.contents: contents is not specified\n"))
+        stream = bool(body.get("stream"))
+        self.entry["stream"] = stream
+        text = openai_text(body)
+        text_bytes = text.encode()
+        prompt = tokens_of(len(text_bytes))
+        self.entry["request_tokens"] = prompt
+        self.answer_generation(st, info, model, text_bytes, prompt, 0, parse_magic(text),
+                               mode="oa_sse" if stream else "oa")
+
+    def oa_chunk(self, rid, model, text, last, prompt, cand, thoughts, cached, streaming, first):
+        usage = {"completion_tokens": cand, "prompt_tokens": prompt,
+                 "total_tokens": prompt + cand + thoughts}
+        if thoughts:
+            usage["completion_tokens_details"] = {"reasoning_tokens": thoughts}
+        if cached:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
+        if streaming:
+            choice = {"delta": {"content": text, "role": "assistant"}}
+            if last:
+                choice["finish_reason"] = "stop"
+            choice["index"] = 0
+            return {"choices": [choice], "created": int(time.time()), "id": rid,
+                    "model": model, "object": "chat.completion.chunk", "usage": usage}
+        return {"choices": [{"finish_reason": "stop", "index": 0,
+                             "message": {"content": text, "role": "assistant"}}],
+                "created": int(time.time()), "id": rid, "model": model,
+                "object": "chat.completion", "usage": usage}
+
+    def oa_embeddings(self, st):
+        self.authenticate(st)
+        body = self.json_body()
+        model = self.oa_model(body)
+        self.entry["model"] = model or None
+        self.entry["kind"] = "openai_embed"
+        inp = body.get("input")
+        texts = [inp] if isinstance(inp, str) else [str(x) for x in (inp or [])]
+        if not texts:
+            raise Reply(400, status_error(400, "input is not specified"))
+        dims = int(st.config.get("embedding_dims", 16))
+        n = sum(tokens_of(len(t.encode())) for t in texts)
+        self.log_entry(st, 200, prompt=n, total=n)
+        self.send_body(200, pretty({
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": embedding_values(t, dims)}
+                     for i, t in enumerate(texts)],
+            "model": model,
+            "usage": {"prompt_tokens": n, "total_tokens": n}}) + "\n")
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ssl.SSLError, ConnectionError, socket.timeout, BrokenPipeError, OSError)):
+            return
+        super().handle_error(request, client_address)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Stand-in Gemini API server (tests only).")
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--config")
+    ap.add_argument("--log", help="append every served request to this JSON-lines file")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+
+    config = {}
+    if args.config:
+        with open(args.config) as f:
+            config = json.load(f)
+    state = State(config, args.log)
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(args.cert, args.key)
+    ctx.set_alpn_protocols(["http/1.1"])
+
+    Server.address_family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    server = Server((args.host, args.port), Handler)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    server.state = state
+    server.verbose = args.verbose
+
+    def on_signal(signum, frame):
+        STOP.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    sys.stdout.write("READY %d\n" % server.server_address[1])
+    sys.stdout.flush()
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        if state.logfile:
+            state.logfile.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
