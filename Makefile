@@ -76,6 +76,7 @@ unit: build/test/check_all
 	CK_FORK=yes build/test/check_all
 
 integration: $(PROG) build/test/$(PROG)
+	python3 tests/standin/selftest.py
 	python3 tests/run_integration.py --bin build/test/$(PROG)
 
 deps:

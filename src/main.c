@@ -26,7 +26,7 @@
 #include "looper.h"
 #include "shm.h"
 
-struct looper	 looper = { .listen_fd = -1, .slot = -1 };
+
 
 extern char	**environ;
 

@@ -1,5 +1,5 @@
 /*
- * Small helpers shared by every process: clocks.
+ * Small things shared by every process: clocks and the process state.
  */
 #include <time.h>
 
@@ -24,3 +24,6 @@ mono_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+/* What this process knows about itself (see struct looper). */
+struct looper	 looper = { .listen_fd = -1, .slot = -1 };
