@@ -23,7 +23,7 @@ CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wno-missing-field-initializers
 CFLAGS	?= -O2 -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc -Ishm $(PKG_CFLAGS)
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc -Ishm -Ibuild $(PKG_CFLAGS)
 LDLIBS	 = $(PKG_LIBS) -lpthread
 SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
@@ -38,7 +38,8 @@ UNITSRCS = $(wildcard tests/check_*.c)
 WEBFILES = $(sort $(wildcard web/*))
 
 DEPS_PKGS = gcc make pkg-config libssl-dev libcjson-dev libbsd-dev check \
-	    python3 openssl curl procps psmisc tzdata
+	    python3 openssl curl procps psmisc tzdata dpkg sysvinit-utils \
+	    mandoc logrotate
 
 .PHONY: all run check unit integration deps install uninstall clean
 
@@ -92,14 +93,37 @@ deps:
 	        --no-install-recommends $$missing; \
 	else echo "deps: all installed"; fi
 
+# The contrib files name the binary as /usr/local/sbin/gemini-looper; the
+# installed copies name $(BINDIR)'s.  uninstall removes exactly these files.
+INITDIR	?= $(SYSCONFDIR)/init.d
+UNITDIR	?= $(PREFIX)/lib/systemd/system
+LOGROTATEDIR ?= $(SYSCONFDIR)/logrotate.d
+SUBST	 = sed 's|/usr/local/sbin/$(PROG)|$(BINDIR)/$(PROG)|g'
+
 install: $(PROG)
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(INITDIR) $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(LOGROTATEDIR) $(DESTDIR)$(DOCDIR)
 	install -m 0755 $(PROG) $(DESTDIR)$(BINDIR)/$(PROG)
+	install -m 0644 contrib/$(PROG).8 $(DESTDIR)$(MANDIR)/man8/$(PROG).8
+	$(SUBST) contrib/$(PROG).init > $(DESTDIR)$(INITDIR)/$(PROG)
+	chmod 0755 $(DESTDIR)$(INITDIR)/$(PROG)
+	$(SUBST) contrib/$(PROG).service > $(DESTDIR)$(UNITDIR)/$(PROG).service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/$(PROG).service
+	install -m 0644 contrib/$(PROG).logrotate \
+	    $(DESTDIR)$(LOGROTATEDIR)/$(PROG)
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -m 0644 contrib/config.example.json \
+	    $(DESTDIR)$(DOCDIR)/config.example.json
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/$(PROG)
+	rm -f $(DESTDIR)$(MANDIR)/man8/$(PROG).8
+	rm -f $(DESTDIR)$(INITDIR)/$(PROG)
+	rm -f $(DESTDIR)$(UNITDIR)/$(PROG).service
+	rm -f $(DESTDIR)$(LOGROTATEDIR)/$(PROG)
 	rm -f $(DESTDIR)$(DOCDIR)/README.md
+	rm -f $(DESTDIR)$(DOCDIR)/config.example.json
 	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:

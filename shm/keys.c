@@ -48,10 +48,17 @@ copy_str(char *dst, size_t len, const char *src)
 	dst[n] = '\0';
 }
 
+/* A slot changes hands: nothing of the old key may stick to the new. */
 static void
 clear_key_cells_locked(struct shm_header *h, uint32_t k)
 {
+	struct shm_affinity	*a = SHM_AFF(h);
+	uint32_t		 i;
+
 	memset(SHM_USAGE(h, k, 0), 0, sizeof(struct shm_usage) * h->max_models);
+	for (i = 0; i < h->max_affinity; i++)
+		if (a[i].in_use && a[i].key == (int32_t)k)
+			memset(&a[i], 0, sizeof(a[i]));
 }
 
 static void

@@ -27,8 +27,9 @@
 
 #define SHM_KEY_MAX		128	/* = CFG_KEY_MAX */
 #define SHM_NAME_MAX		128	/* = CFG_NAME_MAX */
-#define SHM_WIN_BUCKETS		12	/* the per-minute window ... */
-#define SHM_WIN_SPAN		5	/* ... in buckets of 5 s */
+#define SHM_WIN_BUCKETS		13	/* the per-minute window ... */
+#define SHM_WIN_SPAN		5	/* ... in buckets of 5 s, one spare */
+#define SHM_WIN_SECONDS		60
 #define SHM_HISTORY		60	/* minutes of history kept */
 #define SHM_EXTRA_MODELS	16	/* slots for models not in config */
 #define SHM_AFFINITY		4096	/* files/cachedContents -> key */
@@ -218,12 +219,62 @@ void		 shm_lock(struct shm_header *);
 void		 shm_unlock(struct shm_header *);
 void		 shm_repair_locked(struct shm_header *);
 
-/* keys.c */
+/*
+ * A key chosen for one request, with what was reserved on it.  The worker
+ * keeps it until the answer is in, then settles or releases it.
+ */
+struct shm_pick {
+	int		 key;		/* key slot, -1 when none can serve */
+	int		 model;		/* model slot */
+	uint64_t	 generation;	/* segment generation of the pick */
+	uint32_t	 stamp;		/* window bucket the reservation went to */
+	int64_t		 reserved;	/* input tokens reserved */
+	int64_t		 wait_ms;	/* key == -1: until the earliest frees */
+	int		 all_invalid;	/* key == -1: every key is invalid */
+	char		 key_str[SHM_KEY_MAX];
+	char		 id[12];
+};
+
+/* What the upstream reported for a request. */
+struct shm_tokens {
+	int64_t		 prompt;
+	int64_t		 candidates;
+	int64_t		 cached;
+	int64_t		 thoughts;
+	int64_t		 total;
+};
+
+/* keys.c: publishing a config */
 int		 shm_publish(struct shm_header *, const struct shm_key_spec *,
 		    size_t, const struct shm_model_spec *, size_t, size_t);
 void		 shm_carry(struct shm_header *, struct shm_header *);
 int		 shm_find_model_locked(struct shm_header *, const char *);
 int		 shm_find_key_locked(struct shm_header *, const char *);
+
+/* pick.c: choosing, reserving, settling */
+int		 shm_model_slot(struct shm_header *, const char *);
+int		 shm_pick(struct shm_header *, int, int64_t, const int *, size_t,
+		    int, int64_t, struct shm_pick *);
+void		 shm_settle(struct shm_header *, struct shm_pick *,
+		    const struct shm_tokens *);
+void		 shm_release(struct shm_header *, struct shm_pick *);
+void		 shm_cool(struct shm_header *, const struct shm_pick *,
+		    int64_t, uint32_t);
+void		 shm_exhaust(struct shm_header *, const struct shm_pick *,
+		    uint32_t);
+void		 shm_invalidate(struct shm_header *, const struct shm_pick *,
+		    const char *);
+void		 shm_window_locked(const struct shm_usage *, uint32_t,
+		    uint64_t *, uint32_t *);
+uint32_t	 shm_cell_state_locked(const struct shm_header *,
+		    const struct shm_usage *, int64_t);
+uint64_t	 shm_minute_get(const struct shm_minute *, uint32_t,
+		    uint32_t *);
+void		 shm_daily_reset(struct shm_header *, int64_t);
+
+/* affinity.c */
+int		 shm_affinity_get(struct shm_header *, const char *);
+void		 shm_affinity_put(struct shm_header *, const char *, int);
 
 /* board.c */
 int		 board_claim(struct shm_header *, pid_t);

@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,6 +232,7 @@ static int	 cfg_upstream(struct cfg_parse *, const cJSON *);
 static int	 cfg_ca_file(struct cfg_parse *, const cJSON *);
 static int	 cfg_workers(struct cfg_parse *, const cJSON *);
 static int	 cfg_log_level(struct cfg_parse *, const cJSON *);
+static int	 cfg_user(struct cfg_parse *, const cJSON *);
 static int	 cfg_tokens(struct cfg_parse *, const cJSON *, const cJSON *);
 static int	 cfg_build(struct cfg_parse *, const cJSON *);
 
@@ -1319,6 +1321,46 @@ cfg_log_level(struct cfg_parse *p, const cJSON *v)
 	    cfg_what(v, got, sizeof(got)));
 }
 
+/*
+ * user: the account the workers run as when started as root (priv.c).
+ * Looked up here, at every load, so that -t reports an unknown user and a
+ * reload that names one keeps the running config.  uid 0 is refused: a
+ * worker could not prove that it dropped anything.
+ */
+static int
+cfg_user(struct cfg_parse *p, const cJSON *v)
+{
+	struct passwd	*pw;
+	char		 q[96];
+
+	p->cfg->user[0] = '\0';
+	p->cfg->user_uid = (uid_t)-1;
+	p->cfg->user_gid = (gid_t)-1;
+	if (v == NULL || cJSON_IsNull(v))
+		return 0;
+	if (cfg_str(p, v, "user", 1, p->cfg->user,
+	    sizeof(p->cfg->user)) == -1)
+		return -1;
+	if (p->cfg->user[0] == '\0')
+		return 0;
+	errno = 0;
+	if ((pw = getpwnam(p->cfg->user)) == NULL) {
+		if (errno == 0 || errno == ENOENT || errno == ESRCH ||
+		    errno == EBADF || errno == EPERM)
+			return cfg_err(p, "user", "no such user %s",
+			    cfg_quote(p->cfg->user, q, sizeof(q)));
+		return cfg_err(p, "user", "cannot look up %s: %s",
+		    cfg_quote(p->cfg->user, q, sizeof(q)), strerror(errno));
+	}
+	if (pw->pw_uid == 0)
+		return cfg_err(p, "user", "%s is uid 0: name an unprivileged "
+		    "user, or leave user null to keep running as root",
+		    cfg_quote(p->cfg->user, q, sizeof(q)));
+	p->cfg->user_uid = pw->pw_uid;
+	p->cfg->user_gid = pw->pw_gid;
+	return 0;
+}
+
 static int
 cfg_tokens(struct cfg_parse *p, const cJSON *list, const cJSON *admin)
 {
@@ -1425,8 +1467,7 @@ cfg_build(struct cfg_parse *p, const cJSON *root)
 
 	if (cfg_log_level(p, f[F_LOG_LEVEL]) == -1)
 		return -1;
-	if (f[F_USER] != NULL && cfg_str(p, f[F_USER], "user", 1, cfg->user,
-	    sizeof(cfg->user)) == -1)
+	if (cfg_user(p, f[F_USER]) == -1)
 		return -1;
 	if (cfg_tokens(p, f[F_ACCESS_TOKENS], f[F_ADMIN_TOKEN]) == -1)
 		return -1;

@@ -6,6 +6,10 @@
  * syslog (facility daemon).  log_reopen() reopens log_file on SIGUSR1.  Each
  * line is written with one write(2) so that lines of several processes
  * appending to one file never interleave.
+ *
+ * When the workers drop privileges (priv.c), the master, still root, gives
+ * log_file to their user each time it opens it (log_setowner), so that the
+ * workers can reopen it themselves after logrotate, as nginx does.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +26,7 @@ static int	 log_fd = STDERR_FILENO;
 static int	 log_to_syslog;
 static int	 log_level = LOG_INFO;
 static char	 log_path[PATH_MAX];
+static uid_t	 log_uid = (uid_t)-1;	/* give log_file to them */
 
 /*
  * foreground: log to stderr; path: a log file ("" for syslog); level: the
@@ -64,7 +69,23 @@ log_reopen(void)
 	if (log_fd != STDERR_FILENO && log_fd != -1)
 		close(log_fd);
 	log_fd = fd;
+	/* Root (the master) hands the file to the workers' user; the
+	 * group stays, so whoever reads the logs still can. */
+	if (log_uid != (uid_t)-1 && geteuid() == 0 &&
+	    fchown(fd, log_uid, (gid_t)-1) == -1)
+		log_warn("chown %s to uid %ld: workers cannot reopen it",
+		    log_path, (long)log_uid);
 	return 0;
+}
+
+/*
+ * Who must be able to reopen log_file: the workers' uid, or -1 for nobody
+ * but the master.  Takes effect at the next open.
+ */
+void
+log_setowner(uid_t uid)
+{
+	log_uid = uid;
 }
 
 void

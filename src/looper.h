@@ -83,7 +83,9 @@ struct config {
 	char		  pidfile[PATH_MAX];
 	char		  log_file[PATH_MAX];
 	int		  log_level;		/* LOG_ERR .. LOG_DEBUG */
-	char		  user[64];
+	char		  user[64];		/* "" for null */
+	uid_t		  user_uid;		/* user's, from getpwnam() */
+	gid_t		  user_gid;		/* its primary group */
 
 	char		**access_tokens;
 	size_t		  naccess_tokens;
@@ -212,6 +214,53 @@ struct conn {
 	char			 log[256];	/* key=, model=, tokens= */
 };
 
+/*
+ * The upstream: one kept-alive TLS connection per worker (upstream.c over
+ * tls.c).  An answer's head is parsed into struct up_resp; its body is then
+ * read piece by piece, already de-chunked, so nothing holds a whole answer.
+ */
+#define UP_MAX_HEAD		(64 * 1024)
+#define UP_MAX_HEADERS		100
+
+struct up_resp {
+	int			 status;
+	int			 minor;
+	struct http_header	 hdr[UP_MAX_HEADERS];
+	size_t			 nhdr;
+	int64_t			 content_length;	/* -1 when absent */
+	int			 chunked;
+	int			 close;		/* upstream closes after it */
+	int			 no_body;	/* HEAD, 1xx, 204, 304 */
+};
+
+struct upstream;
+struct ssl_st;			/* OpenSSL's SSL */
+struct ssl_session_st;		/* OpenSSL's SSL_SESSION */
+
+/* tls.c */
+int		 tls_init(const struct config *, char *, size_t);
+void		 tls_free(void);
+struct ssl_st	*tls_client(int, const char *, struct ssl_session_st **,
+		    char *, size_t);
+void		 tls_strerror(struct ssl_st *, char *, size_t);
+
+/* upstream.c */
+struct upstream	*up_new(const struct config *);
+void		 up_free(struct upstream *);
+int		 up_request(struct upstream *, const char *, size_t,
+		    const char *, size_t, int64_t, char *, size_t);
+int		 up_read_head(struct upstream *, struct up_resp *, int,
+		    int64_t, char *, size_t);
+ssize_t		 up_read_body(struct upstream *, char *, size_t, int64_t);
+int		 up_body_done(const struct upstream *);
+void		 up_close(struct upstream *);
+const char	*up_header(const struct up_resp *, const char *);
+int		 up_fd(const struct upstream *);
+int		 up_reused(const struct upstream *);
+int		 up_resumed(const struct upstream *);
+int		 up_pending(const struct upstream *);
+const char	*up_error(const struct upstream *);
+
 /* gemini.c: BEGIN (owned by the gemini.c work) */
 /*
  * What to do with a key after an upstream answer that is not 2xx.
@@ -309,6 +358,7 @@ size_t		 gem_scrub_keys(char *, size_t, size_t, const char *const *,
 void	 log_init(int, const char *, int);
 int	 log_reopen(void);
 void	 log_setlevel(int);
+void	 log_setowner(uid_t);
 void	 log_warn(const char *, ...)
 	    __attribute__((__format__ (printf, 1, 2)));
 void	 log_warnx(const char *, ...)
@@ -326,6 +376,57 @@ __attribute__((__noreturn__)) void fatal(const char *, ...)
 __attribute__((__noreturn__)) void fatalx(const char *, ...)
 	    __attribute__((__format__ (printf, 1, 2)));
 
+/* persist.c: the usage file (master only) */
+struct stat;
+
+/* What the usage file said about the reset schedule, for reset.c. */
+struct persist_info {
+	int		 loaded;		/* a usage file was read */
+	int64_t		 last_reset;		/* ms since the epoch, 0: none */
+	int64_t		 next_reset;
+	char		 reset_after[8];	/* the schedule it was for */
+	char		 timezone[64];
+};
+
+#define PERSIST_ERROR	(-1)	/* not read: the path is not written */
+#define PERSIST_LOADED	0
+#define PERSIST_ABSENT	1
+#define PERSIST_CORRUPT	2	/* moved aside to <name>.corrupt-<time> */
+
+int		 persist_load(struct shm_header *, const struct config *,
+		    int64_t, struct persist_info *);
+int		 persist_save(struct shm_header *, const struct config *, int);
+void		 persist_tick(struct shm_header *, const struct config *,
+		    int64_t);
+int		 persist_write_file(const char *, const void *, size_t, mode_t,
+		    const struct stat *, char *, size_t);
+void		 persist_fp(const char *, char [17]);
+
+/* reset.c: the daily quota reset (master only) */
+struct reset_in {
+	const char	*tz;
+	int		 hour;
+	int		 min;
+	int64_t		 cfg_next;	/* config's next_quota_reset_datetime */
+	int64_t		 file_next;	/* usage file's next_reset */
+	int64_t		 last_reset;	/* usage file's last_reset */
+	int		 schedule_changed;	/* since the usage file */
+	int64_t		 now;
+};
+
+int64_t		 reset_next(const char *, int, int, int64_t);
+int		 reset_parse(const char *, const char *, int64_t *);
+int		 reset_format(const char *, int64_t, char *, size_t);
+int		 reset_plan(const struct reset_in *, int64_t *);
+int		 reset_edit(const char *, size_t, const char *, char **,
+		    size_t *);
+int		 reset_writeback(const char *, const char *, char *, size_t);
+void		 reset_init(struct shm_header *, struct config *,
+		    const struct persist_info *, int64_t);
+int		 reset_tick(struct shm_header *, struct config *, int64_t);
+void		 reset_reload(struct shm_header *, const struct config *,
+		    struct config *, int64_t);
+
 /* master.c */
 int		 master_listen(const struct config *, char *, size_t);
 int		 master_publish(struct config *, char *, size_t);
@@ -339,11 +440,27 @@ int		 conn_respond(struct conn *, int, const char *, const char *,
 int		 conn_error(struct conn *, int, const char *, const char *);
 int		 wrk_stopping(void);
 
+/* priv.c */
+void		 priv_init(const struct config *);
+void		 priv_drop(void);
+
 /* proxy.c */
 void		 proxy_handle(struct conn *);
 
 /* status.c */
 void		 status_handle(struct conn *);
+struct shm_header;
+char		*status_data_json(struct shm_header *, const struct config *,
+		    int64_t, size_t *);
+char		*status_metrics_text(struct shm_header *, int64_t, size_t *);
+void		 status_iso8601(int64_t, char *, size_t);
+int		 status_local_time(int64_t, const char *, char *, size_t);
+int		 status_query_param(const char *, const char *, char *, size_t);
+int		 status_token_ok(const char *, const char *, const char *);
+int		 status_test_input(const char *, size_t, char *, size_t, char *,
+		    size_t, const char **);
+int		 status_test_verdict(int, char *, size_t, const char *, char *,
+		    size_t);
 
 /* route.c */
 void		 route_request(struct conn *);

@@ -156,6 +156,7 @@ main(int argc, char *argv[])
 		    cfg->path);
 	looper.cfg = cfg;
 	log_setlevel(cfg->log_level);
+	priv_init(cfg);
 
 	pidpath = looper.pidfile_arg != NULL ? looper.pidfile_arg :
 	    cfg->pidfile;

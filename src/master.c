@@ -453,13 +453,16 @@ reload(void)
 		looper.listen_fd = fd;
 		log_info("now listening on %s", ncfg->listen);
 	}
+	priv_init(ncfg);
 	if (!looper.foreground && strcmp(ncfg->log_file, ocfg->log_file) != 0)
 		log_init(0, ncfg->log_file, ncfg->log_level);
 	log_setlevel(ncfg->log_level);
 	if (ncfg->placeholder_keys)
 		log_warnx("%s: the keys are placeholders", ncfg->path);
+	reset_reload(looper.shm, ocfg, ncfg, now_ms());
 	looper.cfg = ncfg;
 	cfg_free(ocfg);
+	(void)persist_save(looper.shm, looper.cfg, 1);
 	grow_children(looper.shm->max_workers);
 	snprintf(err, sizeof(err), "generation %llu: %zu keys, %zu models",
 	    (unsigned long long)looper.shm->generation, ncfg->nkeys,
@@ -485,6 +488,8 @@ tick(void)
 		seen_recoveries = r;
 	}
 	maintain_pool();
+	reset_tick(looper.shm, looper.cfg, now_ms());
+	persist_tick(looper.shm, looper.cfg, mono_ms());
 }
 
 /* Graceful stop: no new connections, let requests finish, then go. */
@@ -514,6 +519,8 @@ shutdown_master(sigset_t *waitmask)
 		reap();
 	}
 	reap();
+	/* The workers are gone: nothing changes the counts any more. */
+	(void)persist_save(looper.shm, looper.cfg, 1);
 	pidfile_remove(looper.pfh);
 	log_info("stopped");
 	return 0;
@@ -555,6 +562,7 @@ master_main(int readyfd)
 {
 	struct sigaction	 sa;
 	struct itimerval	 itv;
+	struct persist_info	 pi;
 	sigset_t		 block, waitmask;
 	int			 i, fd;
 
@@ -589,6 +597,10 @@ master_main(int readyfd)
 	sigaction(SIGALRM, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+
+	/* What the last run counted, before any worker can count more. */
+	(void)persist_load(looper.shm, looper.cfg, now_ms(), &pi);
+	reset_init(looper.shm, looper.cfg, &pi, now_ms());
 
 	grow_children(looper.shm->max_workers);
 	for (i = 0; i < looper.cfg->start_workers; i++)

@@ -1,10 +1,992 @@
 /*
- * A request's journey to the upstream.  (Being built: issue 3.)
+ * A request's journey to the upstream and back.  Called by the worker (via
+ * route.c) for everything under /v1beta/, /v1/ and /upload/.
+ *
+ *   1. the client's credentials are checked (access_tokens) and dropped;
+ *   2. the model is found (path, or the body on /openai/ paths) and a key is
+ *      picked for it in shared memory, with room reserved (shm/pick.c);
+ *      with no key free the request waits up to max_wait_s, else 429;
+ *   3. the request goes upstream over the worker's kept-alive TLS
+ *      connection with the pool key;
+ *   4. an error answer is read whole (it is small) and classified
+ *      (gemini.c): quota errors cool or exhaust the key, key errors mark it
+ *      invalid, 5xx and dead connections are retried once on another key -
+ *      all while nothing has been sent to the client;
+ *   5. a good answer is relayed piece by piece as it arrives (SSE events
+ *      reach the client one by one) while its usage is scanned on the fly,
+ *      and the reservation is settled with the real counts.
+ *
+ * Locks: none held here; shm/pick.c and shm/affinity.c take hdr->lock for
+ * each short step.  Any pool key in an error body is masked before it
+ * reaches the client or a log.
  */
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <bsd/string.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "looper.h"
+#include "shm.h"
+
+#define PX_ERRBODY_MAX		(64 * 1024)	/* error answers read whole */
+#define PX_NAMESCAN_MAX		(64 * 1024)	/* answers scanned for names */
+#define PX_RELAY_BUF		(16 * 1024)
+#define PX_MAX_TRIED		64
+#define PX_HEAD_MAX		(HTTP_MAX_HEAD + 4096)
+
+enum px_kind {
+	PX_OTHER,		/* models list, files, operations...: not metered */
+	PX_GENERATE,		/* metered: generate, stream, embed, openai chat */
+	PX_COUNT		/* countTokens: a key, but no quota */
+};
+
+struct px {
+	struct conn		*c;
+	const char		*path;
+	size_t			 path_len;
+	const char		*query;		/* after '?', or NULL */
+	int			 openai;
+	int			 upload;
+	enum px_kind		 kind;
+	int			 scan_mode;
+	char			 model[CFG_NAME_MAX];
+	int			 model_slot;
+	int64_t			 est;
+	int			 prefer;	/* key slot owning a named object */
+	char			 upload_id[128];
+	int			 tried[PX_MAX_TRIED];
+	size_t			 ntried;
+	int			 retried_fault;
+	int			 attempts;
+	struct shm_pick		 pick;
+	struct up_resp		 resp;
+	struct gem_scan		 scan;
+	char			*head;		/* the upstream request head */
+	size_t			 head_len;
+};
+
+static struct upstream	*up;
+static int		 up_ready;
+static const char	**scrub_list;	/* sorted pool keys, for masking */
+static size_t		 scrub_n;
+
+static int
+scrub_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * The pool's keys, sorted, for gem_scrub_keys.  Built once per worker: a
+ * worker lives for one config generation, and the key strings of its
+ * generation stay in their slots.
+ */
+static void
+scrub_keys_load(void)
+{
+	struct shm_header	*h = looper.shm;
+	struct shm_key		*k = SHM_KEYS(h);
+	uint32_t		 i;
+
+	if (scrub_list != NULL)
+		return;
+	scrub_list = calloc(h->nkeys + 1, sizeof(*scrub_list));
+	if (scrub_list == NULL)
+		return;
+	for (i = 0; i < h->nkeys; i++)
+		if (k[i].in_use)
+			scrub_list[scrub_n++] = k[i].key;
+	qsort(scrub_list, scrub_n, sizeof(*scrub_list), scrub_cmp);
+}
+
+static size_t
+scrub(char *buf, size_t len, size_t cap, const char *extra)
+{
+	const char	*one[1];
+
+	scrub_keys_load();
+	len = gem_scrub_keys(buf, len, cap, scrub_list, scrub_n);
+	if (extra != NULL && extra[0] != '\0') {
+		one[0] = extra;
+		len = gem_scrub_keys(buf, len, cap, one, 1);
+	}
+	return len;
+}
+
+static int
+has_prefix(const char *p, size_t len, const char *pre)
+{
+	size_t	 n = strlen(pre);
+
+	return len >= n && memcmp(p, pre, n) == 0;
+}
+
+/* The value of query parameter name, copied into out; 0 if present. */
+static int
+query_param(const char *q, const char *name, char *out, size_t outlen)
+{
+	size_t		 n = strlen(name), v;
+	const char	*p, *end;
+
+	for (p = q; p != NULL && *p != '\0'; p = end + (*end == '&')) {
+		end = strchr(p, '&');
+		if (end == NULL)
+			end = p + strlen(p);
+		if ((size_t)(end - p) > n && strncmp(p, name, n) == 0 &&
+		    p[n] == '=') {
+			v = end - p - n - 1;
+			if (v >= outlen)
+				v = outlen - 1;
+			memcpy(out, p + n + 1, v);
+			out[v] = '\0';
+			return 0;
+		}
+		if (*end == '\0')
+			break;
+	}
+	return -1;
+}
+
+/* Constant-time: is tok one of the access tokens? */
+static int
+token_ok(const char *tok)
+{
+	const struct config	*cfg = looper.cfg;
+	size_t			 i, n = strlen(tok);
+	int			 ok = 0;
+
+	for (i = 0; i < cfg->naccess_tokens; i++)
+		if (strlen(cfg->access_tokens[i]) == n &&
+		    CRYPTO_memcmp(cfg->access_tokens[i], tok, n) == 0)
+			ok = 1;
+	return ok;
+}
+
+/* With access_tokens set, the client must present one as its key. */
+static int
+check_client(struct px *x)
+{
+	const char	*v;
+	char		 tok[CFG_TOKEN_MAX];
+
+	if (looper.cfg->naccess_tokens == 0)
+		return 0;
+	if ((v = http_header(&x->c->req, "x-goog-api-key")) != NULL &&
+	    token_ok(v))
+		return 0;
+	if ((v = http_header(&x->c->req, "authorization")) != NULL &&
+	    strncasecmp(v, "Bearer ", 7) == 0 && token_ok(v + 7))
+		return 0;
+	if (x->query != NULL && query_param(x->query, "key", tok,
+	    sizeof(tok)) == 0) {
+		int	 ok = token_ok(tok);
+
+		explicit_bzero(tok, sizeof(tok));
+		if (ok)
+			return 0;
+	}
+	conn_error(x->c, 401, "a valid access token is required: send it as "
+	    "x-goog-api-key, ?key= or Authorization: Bearer",
+	    "WWW-Authenticate: Bearer\r\n");
+	return -1;
+}
+
+/* Copy the name "files/abc" or "cachedContents/xyz" found at p. */
+static int
+object_name(const char *p, const char *end, char *out, size_t outlen)
+{
+	const char	*s = p;
+	size_t		 n;
+
+	if (has_prefix(p, end - p, "files/"))
+		s = p + 6;
+	else if (has_prefix(p, end - p, "cachedContents/"))
+		s = p + 15;
+	else
+		return -1;
+	while (s < end && ((*s >= 'a' && *s <= 'z') || (*s >= '0' &&
+	    *s <= '9') || (*s >= 'A' && *s <= 'Z') || *s == '-' || *s == '_'))
+		s++;
+	n = s - p;
+	if (n >= outlen || p[n - 1] == '/')
+		return -1;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return 0;
+}
+
+/*
+ * Does this request name an object that belongs to one key's project?
+ * In the path (files/x, cachedContents/x), in the upload session, or in
+ * the body (fileUri, cachedContent).  Sets x->prefer.
+ */
+static void
+find_owner(struct px *x)
+{
+	const char	*p, *end, *hay;
+	char		 name[SHM_AFF_NAME];
+	size_t		 i;
+	static const char *const needles[] = { "files/", "cachedContents/" };
+
+	x->prefer = -1;
+	if (x->upload && x->query != NULL && query_param(x->query,
+	    "upload_id", x->upload_id, sizeof(x->upload_id)) == 0) {
+		snprintf(name, sizeof(name), "upload:%.80s", x->upload_id);
+		x->prefer = shm_affinity_get(looper.shm, name);
+		return;
+	}
+	end = x->path + x->path_len;
+	for (i = 0; i < 2; i++) {
+		p = memmem(x->path, x->path_len, needles[i],
+		    strlen(needles[i]));
+		if (p != NULL && object_name(p, end, name, sizeof(name)) == 0 &&
+		    (x->prefer = shm_affinity_get(looper.shm, name)) >= 0)
+			return;
+	}
+	/* A generate request may name a file or a cached content: the body
+	 * is scanned as text, whatever its size, in one pass per needle. */
+	if (x->c->body_len == 0)
+		return;
+	for (i = 0; i < 2; i++) {
+		hay = x->c->body;
+		end = x->c->body + x->c->body_len;
+		while ((p = memmem(hay, end - hay, needles[i],
+		    strlen(needles[i]))) != NULL) {
+			if (object_name(p, end, name, sizeof(name)) == 0 &&
+			    (x->prefer = shm_affinity_get(looper.shm,
+			    name)) >= 0)
+				return;
+			hay = p + 1;
+		}
+	}
+}
+
+/* What kind of request is this, and on which model is it metered? */
+static void
+classify_request(struct px *x)
+{
+	const char	*colon, *slash;
+	int		 have_model = 0;
+
+	x->openai = memmem(x->path, x->path_len, "/openai/", 8) != NULL;
+	x->upload = has_prefix(x->path, x->path_len, "/upload/");
+	x->kind = PX_OTHER;
+	x->scan_mode = GEM_SCAN_JSON;
+	if (x->openai) {
+		x->scan_mode = GEM_SCAN_OPENAI;
+		if (strcmp(x->c->req.method, "POST") == 0 && x->c->body_len > 0 &&
+		    gem_model_from_body(x->c->body, x->c->body_len, x->model,
+		    sizeof(x->model)) == 0) {
+			have_model = 1;
+			x->kind = PX_GENERATE;
+		}
+	} else if (gem_model_from_path(x->path, x->path_len, x->model,
+	    sizeof(x->model)) == 0) {
+		have_model = 1;
+		colon = memchr(x->path, ':', x->path_len);
+		slash = colon;
+		if (colon != NULL && strcmp(x->c->req.method, "POST") == 0) {
+			if (has_prefix(colon, x->path + x->path_len - colon,
+			    ":countTokens"))
+				x->kind = PX_COUNT;
+			else
+				x->kind = PX_GENERATE;
+		}
+		(void)slash;
+	}
+	if (x->query != NULL && strstr(x->query, "alt=sse") != NULL &&
+	    !x->openai)
+		x->scan_mode = GEM_SCAN_SSE;
+	if (!have_model)
+		strlcpy(x->model, looper.cfg->default_model,
+		    sizeof(x->model));
+	x->model_slot = shm_model_slot(looper.shm, x->model);
+	x->est = x->kind == PX_GENERATE ?
+	    gem_estimate_tokens(x->c->body_len) : -1;
+}
+
+/* Headers a proxy never forwards (RFC 9110 7.6.1), plus credentials. */
+static int
+drop_request_header(const char *name, const char *connection)
+{
+	static const char *const drop[] = {
+		"connection", "keep-alive", "proxy-connection", "te",
+		"trailer", "transfer-encoding", "upgrade", "host",
+		"content-length", "expect", "proxy-authorization",
+		"proxy-authenticate", "x-goog-api-key", "authorization",
+		"accept-encoding", NULL
+	};
+	const char	*p;
+	size_t		 i, n = strlen(name);
+
+	for (i = 0; drop[i] != NULL; i++)
+		if (strcasecmp(name, drop[i]) == 0)
+			return 1;
+	/* And whatever the client's Connection header names. */
+	for (p = connection; p != NULL && *p != '\0';) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (strncasecmp(p, name, n) == 0 && (p[n] == '\0' ||
+		    p[n] == ',' || p[n] == ' ' || p[n] == '\t'))
+			return 1;
+		p = strchr(p, ',');
+	}
+	return 0;
+}
+
+static int
+append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((__format__ (printf, 4, 5)));
+
+static int
+append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 n;
+
+	if (*len >= cap)
+		return -1;
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *len, cap - *len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= cap - *len) {
+		*len = cap;
+		return -1;
+	}
+	*len += n;
+	return 0;
+}
+
+/* The upstream's Host header: brackets for IPv6, port unless default. */
+static void
+upstream_host(char *out, size_t len)
+{
+	const struct config	*cfg = looper.cfg;
+	int			 v6 = strchr(cfg->upstream_host, ':') != NULL;
+
+	if (strcmp(cfg->upstream_port, "443") == 0)
+		snprintf(out, len, v6 ? "[%s]" : "%s", cfg->upstream_host);
+	else
+		snprintf(out, len, v6 ? "[%s]:%s" : "%s:%s",
+		    cfg->upstream_host, cfg->upstream_port);
+}
+
+/*
+ * The request head for the upstream, with the picked key.  The client's
+ * key= is left out of the query; everything else goes as it came.
+ */
+static int
+build_head(struct px *x)
+{
+	struct conn	*c = x->c;
+	const char	*conn_hdr = http_header(&c->req, "connection");
+	const char	*p, *end;
+	char		 host[300];
+	size_t		 len = 0, i;
+	int		 first = 1;
+
+	if (x->head == NULL && (x->head = malloc(PX_HEAD_MAX)) == NULL)
+		return -1;
+	append(x->head, PX_HEAD_MAX, &len, "%s %s%.*s", c->req.method,
+	    looper.cfg->upstream_prefix, (int)x->path_len, x->path);
+	for (p = x->query; p != NULL && *p != '\0';) {
+		end = strchr(p, '&');
+		if (end == NULL)
+			end = p + strlen(p);
+		if (!(end - p >= 4 && strncmp(p, "key=", 4) == 0)) {
+			append(x->head, PX_HEAD_MAX, &len, "%c%.*s",
+			    first ? '?' : '&', (int)(end - p), p);
+			first = 0;
+		}
+		p = *end == '&' ? end + 1 : end;
+	}
+	upstream_host(host, sizeof(host));
+	append(x->head, PX_HEAD_MAX, &len, " HTTP/1.1\r\nHost: %s\r\n", host);
+	for (i = 0; i < c->req.nhdr; i++) {
+		if (drop_request_header(c->req.hdr[i].name, conn_hdr))
+			continue;
+		append(x->head, PX_HEAD_MAX, &len, "%s: %s\r\n",
+		    c->req.hdr[i].name, c->req.hdr[i].value);
+	}
+	if (x->openai)
+		append(x->head, PX_HEAD_MAX, &len,
+		    "Authorization: Bearer %s\r\n", x->pick.key_str);
+	else
+		append(x->head, PX_HEAD_MAX, &len, "x-goog-api-key: %s\r\n",
+		    x->pick.key_str);
+	/* The answer's usage is read on the fly: it must not be gzipped. */
+	append(x->head, PX_HEAD_MAX, &len, "Accept-Encoding: identity\r\n");
+	if (c->body_len > 0 || strcmp(c->req.method, "POST") == 0 ||
+	    strcmp(c->req.method, "PUT") == 0 ||
+	    strcmp(c->req.method, "PATCH") == 0)
+		append(x->head, PX_HEAD_MAX, &len, "Content-Length: %zu\r\n",
+		    c->body_len);
+	if (append(x->head, PX_HEAD_MAX, &len, "\r\n") == -1)
+		return -1;
+	x->head_len = len;
+	return 0;
+}
+
+static void
+wipe_head(struct px *x)
+{
+	if (x->head != NULL)
+		explicit_bzero(x->head, x->head_len);
+	x->head_len = 0;
+}
+
+static int
+ensure_upstream(struct px *x)
+{
+	if (up_ready)
+		return 0;
+	if ((up = up_new(looper.cfg)) == NULL) {
+		conn_error(x->c, 502, "out of memory", NULL);
+		return -1;
+	}
+	up_ready = 1;
+	return 0;
+}
+
+/* Wait ms for a key to free, unless the client goes away first. */
+static int
+throttle_wait(struct px *x, int64_t ms)
+{
+	struct pollfd	 pfd;
+	int64_t		 end = mono_ms() + ms, left;
+
+	pfd.fd = x->c->fd;
+	pfd.events = POLLRDHUP;
+	while ((left = end - mono_ms()) > 0) {
+		if (poll(&pfd, 1, (int)left) > 0 &&
+		    (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+			return -1;
+	}
+	return 0;
+}
+
+/* No key can serve: 429 with when to come back, or 503 when all invalid. */
+static void
+no_key(struct px *x)
+{
+	char		 extra[64], msg[256];
+	int64_t		 secs, now = now_ms();
+
+	if (x->pick.all_invalid) {
+		conn_error(x->c, 503, "every API key in the pool was rejected "
+		    "by the upstream as invalid; fix the keys and reload", NULL);
+		return;
+	}
+	if (x->pick.wait_ms >= 0)
+		secs = (x->pick.wait_ms + 999) / 1000;
+	else if (looper.shm->next_reset > now)
+		secs = (looper.shm->next_reset - now + 999) / 1000;
+	else
+		secs = 60;
+	if (secs < 1)
+		secs = 1;
+	snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
+	    (long long)secs);
+	snprintf(msg, sizeof(msg), "every API key in the pool is rate-limited "
+	    "or out of quota for model %s; retry in %llds", x->model,
+	    (long long)secs);
+	conn_error(x->c, 429, msg, extra);
+}
+
+static void
+tried_add(struct px *x, int key)
+{
+	if (x->ntried < PX_MAX_TRIED)
+		x->tried[x->ntried++] = key;
+}
+
+/* Response headers a proxy does not pass on, or sets itself. */
+static int
+drop_response_header(const char *name)
+{
+	static const char *const drop[] = {
+		"connection", "keep-alive", "proxy-connection", "te",
+		"trailer", "transfer-encoding", "upgrade", "content-length",
+		"date", "server", NULL
+	};
+	size_t	 i;
+
+	for (i = 0; drop[i] != NULL; i++)
+		if (strcasecmp(name, drop[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* x-goog-upload-url points at the upstream: point it at us instead. */
+static int
+rewrite_upload_url(struct px *x, const char *v, char *out, size_t len)
+{
+	const char	*host = http_header(&x->c->req, "host");
+	const char	*path;
+
+	if (host == NULL || strncmp(v, "https://", 8) != 0 ||
+	    (path = strchr(v + 8, '/')) == NULL)
+		return -1;
+	/* Our prefix, if any, is not part of what the client addresses. */
+	if (looper.cfg->upstream_prefix[0] != '\0' && strncmp(path,
+	    looper.cfg->upstream_prefix,
+	    strlen(looper.cfg->upstream_prefix)) == 0)
+		path += strlen(looper.cfg->upstream_prefix);
+	if ((size_t)snprintf(out, len, "http://%s%s", host, path) >= len)
+		return -1;
+	return 0;
+}
+
+/*
+ * The head of our answer: the upstream's status and end-to-end headers,
+ * and our own framing.  chunked: the body is relayed as it comes.
+ */
+static int
+send_head(struct px *x, int chunked, int64_t length, const char *body,
+    size_t body_len)
+{
+	struct conn	*c = x->c;
+	struct up_resp	*r = &x->resp;
+	char		*h, url[2048], date[64], name[SHM_AFF_NAME], id[128];
+	size_t		 len = 0, i;
+	struct tm	 tm;
+	time_t		 t = time(NULL);
+	int		 rv, head_only;
+
+	if ((h = malloc(PX_HEAD_MAX)) == NULL)
+		return -1;
+	gmtime_r(&t, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (wrk_stopping())
+		c->close = 1;
+	append(h, PX_HEAD_MAX, &len, "HTTP/1.1 %d %s\r\nDate: %s\r\n",
+	    r->status, http_reason(r->status), date);
+	for (i = 0; i < r->nhdr; i++) {
+		const char *n = r->hdr[i].name, *v = r->hdr[i].value;
+
+		if (drop_response_header(n))
+			continue;
+		if (strcasecmp(n, "x-goog-upload-url") == 0 &&
+		    rewrite_upload_url(x, v, url, sizeof(url)) == 0) {
+			if (query_param(strchr(v, '?') != NULL ?
+			    strchr(v, '?') + 1 : "", "upload_id", id,
+			    sizeof(id)) == 0) {
+				snprintf(name, sizeof(name), "upload:%.80s",
+				    id);
+				shm_affinity_put(looper.shm, name,
+				    x->pick.key);
+			}
+			v = url;
+		}
+		append(h, PX_HEAD_MAX, &len, "%s: %s\r\n", n, v);
+	}
+	head_only = strcmp(c->req.method, "HEAD") == 0 || r->no_body;
+	if (head_only) {
+		if (length >= 0)
+			append(h, PX_HEAD_MAX, &len,
+			    "Content-Length: %lld\r\n", (long long)length);
+	} else if (chunked) {
+		if (c->req.minor == 0)
+			c->close = 1;	/* 1.0: the end is the close */
+		else
+			append(h, PX_HEAD_MAX, &len,
+			    "Transfer-Encoding: chunked\r\n");
+	} else
+		append(h, PX_HEAD_MAX, &len, "Content-Length: %lld\r\n",
+		    (long long)length);
+	if (c->close)
+		append(h, PX_HEAD_MAX, &len, "Connection: close\r\n");
+	else if (c->req.minor == 0)
+		append(h, PX_HEAD_MAX, &len, "Connection: keep-alive\r\n");
+	if (append(h, PX_HEAD_MAX, &len, "\r\n") == -1) {
+		free(h);
+		return -1;
+	}
+	c->status = r->status;
+	c->sent_head = 1;
+	rv = conn_write(c, h, len);
+	if (rv == 0 && body_len > 0 && !head_only)
+		rv = conn_write(c, body, body_len);
+	free(h);
+	return rv;
+}
+
+/* One relayed piece, in the client's framing. */
+static int
+relay_piece(struct px *x, int chunked, const char *buf, size_t n)
+{
+	char		 sz[32];
+	struct iovec	 iov[3];
+	size_t		 total, off = 0;
+	ssize_t		 w;
+	int		 i;
+
+	if (!chunked || x->c->req.minor == 0)
+		return conn_write(x->c, buf, n);
+	/* Size line, data and CRLF in one write: one segment per event. */
+	iov[0].iov_base = sz;
+	iov[0].iov_len = snprintf(sz, sizeof(sz), "%zx\r\n", n);
+	iov[1].iov_base = (void *)(uintptr_t)buf;
+	iov[1].iov_len = n;
+	iov[2].iov_base = (void *)(uintptr_t)"\r\n";
+	iov[2].iov_len = 2;
+	total = iov[0].iov_len + n + 2;
+	w = writev(x->c->fd, iov, 3);
+	if (w < 0 && errno != EAGAIN && errno != EINTR) {
+		x->c->close = 1;
+		return -1;
+	}
+	if (w > 0) {
+		off = w;
+		x->c->bytes_out += w;
+	}
+	if (off == total)
+		return 0;
+	/* The rest, the slow way. */
+	for (i = 0; i < 3; i++) {
+		if (off >= iov[i].iov_len) {
+			off -= iov[i].iov_len;
+			continue;
+		}
+		if (conn_write(x->c, (char *)iov[i].iov_base + off,
+		    iov[i].iov_len - off) == -1)
+			return -1;
+		off = 0;
+	}
+	return 0;
+}
+
+/* Remember which key made a file or a cached content. */
+static void
+note_created(struct px *x, const char *buf, size_t n)
+{
+	const char	*p, *end = buf + n;
+	char		 name[SHM_AFF_NAME];
+
+	if (!(x->upload || memmem(x->path, x->path_len, "/files", 6) != NULL ||
+	    memmem(x->path, x->path_len, "/cachedContents", 15) != NULL))
+		return;
+	if (strcmp(x->c->req.method, "POST") != 0 && !x->upload)
+		return;
+	for (p = buf; (p = memmem(p, end - p, "\"name\"", 6)) != NULL; p++) {
+		p += 6;
+		while (p < end && (*p == ' ' || *p == ':' || *p == '\n' ||
+		    *p == '\r' || *p == '\t'))
+			p++;
+		if (p < end && *p == '"' &&
+		    object_name(p + 1, end, name, sizeof(name)) == 0) {
+			shm_affinity_put(looper.shm, name, x->pick.key);
+			return;
+		}
+	}
+}
+
+static void
+log_usage(struct px *x)
+{
+	const struct gem_usage	*u = &x->scan.usage;
+
+	snprintf(x->c->log, sizeof(x->c->log), "key=%s model=%s attempts=%d "
+	    "prompt=%lld candidates=%lld cached=%lld thoughts=%lld total=%lld",
+	    x->pick.id[0] ? x->pick.id : "-", x->model, x->attempts,
+	    (long long)u->prompt, (long long)u->candidates,
+	    (long long)u->cached, (long long)u->thoughts, (long long)u->total);
+}
+
+/* Settle the pick with what the scanner saw (or only count the request). */
+static void
+settle(struct px *x)
+{
+	struct shm_tokens	 t;
+	const struct gem_usage	*u = &x->scan.usage;
+
+	if (u->seen) {
+		t.prompt = u->prompt;
+		t.candidates = u->candidates;
+		t.cached = u->cached;
+		t.thoughts = u->thoughts;
+		t.total = u->total;
+		shm_settle(looper.shm, &x->pick, &t);
+	} else if (x->scan.error_seen)
+		shm_release(looper.shm, &x->pick);
+	else
+		shm_settle(looper.shm, &x->pick, NULL);
+}
+
+/*
+ * Relay a good answer: head, then each piece of the body as it arrives.
+ * Returns 0; the connection to the client is marked for closing when the
+ * relay could not finish.
+ */
+static void
+relay(struct px *x)
+{
+	struct up_resp	*r = &x->resp;
+	char		 buf[PX_RELAY_BUF];
+	ssize_t		 n = 0;
+	size_t		 scanned = 0;
+	int		 chunked, client_gone = 0;
+	int64_t		 deadline;
+
+	chunked = !(r->content_length >= 0 && !r->chunked);
+	board_set(looper.shm, looper.slot, SHM_W_WRITING, NULL);
+	if (send_head(x, chunked, r->content_length, NULL, 0) == -1) {
+		client_gone = 1;
+		goto done;
+	}
+	if (strcmp(x->c->req.method, "HEAD") == 0 || r->no_body)
+		goto done;
+	for (;;) {
+		deadline = mono_ms() + (int64_t)looper.cfg->upstream_timeout_s *
+		    1000;
+		n = up_read_body(up, buf, sizeof(buf), deadline);
+		if (n <= 0)
+			break;
+		gem_scan_feed(&x->scan, buf, n);
+		if (scanned < PX_NAMESCAN_MAX) {
+			note_created(x, buf, n);
+			scanned += n;
+		}
+		if (relay_piece(x, chunked, buf, n) == -1) {
+			/* The client went away: stop the upstream too. */
+			client_gone = 1;
+			break;
+		}
+	}
+	if (!client_gone && n == 0 && chunked && x->c->req.minor == 1 &&
+	    conn_write(x->c, "0\r\n\r\n", 5) == -1)
+		client_gone = 1;
+	if (n < 0) {
+		/* The upstream broke mid-answer: the client cannot tell a
+		 * cut answer from a whole one unless we close. */
+		x->c->close = 1;
+		log_warnx("upstream answer cut short: key=%s model=%s",
+		    x->pick.id, x->model);
+	}
+done:
+	if (client_gone || n < 0 || !up_body_done(up) || r->close)
+		up_close(up);
+	if (client_gone)
+		x->c->close = 1;
+	settle(x);
+}
+
+/* Read an error answer whole (bounded): it is classified before relaying. */
+static ssize_t
+read_error_body(struct px *x, char *buf, size_t cap)
+{
+	size_t		 len = 0;
+	ssize_t		 n;
+	int64_t		 deadline = mono_ms() +
+	    (int64_t)looper.cfg->upstream_timeout_s * 1000;
+
+	if (x->resp.no_body || strcmp(x->c->req.method, "HEAD") == 0)
+		return 0;
+	while (len < cap) {
+		n = up_read_body(up, buf + len, cap - len, deadline);
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		len += n;
+	}
+	if (!up_body_done(up) || x->resp.close)
+		up_close(up);
+	return len;
+}
+
+/* Pass an error answer on as it came, with any key in it masked. */
+static void
+pass_error(struct px *x, char *body, size_t len, size_t cap)
+{
+	len = scrub(body, len, cap, NULL);
+	board_set(looper.shm, looper.slot, SHM_W_WRITING, NULL);
+	if (send_head(x, 0, len, body, len) == -1)
+		x->c->close = 1;
+}
 
 void
 proxy_handle(struct conn *c)
 {
-	conn_error(c, 501, "proxying is not built yet", NULL);
+	struct px		 x;
+	struct gem_verdict	 v;
+	char			 err[256], *ebody = NULL;
+	const char		*q;
+	ssize_t			 elen;
+	int			 fresh, rv;
+
+	memset(&x, 0, sizeof(x));
+	x.c = c;
+	x.path = c->req.target;
+	x.path_len = c->req.path_len;
+	q = c->req.target + c->req.path_len;
+	x.query = *q == '?' ? q + 1 : NULL;
+	x.pick.key = -1;
+
+	if (check_client(&x) == -1)
+		return;
+	classify_request(&x);
+	if (x.model_slot < 0) {
+		conn_error(c, 500, "no model slot", NULL);
+		return;
+	}
+	find_owner(&x);
+	if (ensure_upstream(&x) == -1)
+		return;
+	gem_scan_init(&x.scan, x.scan_mode);
+
+	for (;;) {
+		if (++x.attempts > PX_MAX_TRIED) {
+			conn_error(c, 502, "too many attempts", NULL);
+			break;
+		}
+		if (shm_pick(looper.shm, x.model_slot, x.kind == PX_GENERATE ?
+		    x.est : -1, x.tried, x.ntried, x.prefer, now_ms(),
+		    &x.pick) == -1) {
+			if (!x.pick.all_invalid && x.pick.wait_ms >= 0 &&
+			    x.pick.wait_ms <=
+			    (int64_t)looper.cfg->max_wait_s * 1000) {
+				/* The seed's small delay: a key frees soon. */
+				board_set(looper.shm, looper.slot,
+				    SHM_W_UPSTREAM, NULL);
+				if (throttle_wait(&x, x.pick.wait_ms + 1) == -1) {
+					c->close = 1;
+					break;
+				}
+				x.attempts--;
+				continue;
+			}
+			no_key(&x);
+			break;
+		}
+		if (build_head(&x) == -1) {
+			shm_release(looper.shm, &x.pick);
+			conn_error(c, 431, "request head too large to forward",
+			    NULL);
+			break;
+		}
+		board_set(looper.shm, looper.slot, SHM_W_UPSTREAM, NULL);
+		fresh = 0;
+		for (;;) {
+			int64_t deadline = mono_ms() +
+			    (int64_t)looper.cfg->upstream_timeout_s * 1000;
+
+			rv = up_request(up, x.head, x.head_len, c->body,
+			    c->body_len, deadline, err, sizeof(err));
+			if (rv == 0)
+				rv = up_read_head(up, &x.resp,
+				    strcmp(c->req.method, "HEAD") == 0,
+				    deadline, err, sizeof(err));
+			/* A kept-alive connection the upstream had just
+			 * closed: once more on a new one, same key. */
+			if (rv == -1 && up_reused(up) && !fresh) {
+				up_close(up);
+				fresh = 1;
+				continue;
+			}
+			break;
+		}
+		wipe_head(&x);
+		if (rv == -1) {
+			int	 slot = x.pick.key;
+
+			up_close(up);
+			shm_release(looper.shm, &x.pick);
+			log_warnx("upstream: %s (key=%s model=%s)", err,
+			    x.pick.id, x.model);
+			/* Before the answer started: once more, elsewhere. */
+			if (!x.retried_fault && x.prefer < 0) {
+				x.retried_fault = 1;
+				tried_add(&x, slot);
+				continue;
+			}
+			conn_error(c, strstr(err, "timeout") != NULL ? 504 :
+			    502, "the upstream did not answer", NULL);
+			break;
+		}
+		if (x.resp.status < 400) {
+			relay(&x);
+			break;
+		}
+
+		/* An error: read it whole, then decide. */
+		if (ebody == NULL &&
+		    (ebody = malloc(PX_ERRBODY_MAX + 1)) == NULL) {
+			up_close(up);
+			shm_release(looper.shm, &x.pick);
+			conn_error(c, 500, "out of memory", NULL);
+			break;
+		}
+		elen = read_error_body(&x, ebody, PX_ERRBODY_MAX);
+		if (elen < 0) {
+			up_close(up);
+			shm_release(looper.shm, &x.pick);
+			conn_error(c, 502, "the upstream's answer was cut short",
+			    NULL);
+			break;
+		}
+		ebody[elen] = '\0';
+		gem_classify(x.resp.status, ebody, elen, &v);
+		{
+			int	 slot = x.pick.key;
+
+			switch (v.action) {
+			case GEM_COOL:
+				shm_cool(looper.shm, &x.pick, now_ms() +
+				    v.delay_ms, v.reason);
+				log_info("key=%s model=%s status=%d cooling "
+				    "%lld ms: %s", x.pick.id, x.model,
+				    x.resp.status, (long long)v.delay_ms,
+				    v.why);
+				break;
+			case GEM_EXHAUST:
+				shm_exhaust(looper.shm, &x.pick, v.reason);
+				log_info("key=%s model=%s status=%d exhausted "
+				    "until the daily reset: %s", x.pick.id,
+				    x.model, x.resp.status, v.why);
+				break;
+			case GEM_INVALID:
+				shm_invalidate(looper.shm, &x.pick, v.why);
+				log_warnx("key=%s rejected by the upstream "
+				    "(status=%d %s): out of the pool until "
+				    "a reload", x.pick.id, x.resp.status,
+				    v.why);
+				break;
+			case GEM_RETRY:
+				log_info("key=%s model=%s status=%d: "
+				    "upstream fault%s", x.pick.id, x.model,
+				    x.resp.status, x.retried_fault ? "" :
+				    ", retrying on another key");
+				break;
+			case GEM_PASS:
+				break;
+			}
+			if (v.action == GEM_PASS || (v.action == GEM_RETRY &&
+			    (x.retried_fault || x.prefer >= 0))) {
+				shm_release(looper.shm, &x.pick);
+				pass_error(&x, ebody, elen, PX_ERRBODY_MAX);
+				break;
+			}
+			if (v.action == GEM_RETRY)
+				x.retried_fault = 1;
+			shm_release(looper.shm, &x.pick);
+			tried_add(&x, slot);
+		}
+	}
+	log_usage(&x);
+	if (ebody != NULL) {
+		explicit_bzero(ebody, PX_ERRBODY_MAX);
+		free(ebody);
+	}
+	free(x.head);
+	explicit_bzero(&x.pick.key_str, sizeof(x.pick.key_str));
 }

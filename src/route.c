@@ -43,7 +43,7 @@ route_request(struct conn *c)
 		proxy_handle(c);
 		return;
 	}
-	if (exact(path, len, "/status") || exact(path, len, "/status/") ||
+	if (exact(path, len, "/status") || prefix(path, len, "/status/") ||
 	    prefix(path, len, "/api/") || exact(path, len, "/metrics")) {
 		status_handle(c);
 		return;

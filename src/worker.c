@@ -487,7 +487,7 @@ static void
 serve(struct conn *c)
 {
 	int	 first = 1, one = 1;
-	char	 what[64];
+	char	 what[96], path[64];
 
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->len = 0;
@@ -501,13 +501,9 @@ serve(struct conn *c)
 			break;
 		}
 		first = 0;
-		snprintf(what, sizeof(what), "%s %s", c->req.method,
-		    c->req.target);
-		/* Never show a key that came in a query string. */
-		if (strstr(what, "key=") != NULL)
-			route_log_path(c->req.target, what + strlen(
-			    c->req.method) + 1, sizeof(what) -
-			    strlen(c->req.method) - 1);
+		/* Never show a key or token that came in a query string. */
+		route_log_path(c->req.target, path, sizeof(path));
+		snprintf(what, sizeof(what), "%.15s %s", c->req.method, path);
 		board_set(looper.shm, looper.slot, SHM_W_WRITING, what);
 		route_request(c);
 		board_served(looper.shm, looper.slot);
@@ -554,10 +550,17 @@ worker_main(int slot)
 	struct conn		 c;
 	socklen_t		 sslen;
 	sigset_t		 block;
+	char			 errbuf[256];
 	int			 epfd, fd;
 
 	looper.slot = slot;
 	looper.generation = looper.shm->generation;
+	/* TLS first: the CA file may be readable by root only. */
+	if (tls_init(looper.cfg, errbuf, sizeof(errbuf)) == -1) {
+		log_warnx("worker: upstream TLS: %s", errbuf);
+		_exit(WRK_EXIT_FATAL);
+	}
+	priv_drop();	/* before PDEATHSIG: a change of uid clears it */
 	/* Die with the master; check it did not die already. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
 	    getppid() != looper.master_pid)

@@ -237,6 +237,8 @@ START_TEST(test_full)
 	ck_assert_str_eq(cfg->log_file, want);
 	ck_assert_int_eq(cfg->log_level, LOG_DEBUG);
 	ck_assert_str_eq(cfg->user, "nobody");
+	ck_assert_int_ne(cfg->user_uid, (uid_t)-1);
+	ck_assert_int_ne(cfg->user_uid, 0);
 
 	ck_assert_uint_eq(cfg->naccess_tokens, 2);
 	ck_assert_str_eq(cfg->access_tokens[0], "TESTTOKEN-a");
@@ -722,6 +724,9 @@ static const struct {
 	{ WITH("\"user\": \"" "0123456789012345678901234567890123456789"
 	    "0123456789012345678901234\""),
 	    "user: too long (65 bytes, at most 63)" },
+	{ WITH("\"user\": \"no-such-user-gl\""),
+	    "user: no such user \"no-such-user-gl\"" },
+	{ WITH("\"user\": \"root\""), "user: \"root\" is uid 0" },
 	{ WITH("\"access_tokens\": \"TESTTOKEN\""),
 	    "access_tokens: must be an array of strings (got a string)" },
 	{ WITH("\"access_tokens\": [\"TESTTOKEN-1\", \"\"]"),

@@ -16,6 +16,11 @@ main(void)
 	srunner_add_suite(sr, http_suite());
 	srunner_add_suite(sr, lock_suite());
 	srunner_add_suite(sr, gemini_suite());
+	srunner_add_suite(sr, pick_suite());
+	srunner_add_suite(sr, upstream_suite());
+	srunner_add_suite(sr, status_suite());
+	srunner_add_suite(sr, persist_suite());
+	srunner_add_suite(sr, reset_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -8,5 +8,10 @@ Suite	*config_suite(void);
 Suite	*http_suite(void);
 Suite	*lock_suite(void);
 Suite	*gemini_suite(void);
+Suite	*pick_suite(void);
+Suite	*upstream_suite(void);
+Suite	*status_suite(void);
+Suite	*persist_suite(void);
+Suite	*reset_suite(void);
 
 #endif

@@ -56,7 +56,11 @@ Magic words in the prompt text (STANDIN:name=value)
     candidates=N  thoughts=N  chunks=N (stream events, default 3)
     delay_ms=N (between stream events)  sleep_ms=N (before answering)
     status=CODE (answer that error: 500 INTERNAL, 503 UNAVAILABLE, 429 bare, ...)
+    echo_key=1 (with status=CODE: the error echoes the full key used, in its
+               message and in ErrorInfo metadata, as Google does in some)
     quota=rpm|tpm|rpd|tpd (answer a full quota 429 of that kind, nothing counted)
+    retry_ms=N (the retryDelay that this request's quota 429, forced or real,
+               advertises, instead of the computed one)
     legacy_usage=1 (intermediate stream chunks without candidatesTokenCount)
     fault=reset_midstream|stall|garbage|close_before_headers|stall_midstream|
           error_midstream
@@ -67,7 +71,11 @@ Admin (no auth)
          key_source (header|query|bearer), project, model, path, method, status
          (null when no HTTP answer was given), stream, prompt, candidates, cached,
          thoughts, total (+ kind, fault, error_status, quota, retry_delay,
-         request_tokens, file, cache when they apply)
+         request_tokens, file, cache when they apply); credentials: every
+         credential the request carried, by source ({"header": k} ...);
+         host: the Host header it came with;
+         streams also events_sent, completed (null while streaming, false
+         when the client went away or a fault cut it) and ended
     GET  /__standin/config             the config in force
     POST /__standin/config             merge ("keys", "quotas", "projects" merge per
          entry, null deletes one); ?replace=1 or PUT replaces the whole config
@@ -671,6 +679,9 @@ class Handler(BaseHTTPRequestHandler):
             self.url_path.endswith(":streamGenerateContent")
             and (self.query.get("alt") or [""])[0] != "sse")
         self.entry = {"path": self.url_path, "method": self.command}
+        if not self.url_path.startswith("/__standin/"):
+            self.entry["credentials"] = self.all_credentials()
+            self.entry["host"] = self.headers.get("Host")
         try:
             if self.url_path.startswith("/__standin/"):
                 self.admin(st)
@@ -747,6 +758,21 @@ class Handler(BaseHTTPRequestHandler):
             self.send_plain_json(404, {"error": "unknown admin endpoint"})
 
     # -- authentication -----------------------------------------------------
+    def all_credentials(self):
+        """Every credential the request carried, by source (for the log)."""
+        out = {}
+        hdr = self.headers.get("x-goog-api-key")
+        if hdr:
+            out["header"] = hdr.strip()
+        q = (self.query.get("key") or [None])[0]
+        if q:
+            out["query"] = q
+        auth = self.headers.get("Authorization")
+        if auth:
+            out["bearer" if auth[:7].lower() == "bearer " else "authorization"] = (
+                auth[7:].strip() if auth[:7].lower() == "bearer " else auth)
+        return out
+
     def credentials(self):
         hdr = self.headers.get("x-goog-api-key")
         q = (self.query.get("key") or [None])[0]
@@ -1018,9 +1044,11 @@ class Handler(BaseHTTPRequestHandler):
             return "%dms" % max(1, int(d * 1000))
         return "%ds" % int(d)
 
-    def quota_reply(self, st, model, viols):
+    def quota_reply(self, st, model, viols, delay_override=None):
         minute = [v for v in viols if v[0] in ("rpm", "tpm")]
         delay = max(v[2] for v in minute) if minute else max(v[2] for v in viols)
+        if delay_override is not None:
+            delay = delay_override
         violations, lines = [], []
         for kind, limit, _ in viols:
             metric, qid = st.metric_names(kind)
@@ -1047,16 +1075,16 @@ class Handler(BaseHTTPRequestHandler):
         self.entry["retry_delay"] = retry["retryDelay"]
         return Reply(429, error_obj(429, "RESOURCE_EXHAUSTED", msg, details))
 
-    def forced_quota(self, st, info, model, kind):
+    def forced_quota(self, st, info, model, kind, delay_override=None):
         lim = st.limits(info["project"], model)
         defaults = {"rpm": 10, "tpm": 250000, "rpd": 250, "tpd": 1000000}
         limit = lim.get(kind)
         if limit is None:
             limit = defaults[kind]
         d = 37.0 + random.random() if kind in ("rpm", "tpm") else float(st.config.get("day_retry_delay", 22.0))
-        return self.quota_reply(st, model, [(kind, limit, d)])
+        return self.quota_reply(st, model, [(kind, limit, d)], delay_override)
 
-    def admit(self, st, info, model, text_bytes, prompt, count_quota=True):
+    def admit(self, st, info, model, text_bytes, prompt, count_quota=True, delay_override=None):
         """Check and account quota, compute the implicit cache; logs a 429 itself.
 
         Returns (cached implicit tokens, log record)."""
@@ -1068,7 +1096,7 @@ class Handler(BaseHTTPRequestHandler):
                     st.account(info["project"], model, prompt, now)
                 nbytes = st.implicit_cached(info["project"], model, text_bytes)
                 return (math.ceil(nbytes / 4) if nbytes else 0)
-        raise self.quota_reply(st, model, viols)
+        raise self.quota_reply(st, model, viols, delay_override)
 
     # -- generation ---------------------------------------------------------
     def usage(self, prompt, cand, thoughts, cached, details=True, with_cand=True):
@@ -1131,10 +1159,22 @@ class Handler(BaseHTTPRequestHandler):
             return
         if "status" in magic:
             code = magic_int(magic, "status", 500, 100, 599)
-            raise Reply(code, status_error(code))
+            body = status_error(code)
+            if magic.get("echo_key") in ("1", "true") and self.entry.get("key"):
+                # Google echoes keys in some error bodies ("Consumer
+                # 'api_key:AIza...'"), in the message and in metadata.
+                body["error"]["message"] += " Consumer 'api_key:%s'." % self.entry["key"]
+                body["error"]["details"] = [{
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "INVALID_ARGUMENT_EXAMPLE", "domain": "googleapis.com",
+                    "metadata": {"containerInfo": "api_key:%s" % self.entry["key"],
+                                 "service": SERVICE}}]
+            raise Reply(code, body)
+        retry = magic_int(magic, "retry_ms", -1, -1, 3600000)
+        retry = retry / 1000.0 if retry >= 0 else None
         if magic.get("quota") in ("rpm", "tpm", "rpd", "tpd"):
-            raise self.forced_quota(st, info, model, magic["quota"])
-        implicit = self.admit(st, info, model, text_bytes, prompt)
+            raise self.forced_quota(st, info, model, magic["quota"], retry)
+        implicit = self.admit(st, info, model, text_bytes, prompt, delay_override=retry)
         cached = min(prompt, explicit + implicit)
         cand = magic_int(magic, "candidates", int(st.config.get("default_candidates", 10)))
         thoughts = magic_int(magic, "thoughts", 0)
@@ -1186,6 +1226,24 @@ class Handler(BaseHTTPRequestHandler):
         self.stream_events(st, mode, events, delay, fault, rec)
 
     def stream_events(self, st, mode, events, delay, fault, rec):
+        """Streams the events; the log record shows how far it got:
+        events_sent, then completed true (all sent) or false (the client went
+        away, or a fault cut the stream)."""
+        with st.lock:
+            rec["events_sent"] = 0
+            rec["completed"] = None
+        try:
+            done = self._stream_events(st, mode, events, delay, fault, rec)
+        except BaseException:
+            with st.lock:
+                rec["completed"] = False
+                rec["ended"] = time.time()
+            raise
+        with st.lock:
+            rec["completed"] = bool(done)
+            rec["ended"] = time.time()
+
+    def _stream_events(self, st, mode, events, delay, fault, rec):
         if mode == "array":
             ctype = "application/json; charset=UTF-8"
         else:
@@ -1202,12 +1260,14 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 data = ("[" if i == 0 else "\n,\r\n") + pretty(ev)
             self.write_chunk(data)
+            with st.lock:
+                rec["events_sent"] = i + 1
             if i == 0 and fault == "reset_midstream":
                 self.rst()
-                return
+                return False
             if i == 0 and fault == "stall_midstream":
                 self.stall()
-                return
+                return False
             if i == 0 and fault == "error_midstream" and len(events) > 0:
                 err = status_error(503)
                 if mode == "sse":
@@ -1217,12 +1277,13 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     self.write_chunk("\n,\r\n" + pretty(err) + "\n]")
                 self.end_chunked()
-                return
+                return False
         if mode == "array":
             self.write_chunk("\n]")
         elif mode == "oa_sse":
             self.write_chunk("data: [DONE]" + sep)
         self.end_chunked()
+        return True
 
     # -- countTokens / embeddings ------------------------------------------
     def count_tokens(self, st, model):

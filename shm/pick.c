@@ -1,0 +1,551 @@
+/*
+ * Request-time work on the key x model tables, shared by every worker:
+ * choose a key for a request and reserve room on it, settle the
+ * reservation with what the upstream reported, and mark keys cooling,
+ * exhausted or invalid.  Each function takes hdr->lock for a few hundred
+ * instructions and does no I/O under it.
+ *
+ * Why reserve: workers choose concurrently.  If each only looked at what
+ * was already spent, N workers could all see room for one more request and
+ * together overshoot tpm_limit.  A pick adds its estimate to the window at
+ * once, under the lock; the settle later replaces the estimate with the
+ * real promptTokenCount.
+ *
+ * The per-minute window is SHM_WIN_BUCKETS buckets of SHM_WIN_SPAN seconds
+ * (one more than a minute needs): a bucket counts while any part of it lies
+ * in the last 60 s, so the window errs towards "full", never "empty".
+ */
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "shm.h"
+
+#define NEVER	INT64_MAX
+
+static int64_t
+time_now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct shm_bucket *
+bucket_locked(struct shm_usage *u, uint32_t s)
+{
+	uint32_t		 stamp = s - s % SHM_WIN_SPAN;
+	struct shm_bucket	*b;
+
+	b = &u->win[(stamp / SHM_WIN_SPAN) % SHM_WIN_BUCKETS];
+	if (b->stamp != stamp) {
+		b->stamp = stamp;
+		b->requests = 0;
+		b->tokens = 0;
+	}
+	return b;
+}
+
+static int
+bucket_live(const struct shm_bucket *b, uint32_t s)
+{
+	return b->stamp != 0 && b->stamp <= s &&
+	    b->stamp + SHM_WIN_SPAN + SHM_WIN_SECONDS > s;
+}
+
+/* Input tokens and requests of the last minute (reservations included). */
+void
+shm_window_locked(const struct shm_usage *u, uint32_t s, uint64_t *tokens,
+    uint32_t *requests)
+{
+	int	 i;
+
+	*tokens = 0;
+	*requests = 0;
+	for (i = 0; i < SHM_WIN_BUCKETS; i++) {
+		if (!bucket_live(&u->win[i], s))
+			continue;
+		*tokens += u->win[i].tokens;
+		*requests += u->win[i].requests;
+	}
+}
+
+/*
+ * When will the window have room for need tokens and one request more?
+ * Returns ms since the epoch (now_ms when there is room already).
+ */
+static int64_t
+window_free_at(const struct shm_usage *u, uint32_t s, int64_t now,
+    int64_t need, int64_t tlim, int64_t rlim)
+{
+	const struct shm_bucket	*live[SHM_WIN_BUCKETS], *t;
+	uint64_t		 tok;
+	uint32_t		 req;
+	int			 n = 0, i, j;
+	int64_t			 at = now;
+
+	shm_window_locked(u, s, &tok, &req);
+	for (i = 0; i < SHM_WIN_BUCKETS; i++)
+		if (bucket_live(&u->win[i], s))
+			live[n++] = &u->win[i];
+	/* Oldest first: they leave the window in that order. */
+	for (i = 1; i < n; i++)
+		for (j = i; j > 0 && live[j - 1]->stamp > live[j]->stamp; j--) {
+			t = live[j];
+			live[j] = live[j - 1];
+			live[j - 1] = t;
+		}
+	for (i = 0;; i++) {
+		if ((tlim < 0 || (int64_t)tok + need <= tlim) &&
+		    (rlim < 0 || (int64_t)req + 1 <= rlim))
+			return at;
+		if (i >= n)
+			return NEVER;	/* more than the limit on its own */
+		tok -= live[i]->tokens;
+		req -= live[i]->requests;
+		at = ((int64_t)live[i]->stamp + SHM_WIN_SPAN +
+		    SHM_WIN_SECONDS) * 1000;
+	}
+}
+
+/* A cell's state now: a cooldown that has run out is over. */
+uint32_t
+shm_cell_state_locked(const struct shm_header *h, const struct shm_usage *u,
+    int64_t now)
+{
+	(void)h;
+	if (u->state == SHM_COOLING && u->cooldown_until <= now)
+		return SHM_AVAILABLE;
+	return u->state;
+}
+
+static int64_t
+clamp_estimate(const struct shm_model *m, int64_t est)
+{
+	/* A request bigger than a whole limit would never fit: let it be
+	 * judged against the limit itself (the upstream has the last word). */
+	if (m->tpm_limit >= 0 && est > m->tpm_limit)
+		est = m->tpm_limit;
+	if (m->tpd_limit >= 0 && est > m->tpd_limit)
+		est = m->tpd_limit;
+	return est;
+}
+
+/*
+ * How long until key k can take this request on model m?  0: now.
+ * NEVER: not before something outside our view changes (invalid key, or
+ * daily quota with no known reset time).
+ */
+static int64_t
+key_wait_locked(struct shm_header *h, int k, int mi, int64_t est,
+    int64_t now)
+{
+	const struct shm_model	*m = SHM_MODELS(h) + mi;
+	struct shm_usage	*u = SHM_USAGE(h, k, mi);
+	int64_t			 at;
+	uint32_t		 st;
+
+	if (SHM_KEYS(h)[k].invalid)
+		return NEVER;
+	st = shm_cell_state_locked(h, u, now);
+	if (st == SHM_AVAILABLE && u->state == SHM_COOLING) {
+		u->state = SHM_AVAILABLE;
+		u->reason = SHM_R_NONE;
+		u->cooldown_until = 0;
+	}
+	if (st == SHM_COOLING)
+		return u->cooldown_until - now;
+	if (st == SHM_EXHAUSTED)
+		return h->next_reset > now ? h->next_reset - now : NEVER;
+	if (est < 0)
+		return 0;	/* not metered: room does not matter */
+	if ((m->tpd_limit >= 0 && (int64_t)u->tpd_used + est > m->tpd_limit) ||
+	    (m->rpd_limit >= 0 && (int64_t)u->rpd_used + 1 > m->rpd_limit))
+		return h->next_reset > now ? h->next_reset - now : NEVER;
+	at = window_free_at(u, (uint32_t)(now / 1000), now, est,
+	    m->tpm_limit, m->rpm_limit);
+	return at == NEVER ? NEVER : at - now;
+}
+
+static int
+excluded(int k, const int *ex, size_t nex)
+{
+	size_t	 i;
+
+	for (i = 0; i < nex; i++)
+		if (ex[i] == k)
+			return 1;
+	return 0;
+}
+
+/* Does key a come before key b?  Priority tier first, then config order. */
+static int
+before(const struct shm_key *a, const struct shm_key *b)
+{
+	if (a->tier != b->tier)
+		return a->tier < b->tier;
+	return a->order < b->order;
+}
+
+static void
+reserve_locked(struct shm_header *h, int k, int mi, int64_t est,
+    int64_t now, struct shm_pick *p)
+{
+	struct shm_usage	*u = SHM_USAGE(h, k, mi);
+	struct shm_bucket	*b;
+	struct shm_key		*key = SHM_KEYS(h) + k;
+
+	p->key = k;
+	p->reserved = 0;
+	p->stamp = 0;
+	if (est >= 0) {
+		b = bucket_locked(u, (uint32_t)(now / 1000));
+		b->tokens += est;
+		b->requests++;
+		u->tpd_used += est;
+		u->rpd_used++;
+		p->reserved = est;
+		p->stamp = b->stamp;
+	}
+	memcpy(p->key_str, key->key, sizeof(p->key_str));
+	memcpy(p->id, key->id, sizeof(p->id));
+}
+
+/*
+ * Choose a key for a request on model slot mi and reserve est input tokens
+ * and one request on it (est < 0: the request is not metered, e.g. a models
+ * list).  Keys in ex[] are skipped (already tried for this request).
+ * prefer >= 0 names the only key that may serve (a file or cached content
+ * belongs to its project).  Otherwise: the model's sticky key while it can
+ * serve, else the first key that can, priority keys first; the choice
+ * becomes sticky.  Returns 0 with p->key set, or -1 with p->wait_ms (ms
+ * until the earliest key frees, -1 when none will) and p->all_invalid.
+ */
+int
+shm_pick(struct shm_header *h, int mi, int64_t est, const int *ex,
+    size_t nex, int prefer, int64_t now, struct shm_pick *p)
+{
+	struct shm_model	*m;
+	struct shm_key		*keys = SHM_KEYS(h);
+	int64_t			 w, best_wait = NEVER;
+	int			 k, best = -1, any_valid = 0, cur;
+
+	memset(p, 0, sizeof(*p));
+	p->key = -1;
+	p->model = mi;
+	p->wait_ms = -1;
+	shm_lock(h);
+	p->generation = h->generation;
+	if (mi < 0 || (uint32_t)mi >= h->nmodels) {
+		shm_unlock(h);
+		return -1;
+	}
+	m = SHM_MODELS(h) + mi;
+	if (est >= 0)
+		est = clamp_estimate(m, est);
+
+	if (prefer >= 0 && (uint32_t)prefer < h->nkeys &&
+	    keys[prefer].in_use) {
+		w = key_wait_locked(h, prefer, mi, est, now);
+		if (w == 0 && !excluded(prefer, ex, nex)) {
+			reserve_locked(h, prefer, mi, est, now, p);
+			shm_unlock(h);
+			return 0;
+		}
+		p->all_invalid = keys[prefer].invalid;
+		p->wait_ms = w == NEVER || excluded(prefer, ex, nex) ? -1 : w;
+		shm_unlock(h);
+		return -1;
+	}
+
+	cur = m->current_key;
+	if (cur >= 0 && (uint32_t)cur < h->nkeys && keys[cur].in_use &&
+	    !excluded(cur, ex, nex) &&
+	    key_wait_locked(h, cur, mi, est, now) == 0) {
+		reserve_locked(h, cur, mi, est, now, p);
+		shm_unlock(h);
+		return 0;
+	}
+	for (k = 0; k < (int)h->nkeys; k++) {
+		if (!keys[k].in_use)
+			continue;
+		if (!keys[k].invalid)
+			any_valid = 1;
+		if (excluded(k, ex, nex))
+			continue;
+		w = key_wait_locked(h, k, mi, est, now);
+		if (w == 0) {
+			if (best == -1 || best_wait != 0 ||
+			    before(&keys[k], &keys[best])) {
+				best = k;
+				best_wait = 0;
+			}
+		} else if (best_wait != 0 && w < best_wait)
+			best_wait = w;
+	}
+	if (best >= 0 && best_wait == 0) {
+		reserve_locked(h, best, mi, est, now, p);
+		m->current_key = best;
+		shm_unlock(h);
+		return 0;
+	}
+	if (!any_valid)
+		m->current_key = -1;
+	p->all_invalid = !any_valid;
+	p->wait_ms = best_wait == NEVER ? -1 : best_wait;
+	shm_unlock(h);
+	return -1;
+}
+
+/* Is the pick's slot still the key it was made for (reloads move keys)? */
+static int
+pick_valid_locked(struct shm_header *h, const struct shm_pick *p)
+{
+	return p->key >= 0 && (uint32_t)p->key < h->nkeys &&
+	    (uint32_t)p->model < h->nmodels && SHM_KEYS(h)[p->key].in_use &&
+	    strcmp(SHM_KEYS(h)[p->key].key, p->key_str) == 0;
+}
+
+static void
+unreserve_locked(struct shm_header *h, struct shm_pick *p, int64_t tokens,
+    int requests)
+{
+	struct shm_usage	*u = SHM_USAGE(h, p->key, p->model);
+	struct shm_bucket	*b;
+
+	if (p->stamp != 0) {
+		b = &u->win[(p->stamp / SHM_WIN_SPAN) % SHM_WIN_BUCKETS];
+		/* A bucket already recycled has left the window. */
+		if (b->stamp == p->stamp) {
+			b->tokens = (int64_t)b->tokens > tokens ?
+			    b->tokens - tokens : 0;
+			if (requests && b->requests > 0)
+				b->requests--;
+		}
+	}
+	u->tpd_used = (int64_t)u->tpd_used > tokens ? u->tpd_used - tokens : 0;
+	if (requests && u->rpd_used > 0)
+		u->rpd_used--;
+}
+
+static void
+minute_add(struct shm_minute *hist, uint32_t minute, uint64_t tokens)
+{
+	struct shm_minute	*e = &hist[minute % SHM_HISTORY];
+
+	if (e->minute != minute) {
+		e->minute = minute;
+		e->tokens = 0;
+		e->requests = 0;
+	}
+	e->tokens += tokens;
+	e->requests++;
+}
+
+/* Tokens of one minute of a history (0 if that minute is not kept). */
+uint64_t
+shm_minute_get(const struct shm_minute *hist, uint32_t minute,
+    uint32_t *requests)
+{
+	const struct shm_minute	*e = &hist[minute % SHM_HISTORY];
+
+	if (e->minute != minute) {
+		if (requests != NULL)
+			*requests = 0;
+		return 0;
+	}
+	if (requests != NULL)
+		*requests = e->requests;
+	return e->tokens;
+}
+
+/*
+ * A successful answer: replace the estimate with the real input tokens
+ * and count what the upstream reported.  t == NULL: no usage was reported
+ * (a models list, a file): the request is counted, the estimate stays.
+ */
+void
+shm_settle(struct shm_header *h, struct shm_pick *p,
+    const struct shm_tokens *t)
+{
+	struct shm_usage	*u;
+	int64_t			 now;
+	uint32_t		 minute;
+
+	if (p->key < 0)
+		return;
+	now = time_now_ms();
+	minute = (uint32_t)(now / 60000);
+	shm_lock(h);
+	if (!pick_valid_locked(h, p))
+		goto out;
+	u = SHM_USAGE(h, p->key, p->model);
+	if (t != NULL && p->stamp != 0) {
+		/* Take the estimate back, put the truth in. */
+		unreserve_locked(h, p, p->reserved, 0);
+		if (t->prompt > 0) {
+			struct shm_bucket *b = &u->win[(p->stamp /
+			    SHM_WIN_SPAN) % SHM_WIN_BUCKETS];
+
+			if (b->stamp == p->stamp)
+				b->tokens += t->prompt;
+			u->tpd_used += t->prompt;
+		}
+	}
+	if (t != NULL) {
+		u->prompt += t->prompt > 0 ? t->prompt : 0;
+		u->candidates += t->candidates > 0 ? t->candidates : 0;
+		u->cached += t->cached > 0 ? t->cached : 0;
+		u->thoughts += t->thoughts > 0 ? t->thoughts : 0;
+		u->total += t->total > 0 ? t->total : 0;
+	}
+	u->requests++;
+	minute_add(SHM_KEYS(h)[p->key].history, minute,
+	    t != NULL && t->total > 0 ? t->total : 0);
+	minute_add(SHM_MODELS(h)[p->model].history, minute,
+	    t != NULL && t->total > 0 ? t->total : 0);
+out:
+	shm_unlock(h);
+	p->key = -1;
+}
+
+/* The request did not happen as far as quotas go: give the room back. */
+void
+shm_release(struct shm_header *h, struct shm_pick *p)
+{
+	if (p->key < 0)
+		return;
+	shm_lock(h);
+	if (pick_valid_locked(h, p)) {
+		if (p->stamp != 0)
+			unreserve_locked(h, p, p->reserved, 1);
+		SHM_USAGE(h, p->key, p->model)->errors++;
+	}
+	shm_unlock(h);
+	p->key = -1;
+}
+
+/* Rate-limited: the key rests for this model until `until` (ms). */
+void
+shm_cool(struct shm_header *h, const struct shm_pick *p, int64_t until,
+    uint32_t reason)
+{
+	struct shm_usage	*u;
+
+	shm_lock(h);
+	if (pick_valid_locked(h, p)) {
+		u = SHM_USAGE(h, p->key, p->model);
+		if (u->state != SHM_EXHAUSTED) {
+			u->state = SHM_COOLING;
+			if (until > u->cooldown_until)
+				u->cooldown_until = until;
+			u->reason = reason;
+		}
+	}
+	shm_unlock(h);
+}
+
+/* Daily quota spent: the key is out for this model until the reset. */
+void
+shm_exhaust(struct shm_header *h, const struct shm_pick *p, uint32_t reason)
+{
+	struct shm_usage	*u;
+
+	shm_lock(h);
+	if (pick_valid_locked(h, p)) {
+		u = SHM_USAGE(h, p->key, p->model);
+		u->state = SHM_EXHAUSTED;
+		u->reason = reason;
+		u->cooldown_until = 0;
+	}
+	shm_unlock(h);
+}
+
+/* The upstream rejected the key itself: out for every model until reload. */
+void
+shm_invalidate(struct shm_header *h, const struct shm_pick *p,
+    const char *why)
+{
+	struct shm_key	*k;
+	size_t		 n;
+
+	shm_lock(h);
+	if (pick_valid_locked(h, p)) {
+		k = SHM_KEYS(h) + p->key;
+		k->invalid = 1;
+		n = strlen(why);
+		if (n >= sizeof(k->invalid_why))
+			n = sizeof(k->invalid_why) - 1;
+		memcpy(k->invalid_why, why, n);
+		k->invalid_why[n] = '\0';
+	}
+	shm_unlock(h);
+}
+
+/*
+ * The slot of a model by name, adding a model that is not configured (it
+ * is metered under its own name with the default model's limits).  When
+ * the table is full, the default model's slot.
+ */
+int
+shm_model_slot(struct shm_header *h, const char *name)
+{
+	struct shm_model	*m = SHM_MODELS(h), *d;
+	int			 i;
+	size_t			 n;
+
+	shm_lock(h);
+	if ((i = shm_find_model_locked(h, name)) >= 0)
+		goto out;
+	if (h->nmodels >= h->max_models || h->default_model < 0) {
+		i = h->default_model;
+		goto out;
+	}
+	i = (int)h->nmodels++;
+	d = m + h->default_model;
+	memset(&m[i], 0, sizeof(m[i]));
+	for (uint32_t k = 0; k < h->max_keys; k++)
+		memset(SHM_USAGE(h, k, i), 0, sizeof(struct shm_usage));
+	n = strlen(name);
+	if (n >= sizeof(m[i].name))
+		n = sizeof(m[i].name) - 1;
+	memcpy(m[i].name, name, n);
+	m[i].name[n] = '\0';
+	m[i].current_key = -1;
+	m[i].tpm_limit = d->tpm_limit;
+	m[i].tpd_limit = d->tpd_limit;
+	m[i].rpm_limit = d->rpm_limit;
+	m[i].rpd_limit = d->rpd_limit;
+	m[i].in_use = 1;
+out:
+	shm_unlock(h);
+	return i;
+}
+
+/*
+ * The daily reset: per-day counters and exhaustion cleared for every key
+ * and model at once, as every worker sees it.
+ */
+void
+shm_daily_reset(struct shm_header *h, int64_t next)
+{
+	struct shm_usage	*u;
+	uint32_t		 k, m;
+
+	shm_lock(h);
+	for (k = 0; k < h->nkeys; k++)
+		for (m = 0; m < h->nmodels; m++) {
+			u = SHM_USAGE(h, k, m);
+			u->tpd_used = u->rpd_used = 0;
+			u->prompt = u->candidates = u->cached = 0;
+			u->thoughts = u->total = u->requests = u->errors = 0;
+			if (u->state == SHM_EXHAUSTED) {
+				u->state = SHM_AVAILABLE;
+				u->reason = SHM_R_NONE;
+			}
+		}
+	h->last_reset = time_now_ms();
+	h->next_reset = next;
+	shm_unlock(h);
+}

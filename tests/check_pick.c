@@ -1,0 +1,266 @@
+/*
+ * Choosing keys: priority, stickiness, reservations under concurrency,
+ * cooling, exhaustion, invalid keys, waiting times, settling.
+ */
+#include <sys/wait.h>
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check_suites.h"
+#include "shm.h"
+
+#define NOW	((int64_t)1800000000000LL)	/* a fixed wall clock, ms */
+
+/* Keys p1, p2 (priority), s1 (secondary); models m0 (limits), m1 (none). */
+static struct shm_header *
+setup(int64_t tpm, int64_t rpm, int64_t tpd, int64_t rpd)
+{
+	struct shm_sizes	 sz;
+	struct shm_header	*h;
+	struct shm_key_spec	 ks[3] = {
+		{ "p1", "11111111", "p1", 0 },
+		{ "p2", "22222222", "p2", 0 },
+		{ "s1", "33333333", "s1", 1 },
+	};
+	struct shm_model_spec	 ms[2] = {
+		{ "m0", tpm, tpd, rpm, rpd },
+		{ "m1", -1, -1, -1, -1 },
+	};
+
+	shm_sizes_for(3, 2, 4, &sz);
+	h = shm_create(&sz);
+	ck_assert_ptr_nonnull(h);
+	ck_assert_int_eq(shm_publish(h, ks, 3, ms, 2, 0), 0);
+	return h;
+}
+
+static int
+slot_of(struct shm_header *h, const char *key)
+{
+	int	 s;
+
+	shm_lock(h);
+	s = shm_find_key_locked(h, key);
+	shm_unlock(h);
+	return s;
+}
+
+START_TEST(test_priority_and_sticky)
+{
+	struct shm_header	*h = setup(-1, -1, -1, -1);
+	struct shm_pick		 p;
+	int			 ex[1];
+
+	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), 0);
+	ck_assert_str_eq(p.key_str, "p1");
+	shm_settle(h, &p, NULL);
+	/* Sticky: p1 again. */
+	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), 0);
+	ck_assert_str_eq(p.key_str, "p1");
+	shm_cool(h, &p, NOW + 30000, SHM_R_RPM);
+	shm_release(h, &p);
+	/* p1 cools: p2 takes over and stays even after p1 recovers. */
+	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), 0);
+	ck_assert_str_eq(p.key_str, "p2");
+	shm_settle(h, &p, NULL);
+	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW + 31000, &p), 0);
+	ck_assert_str_eq(p.key_str, "p2");
+	shm_settle(h, &p, NULL);
+	/* Other models are not affected by m0's cooling. */
+	ck_assert_int_eq(shm_pick(h, 1, 10, NULL, 0, -1, NOW, &p), 0);
+	ck_assert_str_eq(p.key_str, "p1");
+	shm_settle(h, &p, NULL);
+	/* Excluded keys are skipped: p2 tried, p1 cooling at NOW -> s1. */
+	ex[0] = slot_of(h, "p2");
+	ck_assert_int_eq(shm_pick(h, 0, 10, ex, 1, -1, NOW, &p), 0);
+	ck_assert_str_eq(p.key_str, "s1");
+	shm_destroy(h);
+}
+END_TEST
+
+START_TEST(test_rpm_limit_and_wait)
+{
+	struct shm_header	*h = setup(-1, 2, -1, -1);
+	struct shm_pick		 p;
+	int			 i;
+
+	/* 2 per minute per key, 3 keys: 6 fit, the 7th must wait. */
+	for (i = 0; i < 6; i++) {
+		ck_assert_int_eq(shm_pick(h, 0, 1, NULL, 0, -1, NOW, &p), 0);
+		shm_settle(h, &p, NULL);
+	}
+	ck_assert_int_eq(shm_pick(h, 0, 1, NULL, 0, -1, NOW, &p), -1);
+	ck_assert_int_eq(p.all_invalid, 0);
+	/* The bucket of NOW leaves the window 60..65 s later. */
+	ck_assert_int_gt(p.wait_ms, 55000);
+	ck_assert_int_le(p.wait_ms, 65000);
+	ck_assert_int_eq(shm_pick(h, 0, 1, NULL, 0, -1, NOW + p.wait_ms, &p),
+	    0);
+	/* Unmetered requests (models list) are never held back. */
+	ck_assert_int_eq(shm_pick(h, 0, -1, NULL, 0, -1, NOW, &p), 0);
+	shm_destroy(h);
+}
+END_TEST
+
+START_TEST(test_tpm_reservation_and_settle)
+{
+	struct shm_header	*h = setup(1000, -1, -1, -1);
+	struct shm_pick		 p, q;
+	struct shm_tokens	 t = { 100, 5, 0, 0, 105 };
+	uint64_t		 tok;
+	uint32_t		 req;
+	int			 s;
+
+	/* Reserve 600 on p1; another 600 cannot fit on p1 -> p2. */
+	ck_assert_int_eq(shm_pick(h, 0, 600, NULL, 0, -1, NOW, &p), 0);
+	ck_assert_str_eq(p.key_str, "p1");
+	ck_assert_int_eq(shm_pick(h, 0, 600, NULL, 0, -1, NOW, &q), 0);
+	ck_assert_str_eq(q.key_str, "p2");
+	/* Settle p with the real 100: room again on p1. */
+	shm_settle(h, &p, &t);
+	s = slot_of(h, "p1");
+	shm_lock(h);
+	shm_window_locked(SHM_USAGE(h, s, 0), NOW / 1000, &tok, &req);
+	shm_unlock(h);
+	ck_assert_uint_eq(tok, 100);
+	ck_assert_uint_eq(req, 1);
+	ck_assert_uint_eq(SHM_USAGE(h, s, 0)->tpd_used, 100);
+	ck_assert_uint_eq(SHM_USAGE(h, s, 0)->prompt, 100);
+	ck_assert_uint_eq(SHM_USAGE(h, s, 0)->total, 105);
+	ck_assert_uint_eq(SHM_USAGE(h, s, 0)->requests, 1);
+	/* Release q: its reservation disappears entirely. */
+	shm_release(h, &q);
+	s = slot_of(h, "p2");
+	shm_lock(h);
+	shm_window_locked(SHM_USAGE(h, s, 0), NOW / 1000, &tok, &req);
+	shm_unlock(h);
+	ck_assert_uint_eq(tok, 0);
+	ck_assert_uint_eq(req, 0);
+	/* A request bigger than the whole limit is judged against it. */
+	ck_assert_int_eq(shm_pick(h, 0, 5000, NULL, 0, -1, NOW, &p), 0);
+	shm_destroy(h);
+}
+END_TEST
+
+START_TEST(test_exhaust_invalid)
+{
+	struct shm_header	*h = setup(-1, -1, -1, -1);
+	struct shm_pick		 p;
+	int			 i;
+
+	h->next_reset = NOW + 3600000;
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(shm_pick(h, 0, 1, NULL, 0, -1, NOW, &p), 0);
+		shm_exhaust(h, &p, SHM_R_RPD);
+		shm_release(h, &p);
+	}
+	ck_assert_int_eq(shm_pick(h, 0, 1, NULL, 0, -1, NOW, &p), -1);
+	ck_assert_int_eq(p.wait_ms, 3600000);
+	/* Another model is still served. */
+	ck_assert_int_eq(shm_pick(h, 1, 1, NULL, 0, -1, NOW, &p), 0);
+	/* The daily reset brings them back. */
+	shm_daily_reset(h, NOW + 86400000);
+	ck_assert_int_eq(shm_pick(h, 0, 1, NULL, 0, -1, NOW, &p), 0);
+	/* Invalid keys: out for every model; all invalid -> all_invalid. */
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(shm_pick(h, 1, 1, NULL, 0, -1, NOW, &p), 0);
+		shm_invalidate(h, &p, "API_KEY_INVALID");
+		shm_release(h, &p);
+	}
+	ck_assert_int_eq(shm_pick(h, 0, 1, NULL, 0, -1, NOW, &p), -1);
+	ck_assert_int_eq(p.all_invalid, 1);
+	ck_assert_int_eq(p.wait_ms, -1);
+	shm_destroy(h);
+}
+END_TEST
+
+START_TEST(test_prefer)
+{
+	struct shm_header	*h = setup(-1, -1, -1, -1);
+	struct shm_pick		 p;
+	int			 s = slot_of(h, "s1");
+
+	shm_affinity_put(h, "files/abc", s);
+	ck_assert_int_eq(shm_affinity_get(h, "files/abc"), s);
+	ck_assert_int_eq(shm_affinity_get(h, "files/zzz"), -1);
+	ck_assert_int_eq(shm_pick(h, 0, 1, NULL, 0, s, NOW, &p), 0);
+	ck_assert_str_eq(p.key_str, "s1");
+	shm_cool(h, &p, NOW + 5000, SHM_R_429);
+	shm_release(h, &p);
+	/* The owner cools: wait for it, do not go to another project. */
+	ck_assert_int_eq(shm_pick(h, 0, 1, NULL, 0, s, NOW, &p), -1);
+	ck_assert_int_eq(p.wait_ms, 5000);
+	shm_destroy(h);
+}
+END_TEST
+
+START_TEST(test_unknown_model)
+{
+	struct shm_header	*h = setup(123, -1, -1, -1);
+	int			 m;
+
+	m = shm_model_slot(h, "gemini-9-ultra");
+	ck_assert_int_eq(m, 2);
+	ck_assert_str_eq(SHM_MODELS(h)[m].name, "gemini-9-ultra");
+	ck_assert_int_eq(SHM_MODELS(h)[m].tpm_limit, 123);
+	ck_assert_int_eq(SHM_MODELS(h)[m].configured, 0);
+	ck_assert_int_eq(shm_model_slot(h, "gemini-9-ultra"), 2);
+	ck_assert_int_eq(shm_model_slot(h, "m1"), 1);
+	shm_destroy(h);
+}
+END_TEST
+
+/*
+ * Many processes pick at once against rpm 5 x 3 keys: reservations under
+ * the lock mean exactly 15 succeed, never more.
+ */
+START_TEST(test_concurrent_reservations)
+{
+	struct shm_header	*h = setup(-1, 5, -1, -1);
+	int			 p[2], i, ok = 0, st;
+	char			 c;
+
+	ck_assert_int_eq(pipe(p), 0);
+	for (i = 0; i < 40; i++) {
+		if (fork() == 0) {
+			struct shm_pick	 pk;
+			int		 r;
+
+			r = shm_pick(h, 0, 1, NULL, 0, -1, NOW, &pk);
+			(void)write(p[1], r == 0 ? "y" : "n", 1);
+			_exit(0);
+		}
+	}
+	close(p[1]);
+	for (i = 0; i < 40; i++) {
+		ck_assert_int_eq(read(p[0], &c, 1), 1);
+		ok += c == 'y';
+	}
+	while (wait(&st) > 0)
+		;
+	ck_assert_int_eq(ok, 15);
+	shm_destroy(h);
+}
+END_TEST
+
+Suite *
+pick_suite(void)
+{
+	Suite	*s = suite_create("pick");
+	TCase	*tc = tcase_create("core");
+
+	tcase_add_test(tc, test_priority_and_sticky);
+	tcase_add_test(tc, test_rpm_limit_and_wait);
+	tcase_add_test(tc, test_tpm_reservation_and_settle);
+	tcase_add_test(tc, test_exhaust_invalid);
+	tcase_add_test(tc, test_prefer);
+	tcase_add_test(tc, test_unknown_model);
+	tcase_add_test(tc, test_concurrent_reservations);
+	suite_add_tcase(s, tc);
+	return s;
+}
