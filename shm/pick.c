@@ -399,6 +399,11 @@ shm_settle(struct shm_header *h, struct shm_pick *p,
 		u->cached += t->cached > 0 ? t->cached : 0;
 		u->thoughts += t->thoughts > 0 ? t->thoughts : 0;
 		u->total += t->total > 0 ? t->total : 0;
+		u->m_tokens[0] += t->prompt > 0 ? t->prompt : 0;
+		u->m_tokens[1] += t->candidates > 0 ? t->candidates : 0;
+		u->m_tokens[2] += t->cached > 0 ? t->cached : 0;
+		u->m_tokens[3] += t->thoughts > 0 ? t->thoughts : 0;
+		u->m_tokens[4] += t->total > 0 ? t->total : 0;
 	}
 	u->requests++;
 	minute_add(SHM_KEYS(h)[p->key].history, minute,

@@ -34,6 +34,7 @@
 #define SHM_EXTRA_MODELS	16	/* slots for models not in config */
 #define SHM_AFFINITY		4096	/* files/cachedContents -> key */
 #define SHM_AFF_NAME		96
+#define SHM_DUR_BUCKETS		12	/* request-duration histogram */
 
 enum shm_cell_state {
 	SHM_AVAILABLE = 0,
@@ -98,6 +99,13 @@ struct shm_model {
 	int64_t		 rpm_limit;
 	int64_t		 rpd_limit;
 	struct shm_minute history[SHM_HISTORY];
+	/* Since the segment was made, for /metrics: never reset. */
+	uint64_t	 m_answers[6];	/* to clients, by class: 0 none, 1..5 */
+	uint64_t	 m_retries;	/* requests sent again to another key */
+	uint64_t	 m_waits;	/* requests that waited for a key */
+	uint64_t	 m_dur[SHM_DUR_BUCKETS];	/* <= shm_dur_le[i] */
+	uint64_t	 m_dur_count;
+	uint64_t	 m_dur_sum_ms;
 };
 
 /* One key x model cell. */
@@ -115,7 +123,17 @@ struct shm_usage {
 	uint64_t	 requests;	/* successful requests today */
 	uint64_t	 errors;
 	struct shm_bucket win[SHM_WIN_BUCKETS];
+	/* Since the segment was made, for /metrics: never reset. */
+	uint64_t	 m_status[6];	/* upstream answers: 0 none, 1xx..5xx */
+	uint64_t	 m_429[3];	/* upstream 429s: SHM_Q_MINUTE.. */
+	uint64_t	 m_tokens[5];	/* prompt, candidates, cached, thoughts,
+					   total */
 };
+
+/* Quota classes of upstream 429s, for m_429[]. */
+#define SHM_Q_MINUTE	0
+#define SHM_Q_DAY	1
+#define SHM_Q_OTHER	2
 
 struct shm_slot {
 	pid_t		 pid;
@@ -271,6 +289,13 @@ uint32_t	 shm_cell_state_locked(const struct shm_header *,
 uint64_t	 shm_minute_get(const struct shm_minute *, uint32_t,
 		    uint32_t *);
 void		 shm_daily_reset(struct shm_header *, int64_t);
+
+/* stats.c: counters for /metrics */
+extern const double shm_dur_le[SHM_DUR_BUCKETS];
+void		 shm_note_upstream(struct shm_header *, const struct shm_pick *,
+		    int, int);
+void		 shm_note_request(struct shm_header *, int, int, int64_t, int,
+		    int);
 
 /* affinity.c */
 int		 shm_affinity_get(struct shm_header *, const char *);

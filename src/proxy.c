@@ -67,6 +67,8 @@ struct px {
 	size_t			 ntried;
 	int			 retried_fault;
 	int			 attempts;
+	int			 sent;		/* requests sent upstream */
+	int			 waited;	/* throttled at least once */
 	struct shm_pick		 pick;
 	struct up_resp		 resp;
 	struct gem_scan		 scan;
@@ -863,6 +865,7 @@ proxy_handle(struct conn *c)
 					break;
 				}
 				x.attempts--;
+				x.waited = 1;
 				continue;
 			}
 			no_key(&x);
@@ -896,9 +899,11 @@ proxy_handle(struct conn *c)
 			break;
 		}
 		wipe_head(&x);
+		x.sent++;
 		if (rv == -1) {
 			int	 slot = x.pick.key;
 
+			shm_note_upstream(looper.shm, &x.pick, 0, 0);
 			up_close(up);
 			shm_release(looper.shm, &x.pick);
 			log_warnx("upstream: %s (key=%s model=%s)", err,
@@ -914,6 +919,7 @@ proxy_handle(struct conn *c)
 			break;
 		}
 		if (x.resp.status < 400) {
+			shm_note_upstream(looper.shm, &x.pick, x.resp.status, 0);
 			relay(&x);
 			break;
 		}
@@ -936,6 +942,10 @@ proxy_handle(struct conn *c)
 		}
 		ebody[elen] = '\0';
 		gem_classify(x.resp.status, ebody, elen, &v);
+		shm_note_upstream(looper.shm, &x.pick, x.resp.status,
+		    v.action == GEM_EXHAUST ? SHM_Q_DAY :
+		    v.action == GEM_COOL && v.reason != SHM_R_429 ?
+		    SHM_Q_MINUTE : SHM_Q_OTHER);
 		{
 			int	 slot = x.pick.key;
 
@@ -983,6 +993,8 @@ proxy_handle(struct conn *c)
 		}
 	}
 	log_usage(&x);
+	shm_note_request(looper.shm, x.model_slot, c->status,
+	    mono_ms() - c->started, x.sent > 1 ? x.sent - 1 : 0, x.waited);
 	if (ebody != NULL) {
 		explicit_bzero(ebody, PX_ERRBODY_MAX);
 		free(ebody);
