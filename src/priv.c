@@ -4,8 +4,9 @@
  * Started as root with `user` set, the master keeps root for what needs it
  * and nothing else: it binds the listening socket, creates shared memory,
  * writes the pidfile and the usage file, opens log_file, and signals its
- * workers.  Each worker, right after fork() and before it touches a client
- * (worker_main calls priv_drop first), becomes that user for good:
+ * workers.  Each worker, right after fork() and its TLS set-up (which reads
+ * upstream_ca_file, perhaps readable by root only), and before it touches a
+ * client, becomes that user for good:
  * setgroups() to the user's primary group alone, setresgid(), setresuid(),
  * then PR_SET_NO_NEW_PRIVS, and it proves there is no way back (setuid(0)
  * must fail).  A worker that cannot drop exits WRK_EXIT_FATAL, so the master
@@ -129,15 +130,6 @@ priv_drop(void)
 	if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
 		priv_fail("user \"%s\": no_new_privs is not set", cfg->user);
 
-	/*
-	 * The worker reads upstream_ca_file itself, at its first request:
-	 * say now, and clearly, if the user cannot, instead of failing every
-	 * request with a TLS error.
-	 */
-	if (cfg->upstream_ca_file[0] != '\0' &&
-	    access(cfg->upstream_ca_file, R_OK) == -1)
-		priv_fail("upstream_ca_file %s: not readable by user \"%s\": "
-		    "%s", cfg->upstream_ca_file, cfg->user, strerror(errno));
 	log_debug("worker running as user %s (uid %ld, gid %ld)", cfg->user,
 	    (long)uid, (long)gid);
 }

@@ -210,6 +210,12 @@ class Daemon:
         return self.wait_exit()
 
     def kill(self):
+        if not self.master:
+            # A start that failed or hung may still have left a master.
+            try:
+                self.master = self.read_pid()
+            except (OSError, ValueError):
+                return
         if self.master and alive(self.master):
             kids = self.workers()
             try:

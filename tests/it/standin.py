@@ -12,12 +12,14 @@ so the runner stops it after each test.
 """
 import atexit
 import copy
+import ctypes
 import http.client
 import importlib.util
 import json
 import os
 import select
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -89,6 +91,13 @@ DEFAULT_MODELS = {
 }
 
 _ca = None
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """In the child: a stand-in never outlives the tests that started it."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def ca_dir():
@@ -138,7 +147,8 @@ class StandIn:
              "--cert", os.path.join(cdir, cert + ".pem"),
              "--key", os.path.join(cdir, cert + ".key"),
              "--host", "127.0.0.1", "--port", "0", "--config", cfgpath],
-            stdout=subprocess.PIPE, stderr=self._err, cwd=self.dir)
+            stdout=subprocess.PIPE, stderr=self._err, cwd=self.dir,
+            preexec_fn=_die_with_parent)
         lib._cleanups.append(self.stop)
         line = self._readline(15.0)
         if not line.startswith("READY "):
