@@ -67,11 +67,11 @@
 
 #define PERSIST_VERSION		1
 #define PERSIST_FILE_MAX	(1024LL * 1024 * 1024)
-#define PERSIST_CHUNK		256	/* key rows copied per lock hold */
+#define PERSIST_CHUNK		256	/* key rows per lock hold */
 #define PERSIST_NUM_MAX		9007199254740992LL	/* 2^53 */
 #define FP_DOMAIN		"gemini-looper usage-file fingerprint\n"
 #define FP_LEN			16
-#define AFF_MAX_AGE_MS		(48LL * 3600 * 1000)	/* files expire then */
+#define AFF_MAX_AGE_MS		(48LL * 3600 * 1000) /* files expire */
 
 static const char *const reason_names[] = {
 	"none", "tpm", "rpm", "tpd", "rpd", "429", "invalid"
@@ -79,15 +79,15 @@ static const char *const reason_names[] = {
 
 /* The module's memory between calls (one master, one usage file). */
 static struct {
-	char		 path[PATH_MAX];	/* the file the gate is for */
-	int		 gate;		/* 1: writing path loses nothing */
-	int		 save_failing;	/* logged; log again on recovery */
+	char		 path[PATH_MAX];	/* what the gate is for */
+	int		 gate;		/* 1: writing loses nothing */
+	int		 save_failing;	/* logged; again on recovery */
 	int		 load_failing;	/* logged */
 	int		 gate_logged;	/* "not writing" logged */
-	int64_t		 last_tick;	/* mono ms of the last interval save */
+	int64_t		 last_tick;	/* mono ms, last interval save */
 	char		*last_text;	/* what was written last */
 	size_t		 last_len;
-	struct stat	 last_st;	/* the file as it was after writing */
+	struct stat	 last_st;	/* the file as written */
 } ps;
 
 /* The second fingerprint: 16 hex digits, see the top of the file. */
@@ -224,7 +224,7 @@ struct snap {
 	int64_t			 next_reset;
 	uint32_t		 nkeys;
 	uint32_t		 nmodels;
-	struct shm_key		*keys;		/* key strings wiped */
+	struct shm_key		*keys;		/* keys wiped */
 	char			(*fps)[FP_LEN + 1];
 	struct shm_model	*models;
 	struct shm_usage	*usage;		/* nkeys x nmodels */
@@ -622,8 +622,8 @@ persist_save(struct shm_header *h, const struct config *cfg, int force)
 	if (!ps.gate) {
 		if (!ps.gate_logged)
 			log_warnx("usage file %s: not written: it could not be "
-			    "read at start, and writing it would lose what it "
-			    "holds; trying to read it every %d s",
+			    "read, and writing it would lose what it holds; "
+			    "trying to read it every %d s",
 			    cfg->usage_file, cfg->persist_interval_s);
 		ps.gate_logged = 1;
 		return -1;
@@ -649,10 +649,10 @@ persist_save(struct shm_header *h, const struct config *cfg, int force)
 	if (persist_write_file(ps.path, text, len, 0600, NULL, err,
 	    sizeof(err)) == -1) {
 		if (!ps.save_failing)
-			log_warnx("usage file %s: not written: %s; the previous "
-			    "file is kept, serving goes on, retrying every %d s "
-			    "(logged once until it works)", ps.path, err,
-			    cfg->persist_interval_s);
+			log_warnx("usage file %s: not written: %s; the "
+			    "previous file is kept, serving goes on, retrying "
+			    "every %d s (logged once until it works)", ps.path,
+			    err, cfg->persist_interval_s);
 		ps.save_failing = 1;
 		cJSON_free(text);
 		return -1;
@@ -698,7 +698,7 @@ struct kindex {
 	struct ckey	*byfp;
 	struct ckey	*byid;
 	size_t		 n;
-	int		*taken;		/* per slot: file entries matched */
+	int		*taken;		/* per slot: entries matched */
 	uint32_t	 nslots;
 };
 
@@ -710,7 +710,7 @@ struct rcell {
 
 struct rhist {
 	int			 slot;
-	int			 current;	/* models: sticky key, or -1 */
+	int			 current;	/* sticky key, or -1 */
 	struct shm_minute	 hist[SHM_HISTORY];
 };
 
@@ -784,7 +784,8 @@ triple(const cJSON *t, int64_t amax, int64_t out[3])
 		return -1;
 	cJSON_ArrayForEach(x, t) {
 		if (!cJSON_IsNumber(x) || !(x->valuedouble >= 0) ||
-		    x->valuedouble > (double)(i == 0 ? amax : PERSIST_NUM_MAX) ||
+		    x->valuedouble > (double)(i == 0 ? amax :
+		    PERSIST_NUM_MAX) ||
 		    x->valuedouble != (double)(int64_t)x->valuedouble)
 			return -1;
 		out[i++] = (int64_t)x->valuedouble;
@@ -1329,10 +1330,11 @@ restore_apply(struct shm_header *h, struct restore *r, int daily,
 }
 
 /*
- * Parse text (text[len] is NUL) and merge it into the tables.  Returns 0, or -1 with err
- * when the text is not a usage file of ours (the caller moves it aside).
- * pi (start only) receives the reset times and schedule; the header's
- * last_reset is set from the file then.
+ * Parse text (text[len] is NUL) and merge it into the tables.  Returns
+ * 0; -1 with err when the text is not a usage file of ours (the caller
+ * moves it aside); -2 when out of memory.  pi (start only) receives the
+ * reset times and schedule; the header's last_reset is then set from
+ * the file.
  */
 static int
 load_text(struct shm_header *h, const char *path, const char *text,
@@ -1348,7 +1350,8 @@ load_text(struct shm_header *h, const char *path, const char *text,
 	size_t		 line = 1, i;
 	int		 daily;
 
-	if ((root = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1)) == NULL) {
+	root = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
+	if (root == NULL) {
 		if (end == NULL)
 			end = cJSON_GetErrorPtr();
 		for (i = 0; end != NULL && i < len && text + i < end; i++)
@@ -1364,8 +1367,8 @@ load_text(struct shm_header *h, const char *path, const char *text,
 		return -1;
 	}
 	if (v->valuedouble != PERSIST_VERSION) {
-		snprintf(err, errlen, "version %g is not one this program reads "
-		    "(%d)", v->valuedouble, PERSIST_VERSION);
+		snprintf(err, errlen, "version %g is not one this program "
+		    "reads (%d)", v->valuedouble, PERSIST_VERSION);
 		cJSON_Delete(root);
 		return -1;
 	}

@@ -445,7 +445,8 @@ reset_edit(const char *in, size_t len, const char *value, char **out,
 			sep[n] = '\0';
 		}
 		/* Its indent, when it starts a line of its own. */
-		for (ls = nk; ls > in && (ls[-1] == ' ' || ls[-1] == '\t'); ls--)
+		for (ls = nk; ls > in && (ls[-1] == ' ' ||
+		    ls[-1] == '\t'); ls--)
 			;
 		if (ls > in && ls[-1] == '\n' &&
 		    (size_t)(nk - ls) < sizeof(indent)) {
@@ -545,8 +546,8 @@ reset_writeback(const char *path, const char *value, char *err,
 	}
 	text[len] = '\0';
 	if (reset_edit(text, len, value, &out, &outlen) == -1) {
-		snprintf(err, errlen, "%s: not a JSON object that can be edited "
-		    "(left as it is)", real);
+		snprintf(err, errlen, "%s: not a JSON object that can be "
+		    "edited (left as it is)", real);
 		goto done;
 	}
 	if (outlen == len && memcmp(out, text, len) == 0) {
@@ -682,8 +683,8 @@ reset_reload(struct shm_header *h, const struct config *ocfg,
 	if (strcmp(ocfg->reset_after, ncfg->reset_after) != 0 ||
 	    strcmp(ocfg->timezone, ncfg->timezone) != 0) {
 		next = next_from(ncfg, now);
-		log_info("daily reset: schedule is now %s %s", ncfg->reset_after,
-		    ncfg->timezone);
+		log_info("daily reset: schedule is now %s %s",
+		    ncfg->reset_after, ncfg->timezone);
 	} else if (ncfg->next_reset[0] != '\0' &&
 	    reset_parse(ncfg->timezone, ncfg->next_reset, &c) == 0 &&
 	    c != cur && (c > now || c > last))

@@ -196,8 +196,10 @@ START_TEST(test_round_trip)
 	static const char *const keys[] = { "key-one", "key-two", "key-three" };
 	static const char *const ids[] = { "11111111", "22222222", "33333333" };
 	static const char *const models[] = { "m0", "m1" };
-	static const char *const keys2[] = { "key-three", "key-new", "key-one" };
-	static const char *const ids2[] = { "33333333", "44444444", "11111111" };
+	static const char *const keys2[] = { "key-three", "key-new",
+	    "key-one" };
+	static const char *const ids2[] = { "33333333", "44444444",
+	    "11111111" };
 	static const char *const models2[] = { "m1", "m0" };
 	struct fixture		 f;
 	struct shm_header	*h, *g;
