@@ -4,6 +4,7 @@
 #   make          build ./gemini-looper
 #   make run      build and run in the foreground with ./config.json
 #   make check    unit tests (check, ASan+UBSan) and integration tests
+#   make fuzz     run each libFuzzer target FUZZ_SECONDS (60) with its corpus
 #   make install  PREFIX (/usr/local) and DESTDIR honoured
 
 PROG	 = gemini-looper
@@ -39,9 +40,9 @@ WEBFILES = $(sort $(wildcard web/*))
 
 DEPS_PKGS = gcc make pkg-config libssl-dev libcjson-dev libbsd-dev check \
 	    python3 openssl curl procps psmisc tzdata dpkg sysvinit-utils \
-	    mandoc logrotate
+	    util-linux mandoc logrotate clang libclang-rt-14-dev
 
-.PHONY: all run check unit integration deps install uninstall clean
+.PHONY: all run demo check unit integration deps install uninstall clean
 
 all: $(PROG)
 
@@ -71,7 +72,11 @@ build/test/check_all: $(UNITSRCS) $(TLIBOBJS) $(HDRS)
 run: $(PROG)
 	./$(PROG) -d -c config.json
 
-check: unit integration
+# The stand-in Gemini, the proxy with demo keys and a load: see /status.
+demo: $(PROG)
+	python3 tests/demo.py --bin ./$(PROG)
+
+check: unit fuzz-replay integration
 
 unit: build/test/check_all
 	CK_FORK=yes build/test/check_all
@@ -125,6 +130,53 @@ uninstall:
 	rm -f $(DESTDIR)$(DOCDIR)/README.md
 	rm -f $(DESTDIR)$(DOCDIR)/config.example.json
 	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
+
+# Fuzzing (tests/fuzz/).  make fuzz builds each libFuzzer target with clang
+# and runs it FUZZ_SECONDS with its seed corpus, its regressions and its
+# dictionary; what it learns goes to build/fuzz/corpus/, what breaks to
+# build/fuzz/crash/ (and the run fails).  make check replays the seeds and
+# regressions through the same targets built with gcc and ASan/UBSan.
+FUZZ_CC	 = clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = http scan classify config
+FUZZ_LIBSRCS = src/http.c src/gemini.c src/config.c src/log.c src/util.c
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -g -O1 -Isrc -Ishm -Ibuild \
+	   -Itests/fuzz $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	   -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_MAXLEN_http = 70000
+FUZZ_MAXLEN_scan = 32768
+FUZZ_MAXLEN_classify = 8192
+FUZZ_MAXLEN_config = 4096
+FUZZ_RUNS = $(FUZZ_TARGETS:%=fuzz-%)
+FUZZ_REPLAYS = $(FUZZ_TARGETS:%=build/test/replay_%)
+
+.PHONY: fuzz fuzz-replay $(FUZZ_RUNS)
+
+fuzz: $(FUZZ_RUNS)
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_LIBSRCS) \
+	    $(HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIBSRCS) $(LDLIBS)
+
+$(FUZZ_RUNS): fuzz-%: build/fuzz/fuzz_%
+	@mkdir -p build/fuzz/corpus/$* build/fuzz/crash
+	$< -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAXLEN_$*) \
+	    -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	    -dict=tests/fuzz/$*.dict -artifact_prefix=build/fuzz/crash/$*- \
+	    build/fuzz/corpus/$* tests/fuzz/corpus/$* \
+	    $(wildcard tests/fuzz/regress/$*)
+
+build/test/replay_%: tests/fuzz/replay.c tests/fuzz/fuzz_%.c \
+	    tests/fuzz/fuzz.h $(FUZZ_LIBSRCS:%.c=build/test/%.o) $(HDRS)
+	$(CC) $(ALL_CFLAGS) $(SAN) -Itests/fuzz -o $@ tests/fuzz/replay.c \
+	    tests/fuzz/fuzz_$*.c $(FUZZ_LIBSRCS:%.c=build/test/%.o) $(LDLIBS)
+
+fuzz-replay: $(FUZZ_REPLAYS)
+	@for t in $(FUZZ_TARGETS); do \
+	    build/test/replay_$$t tests/fuzz/corpus/$$t \
+	        tests/fuzz/regress/$$t || exit 1; \
+	done
 
 clean:
 	rm -rf build $(PROG)
