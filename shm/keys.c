@@ -61,15 +61,6 @@ clear_key_cells_locked(struct shm_header *h, uint32_t k)
 			memset(&a[i], 0, sizeof(a[i]));
 }
 
-static void
-clear_model_cells_locked(struct shm_header *h, uint32_t m)
-{
-	uint32_t	 k;
-
-	for (k = 0; k < h->max_keys; k++)
-		memset(SHM_USAGE(h, k, m), 0, sizeof(struct shm_usage));
-}
-
 /* qsort/bsearch over slot numbers, by the key each slot holds. */
 static struct shm_key *sort_keys;
 
@@ -129,9 +120,9 @@ shm_publish(struct shm_header *h, const struct shm_key_spec *ks, size_t nk,
 	shm_lock(h);
 	for (j = 0; j < h->nkeys; j++) {
 		if (keys[j].in_use && !keep[j]) {
-			keys[j].in_use = 0;
+			/* Gone from the config: wipe it, the key with it. */
 			clear_key_cells_locked(h, j);
-			memset(keys[j].history, 0, sizeof(keys[j].history));
+			memset(&keys[j], 0, sizeof(keys[j]));
 		}
 	}
 	free_slot = 0;
@@ -144,10 +135,17 @@ shm_publish(struct shm_header *h, const struct shm_key_spec *ks, size_t nk,
 			if (free_slot >= h->max_keys)
 				goto unlock;
 			slot = (int)free_slot;
+			/*
+			 * A slot past nkeys was never used, or was cleared
+			 * when its key left: it is zero already, and not
+			 * writing it keeps its pages unallocated.
+			 */
 			if (free_slot == h->nkeys)
 				h->nkeys++;
-			memset(&keys[slot], 0, sizeof(keys[slot]));
-			clear_key_cells_locked(h, slot);
+			else {
+				memset(&keys[slot], 0, sizeof(keys[slot]));
+				clear_key_cells_locked(h, slot);
+			}
 			copy_str(keys[slot].key, sizeof(keys[slot].key),
 			    ks[i].key);
 			keys[slot].in_use = 1;
@@ -174,10 +172,9 @@ shm_publish(struct shm_header *h, const struct shm_key_spec *ks, size_t nk,
 			if (j >= h->max_models)
 				goto unlock;
 			slot = (int)j;
-			if (j == h->nmodels)
-				h->nmodels++;
-			memset(&models[slot], 0, sizeof(models[slot]));
-			clear_model_cells_locked(h, slot);
+			/* Models are never freed: a slot past nmodels is
+			 * zero, and stays unallocated until used. */
+			h->nmodels++;
 			copy_str(models[slot].name, sizeof(models[slot].name),
 			    ms[i].name);
 			models[slot].in_use = 1;

@@ -507,11 +507,9 @@ shm_model_slot(struct shm_header *h, const char *name)
 		i = h->default_model;
 		goto out;
 	}
+	/* Slots past nmodels were never used: already zero. */
 	i = (int)h->nmodels++;
 	d = m + h->default_model;
-	memset(&m[i], 0, sizeof(m[i]));
-	for (uint32_t k = 0; k < h->max_keys; k++)
-		memset(SHM_USAGE(h, k, i), 0, sizeof(struct shm_usage));
 	n = strlen(name);
 	if (n >= sizeof(m[i].name))
 		n = sizeof(m[i].name) - 1;

@@ -31,7 +31,7 @@
 #define SHM_WIN_SPAN		5	/* ... in buckets of 5 s, one spare */
 #define SHM_WIN_SECONDS		60
 #define SHM_HISTORY		60	/* minutes of history kept */
-#define SHM_EXTRA_MODELS	16	/* slots for models not in config */
+#define SHM_EXTRA_MODELS	8	/* slots for models not in config */
 #define SHM_AFFINITY		4096	/* files/cachedContents -> key */
 #define SHM_AFF_NAME		96
 #define SHM_DUR_BUCKETS		12	/* request-duration histogram */

@@ -181,8 +181,8 @@ tls_client(int fd, const char *host, SSL_SESSION **slot, char *err,
 	if (is_ip) {
 		/* RFC 6066: no SNI for an address; its SAN must match. */
 		if (X509_VERIFY_PARAM_set1_ip_asc(param, host) != 1) {
-			snprintf(err, errlen, "cannot verify the address %s: %s",
-			    host, tls_reason("unknown error"));
+			snprintf(err, errlen, "cannot verify the address "
+			    "%s: %s", host, tls_reason("unknown error"));
 			goto fail;
 		}
 	} else {

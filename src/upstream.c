@@ -75,27 +75,27 @@ enum up_state {
 };
 
 struct upstream {
-	char		 host[256];	/* name or IP literal, no brackets */
+	char		 host[256];	/* a name or an IP literal */
 	char		 port[16];
 	char		 prefix[256];
-	char		 name[300];	/* "host:port" / "[v6]:port", for errors */
+	char		 name[300];	/* "host:port", "[v6]:port" */
 	int		 is_ip;
 
 	int		 fd;
 	SSL		*ssl;
-	SSL_SESSION	*sess;		/* the newest session, for resumption */
+	SSL_SESSION	*sess;		/* the newest, to resume */
 	int		 keep;		/* may carry another request */
-	int		 reused;	/* last request on an older connection */
-	int		 resumed;	/* last handshake resumed a session */
+	int		 reused;	/* last request: older conn. */
+	int		 resumed;	/* last handshake resumed */
 
 	enum up_state	 state;
 	enum up_framing	 framing;
-	int		 close;		/* the answer ends the connection */
-	uint64_t	 remain;	/* UP_BODY_LENGTH: bytes still due */
+	int		 close;		/* the answer ends the link */
+	uint64_t	 remain;	/* UP_BODY_LENGTH: bytes due */
 	struct http_chunked ch;
 
-	size_t		 head_end;	/* bytes of buf the head holds */
-	size_t		 rpos;		/* unread raw bytes: buf[rpos..rlen) */
+	size_t		 head_end;	/* bytes of buf the head uses */
+	size_t		 rpos;		/* unread: rpos to rlen */
 	size_t		 rlen;
 
 	char		 err[UP_ERR_MAX];
@@ -198,7 +198,7 @@ up_ssl_again(struct upstream *u, int r, int serr, int64_t deadline,
 	case SSL_ERROR_SYSCALL:
 		if (serr == 0)
 			return UP_EOF;
-		if (serr == EINTR || serr == EAGAIN)
+		if (serr == EINTR)
 			return 1;
 		snprintf(why, whylen, "%s", strerror(serr));
 		return UP_FAIL;
@@ -306,7 +306,8 @@ static int
 up_connect_addr(struct upstream *u, const struct addrinfo *ai,
     int64_t deadline)
 {
-	char		 addr[NI_MAXHOST], where[sizeof(u->name) + NI_MAXHOST + 4];
+	char		 addr[NI_MAXHOST];
+	char		 where[sizeof(u->name) + NI_MAXHOST + 4];
 	socklen_t	 sl;
 	int		 fd, soerr, rv, on = 1;
 

@@ -373,10 +373,11 @@ END_TEST
 /* The same over an IP literal: no SNI, the address is verified. */
 START_TEST(test_generate_ip)
 {
-	struct upstream	*u = mkup("127.0.0.1", stand_port[STAND_GOOD], "ca.pem");
+	struct upstream	*u;
 	struct up_resp	 r;
 	char		 body[16384];
 
+	u = mkup("127.0.0.1", stand_port[STAND_GOOD], "ca.pem");
 	round_trip(u, &r, body, sizeof(body), NULL);
 	ck_assert_ptr_nonnull(strstr(body, "\"usageMetadata\""));
 	up_free(u);
@@ -608,9 +609,10 @@ END_TEST
 
 START_TEST(test_system_store)
 {
-	/* The test CA is not in the system's store: refused too. */
-	struct upstream	*u = mkup("localhost", stand_port[STAND_GOOD], NULL);
+	struct upstream	*u;
 
+	/* The test CA is not in the system's store: refused too. */
+	u = mkup("localhost", stand_port[STAND_GOOD], NULL);
 	expect_request_error(u, "certificate verify failed", NULL);
 	up_free(u);
 	tls_free();
@@ -654,6 +656,44 @@ START_TEST(test_refused)
 
 	u = mkup("name.invalid", port, "ca.pem");
 	expect_request_error(u, "cannot resolve name.invalid", NULL);
+	up_free(u);
+	tls_free();
+}
+END_TEST
+
+/* A server that never speaks TLS: the handshake gives up at the deadline. */
+START_TEST(test_handshake_timeout)
+{
+	struct sockaddr_in	 sin;
+	struct upstream		*u;
+	socklen_t		 sl = sizeof(sin);
+	char			 head[1024], body[1024], err[256];
+	char			 want[128];
+	size_t			 hl;
+	int64_t			 t0, dt;
+	int			 ls;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_ne(ls = socket(AF_INET, SOCK_STREAM, 0), -1);
+	ck_assert_int_eq(bind(ls, (struct sockaddr *)&sin, sl), 0);
+	ck_assert_int_eq(listen(ls, 4), 0);	/* the kernel accepts */
+	ck_assert_int_eq(getsockname(ls, (struct sockaddr *)&sin, &sl), 0);
+	u = mkup("127.0.0.1", ntohs(sin.sin_port), "ca.pem");
+	hl = mkreq(head, sizeof(head), body, sizeof(body), ":generateContent",
+	    "hello", NULL);
+	t0 = mono_ms();
+	ck_assert_int_eq(up_request(u, head, hl, body, strlen(body), t0 + 700,
+	    err, sizeof(err)), -1);
+	dt = mono_ms() - t0;
+	snprintf(want, sizeof(want), "timeout in the TLS handshake with "
+	    "127.0.0.1:%d", ntohs(sin.sin_port));
+	ck_assert_str_eq(err, want);
+	ck_assert_int_ge(dt, 690);
+	ck_assert_int_lt(dt, 2000);
+	ck_assert_int_eq(up_fd(u), -1);
+	close(ls);
 	up_free(u);
 	tls_free();
 }
@@ -845,9 +885,9 @@ END_TEST
 struct raw_server {
 	const char	*answer;	/* sent for each request */
 	size_t		 len;		/* 0: strlen(answer) */
-	int		 close_after;	/* close after the first answer */
+	int		 close_after;	/* close after answering */
 	int		 tls12;		/* at most TLS 1.2 */
-	int		 nconn;		/* connections to serve (0: 1) */
+	int		 nconn;		/* connections (0: one) */
 	int		 family;	/* 0: AF_INET */
 };
 
@@ -920,8 +960,9 @@ raw_start(const struct raw_server *rs, int *port)
 	struct sockaddr_storage	 ss;
 	socklen_t		 sl;
 	pid_t			 pid;
-	int			 ls, family = rs->family ? rs->family : AF_INET;
+	int			 ls, family;
 
+	family = rs->family != 0 ? rs->family : AF_INET;
 	memset(&ss, 0, sizeof(ss));
 	if (family == AF_INET6) {
 		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
@@ -983,8 +1024,8 @@ struct raw_case {
 	int		 status;
 	int64_t		 cl;
 	int		 chunked, close, no_body;
-	const char	*body;		/* NULL: reading the body fails */
-	int		 kept;		/* the connection survives the answer */
+	const char	*body;		/* NULL: the body fails */
+	int		 kept;		/* connection survives */
 };
 
 static const struct raw_case raw_cases[] = {
@@ -1228,8 +1269,8 @@ START_TEST(test_raw_limits)
 	raw_head_error(a, len, "too many header fields");
 	free(a);
 
-	a = big_answer("X-Big: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	    "aaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", UP_MAX_HEAD / 64, &len);
+	a = big_answer("X-Big: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", UP_MAX_HEAD / 64, &len);
 	ck_assert_uint_gt(len, UP_MAX_HEAD);
 	raw_head_error(a, len, "head too large");
 	free(a);
@@ -1364,6 +1405,7 @@ upstream_suite(void)
 	tcase_add_test(tc, test_system_store);
 	tcase_add_test(tc, test_wronghost);
 	tcase_add_test(tc, test_refused);
+	tcase_add_test(tc, test_handshake_timeout);
 	tcase_add_test(tc, test_tls_init);
 	tcase_add_test(tc, test_stall);
 	tcase_add_test(tc, test_close_before_headers);
