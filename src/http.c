@@ -28,7 +28,7 @@
  * tchar (RFC 9110 §5.6.2): "!#$%&'*+-.^_`|~", digits and letters.  A table
  * because it is asked once per byte of every method and header name.
  */
-static const unsigned char http_tchar[256] = {
+const unsigned char http_tchar[256] = {
 	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
 	['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
 	['`'] = 1, ['|'] = 1, ['~'] = 1,
@@ -458,7 +458,7 @@ enum {
 	CH_END_LF	/* CR of the final empty line seen */
 };
 
-static int
+int
 http_hexval(unsigned char c)
 {
 	if (c >= '0' && c <= '9')

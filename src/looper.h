@@ -166,6 +166,8 @@ enum http_parse {
 };
 
 /* http.c */
+extern const unsigned char http_tchar[256];	/* RFC 9110 tchar */
+int		 http_hexval(unsigned char);
 int		 http_parse_head(char *, size_t, struct http_request *, int *,
 		    const char **);
 const char	*http_header(const struct http_request *, const char *);
