@@ -5,6 +5,7 @@
 #   make run      build and run in the foreground with ./config.json
 #   make check    unit tests (check, ASan+UBSan) and integration tests
 #   make fuzz     run each libFuzzer target FUZZ_SECONDS (60) with its corpus
+#   make bench    gemini-looper against nginx (wrk, ~7 min): build/bench/
 #   make install  PREFIX (/usr/local) and DESTDIR honoured
 
 PROG	 = gemini-looper
@@ -40,9 +41,14 @@ WEBFILES = $(sort $(wildcard web/*))
 
 DEPS_PKGS = gcc make pkg-config libssl-dev libcjson-dev libbsd-dev check \
 	    python3 openssl curl procps psmisc tzdata dpkg sysvinit-utils \
-	    util-linux mandoc logrotate clang libclang-rt-14-dev
+	    util-linux mandoc logrotate clang libclang-rt-14-dev \
+	    chromium nodejs prometheus
+# The browser test (tests/browser) needs npm.  NodeSource's nodejs carries
+# its own npm and conflicts with Debian's: ask for Debian's only without it.
+DEPS_PKGS += $(if $(shell command -v npm),,npm)
 
-.PHONY: all run demo check unit integration deps install uninstall clean
+.PHONY: all run demo check unit integration deps bench bench-deps install \
+	uninstall clean
 
 all: $(PROG)
 
@@ -81,7 +87,14 @@ check: unit fuzz-replay integration
 unit: build/test/check_all
 	CK_FORK=yes build/test/check_all
 
-integration: $(PROG) build/test/$(PROG)
+# The browser test's npm packages, exactly as the lockfile pins them;
+# installed again only when node_modules is missing or the lockfile changed.
+BROWSER_NPM = tests/browser/node_modules/.package-lock.json
+$(BROWSER_NPM): tests/browser/package.json tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund
+	@touch $@
+
+integration: $(PROG) build/test/$(PROG) $(BROWSER_NPM)
 	python3 tests/standin/selftest.py
 	python3 tests/run_integration.py --bin build/test/$(PROG)
 
@@ -97,6 +110,26 @@ deps:
 	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	        --no-install-recommends $$missing; \
 	else echo "deps: all installed"; fi
+
+# The benchmark (tests/bench/bench.py, README "Performance") and what only
+# it needs: make check does without them.
+BENCH_PKGS = nginx wrk python3 openssl procps
+
+bench-deps:
+	@missing=""; for p in $(BENCH_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	    grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	        --no-install-recommends $$missing; \
+	else echo "bench-deps: all installed"; fi
+
+bench: $(PROG) bench-deps
+	python3 tests/bench/bench.py --bin ./$(PROG) --out build/bench/results.md
 
 # The contrib files name the binary as /usr/local/sbin/gemini-looper; the
 # installed copies name $(BINDIR)'s.  uninstall removes exactly these files.

@@ -23,6 +23,30 @@
  * buffer: building a cJSON tree of 10,000 keys x N models would allocate
  * millions of nodes and print every number through sprintf/sscanf.  The
  * parts whose size follows the models and workers are built with cJSON.
+ *
+ * /api/status_data, beyond the contract's fields: per model its four
+ * limits, requests_today, errors_today, tokens_today {prompt, candidates,
+ * cached, thoughts, total}, cache_hit_ratio (cached over prompt tokens)
+ * and its keys counted by state; the same sums for the whole daemon; per
+ * key until (when its state ends) and invalid_reason; per key x model
+ * reason (tpm, rpm, tpd, rpd, 429, invalid), until (a cooling cell's
+ * cooldown_until, an exhausted one's next reset), the four used counts
+ * against the four limits, errors_today and cache_hit_ratio;
+ * history_by_model and history_by_key (60 numbers each, oldest first,
+ * aligned with history[]); the workers' scoreboard with workers_busy and
+ * workers_idle; version, uptime_s, config_generation, last_reload {time,
+ * ok, message}, last_reset, next_quota_reset_utc and timezone.
+ *
+ * /metrics families (gemini_looper_ prefix): up, build_info{version},
+ * start_time_seconds, uptime_seconds, config_generation,
+ * last_reload_success, last_reload_timestamp_seconds,
+ * next_reset_timestamp_seconds, lock_recoveries_total, workers{state},
+ * keys{state}; per model requests_total{class} (answers to clients),
+ * retries_total, waits_total, request_duration_seconds (histogram); per
+ * key x model upstream_requests_total{class}, upstream_429_total{quota=
+ * minute|day|other}, tokens_total{kind}, tpm_used, tpm_limit and
+ * key_state{state} (one-hot over available, cooling, exhausted, invalid).
+ * Counters count since the shared segment was made (the daemon's start).
  */
 #include <sys/types.h>
 
@@ -304,7 +328,22 @@ struct st_model {
 	int64_t		 rpm_limit;
 	int64_t		 rpd_limit;
 	uint64_t	 hist[SHM_HISTORY];
+	uint64_t	 m_answers[6];	/* /metrics counters, see shm.h */
+	uint64_t	 m_retries;
+	uint64_t	 m_waits;
+	uint64_t	 m_dur[SHM_DUR_BUCKETS];
+	uint64_t	 m_dur_count;
+	uint64_t	 m_dur_sum_ms;
 	int		 cur_row;	/* derived: the key shown as current */
+	/* Derived: the sums over its keys, and how many are in each state. */
+	uint64_t	 t_prompt;
+	uint64_t	 t_candidates;
+	uint64_t	 t_cached;
+	uint64_t	 t_thoughts;
+	uint64_t	 t_total;
+	uint64_t	 t_requests;
+	uint64_t	 t_errors;
+	uint32_t	 nstate[4];	/* available, cooling, exhausted, invalid */
 };
 
 struct st_key {
@@ -315,6 +354,7 @@ struct st_key {
 	uint32_t	 order;
 	uint32_t	 invalid;
 	uint32_t	 state;		/* derived: the worst of its cells */
+	int64_t		 until;		/* derived: when that state ends, 0 */
 	uint64_t	 hist[SHM_HISTORY];
 };
 
@@ -333,6 +373,10 @@ struct st_cell {
 	uint64_t	 total;
 	uint64_t	 requests;
 	uint64_t	 errors;
+	int64_t		 until;		/* derived: when the state ends, 0 */
+	uint64_t	 m_status[6];	/* /metrics counters, see shm.h */
+	uint64_t	 m_429[3];
+	uint64_t	 m_tokens[5];
 };
 
 struct st_worker {
@@ -457,6 +501,13 @@ snap_head_locked(struct shm_header *h, struct st_snap *s)
 		for (i = 0; i < SHM_HISTORY; i++)
 			sm->hist[i] = shm_minute_get(models[m].history,
 			    s->minute - (SHM_HISTORY - 1) + i, NULL);
+		memcpy(sm->m_answers, models[m].m_answers,
+		    sizeof(sm->m_answers));
+		sm->m_retries = models[m].m_retries;
+		sm->m_waits = models[m].m_waits;
+		memcpy(sm->m_dur, models[m].m_dur, sizeof(sm->m_dur));
+		sm->m_dur_count = models[m].m_dur_count;
+		sm->m_dur_sum_ms = models[m].m_dur_sum_ms;
 	}
 	return h->nkeys;
 }
@@ -514,6 +565,9 @@ snap_keys_locked(struct shm_header *h, struct st_snap *s, uint32_t from,
 			c->total = u->total;
 			c->requests = u->requests;
 			c->errors = u->errors;
+			memcpy(c->m_status, u->m_status, sizeof(c->m_status));
+			memcpy(c->m_429, u->m_429, sizeof(c->m_429));
+			memcpy(c->m_tokens, u->m_tokens, sizeof(c->m_tokens));
 		}
 	}
 }
@@ -537,9 +591,13 @@ row_cmp(const void *a, const void *b, void *arg)
  * Turn what was copied into what is shown, in one pass over the cells:
  * a cell whose daily counters reached a limit is exhausted even before
  * the proxy has marked it; a cell's reason is shown only while it is not
- * available (or the key is invalid); a key's state is invalid or the most
- * restrictive of its cells; a model's current key is its sticky key while
- * that can serve, else the key its next request would go to, else none.
+ * available (or the key is invalid); a cell's until is its cooldown's end
+ * when cooling, the next reset when exhausted; a key's state is invalid
+ * or the most restrictive of its cells, until the latest until among the
+ * cells in that state (when the key is whole again); a model's current
+ * key is its sticky key while that can serve, else the key its next
+ * request would go to, else none.  The models' sums over their keys and
+ * counts of keys per state are made on the way.
  */
 static void
 snap_derive(struct st_snap *s)
@@ -574,9 +632,29 @@ snap_derive(struct st_snap *s)
 				c->cooldown_until = 0;
 			if (sk->invalid && c->reason == SHM_R_NONE)
 				c->reason = SHM_R_INVALID;
-			if (c->state > sk->state)
+			if (c->state == SHM_COOLING)
+				c->until = c->cooldown_until;
+			else if (c->state == SHM_EXHAUSTED)
+				c->until = s->next_reset > 0 ?
+				    s->next_reset : 0;
+			if (c->state > sk->state) {
 				sk->state = c->state;
+				sk->until = c->until;
+			} else if (c->state == sk->state &&
+			    c->until > sk->until)
+				sk->until = c->until;
+			sm->t_prompt += c->prompt;
+			sm->t_candidates += c->candidates;
+			sm->t_cached += c->cached;
+			sm->t_thoughts += c->thoughts;
+			sm->t_total += c->total;
+			sm->t_requests += c->requests;
+			sm->t_errors += c->errors;
+			sm->nstate[sk->invalid ? 3 : c->state < 3 ?
+			    c->state : SHM_EXHAUSTED]++;
 		}
+		if (sk->state == SHM_AVAILABLE || sk->invalid)
+			sk->until = 0;
 	}
 
 	for (r = 0; r < s->nkeys; r++)
@@ -746,6 +824,37 @@ js_time(int64_t ms)
 	return cJSON_CreateString(t);
 }
 
+/*
+ * The implicit-cache hit ratio: cached input tokens over input tokens,
+ * 0 when there were none, rounded to 4 places for a stable document.
+ */
+static double
+st_ratio(uint64_t cached, uint64_t prompt)
+{
+	double	 r;
+
+	if (prompt == 0 || cached == 0)
+		return 0;
+	r = (double)cached / (double)prompt;
+	return (double)(int64_t)(r * 10000 + 0.5) / 10000;
+}
+
+static cJSON *
+js_tokens(uint64_t prompt, uint64_t candidates, uint64_t cached,
+    uint64_t thoughts, uint64_t total)
+{
+	cJSON	*o;
+
+	if ((o = cJSON_CreateObject()) == NULL)
+		return NULL;
+	cJSON_AddNumberToObject(o, "prompt", (double)prompt);
+	cJSON_AddNumberToObject(o, "candidates", (double)candidates);
+	cJSON_AddNumberToObject(o, "cached", (double)cached);
+	cJSON_AddNumberToObject(o, "thoughts", (double)thoughts);
+	cJSON_AddNumberToObject(o, "total", (double)total);
+	return o;
+}
+
 /* Everything whose size does not follow the number of keys. */
 static cJSON *
 st_head_json(const struct st_snap *s, const struct config *cfg)
@@ -755,7 +864,7 @@ st_head_json(const struct st_snap *s, const struct config *cfg)
 	cJSON			*o, *x, *y, *z, *arr;
 	char			 t[64];
 	size_t			 j, i;
-	uint64_t		 sum;
+	uint64_t		 sum, all[6] = { 0 };
 
 	if ((o = cJSON_CreateObject()) == NULL)
 		return NULL;
@@ -807,7 +916,30 @@ st_head_json(const struct st_snap *s, const struct config *cfg)
 		cJSON_AddItemToObject(y, "rpd_limit", js_limit(sm->rpd_limit));
 		cJSON_AddBoolToObject(y, "configured", sm->configured);
 		cJSON_AddBoolToObject(y, "default", sm->is_default);
+		cJSON_AddNumberToObject(y, "requests_today",
+		    (double)sm->t_requests);
+		cJSON_AddNumberToObject(y, "errors_today",
+		    (double)sm->t_errors);
+		z = js_tokens(sm->t_prompt, sm->t_candidates, sm->t_cached,
+		    sm->t_thoughts, sm->t_total);
+		cJSON_AddItemToObject(y, "tokens_today", z);
+		cJSON_AddNumberToObject(y, "cache_hit_ratio",
+		    st_ratio(sm->t_cached, sm->t_prompt));
+		if ((z = cJSON_AddObjectToObject(y, "keys")) != NULL)
+			for (i = 0; i < 4; i++)
+				cJSON_AddNumberToObject(z, i < 3 ?
+				    st_state_names[i] : "invalid",
+				    sm->nstate[i]);
+		for (i = 0; i < 5; i++)
+			all[i] += i == 0 ? sm->t_prompt : i == 1 ?
+			    sm->t_candidates : i == 2 ? sm->t_cached :
+			    i == 3 ? sm->t_thoughts : sm->t_total;
+		all[5] += sm->t_requests;
 	}
+	cJSON_AddItemToObject(o, "tokens_today", js_tokens(all[0], all[1],
+	    all[2], all[3], all[4]));
+	cJSON_AddNumberToObject(o, "requests_today", (double)all[5]);
+	cJSON_AddNumberToObject(o, "cache_hit_ratio", st_ratio(all[2], all[0]));
 
 	arr = cJSON_AddArrayToObject(o, "history");
 	for (i = 0; arr != NULL && i < SHM_HISTORY; i++) {
@@ -847,12 +979,27 @@ st_head_json(const struct st_snap *s, const struct config *cfg)
 	return o;
 }
 
+/* A time as a quoted ISO 8601 string, or null for none (0). */
+static void
+sb_time(struct sbuf *b, int64_t ms)
+{
+	char	 t[32];
+
+	if (ms <= 0) {
+		sb_lit(b, "null");
+		return;
+	}
+	status_iso8601(ms, t, sizeof(t));
+	sb_lit(b, "\"");
+	sb_cstr(b, t);
+	sb_lit(b, "\"");
+}
+
 static void
 st_cell_json(struct sbuf *b, const struct st_model *sm,
     const struct st_cell *c)
 {
 	const char	*reason;
-	char		 t[32];
 
 	sb_lit(b, "{\"state\":\"");
 	sb_cstr(b, st_state_name(c->state));
@@ -895,17 +1042,13 @@ st_cell_json(struct sbuf *b, const struct st_model *sm,
 	sb_u64(b, c->total);
 	sb_lit(b, "},\"cache_hit_ratio\":");
 	if (c->prompt > 0 && c->cached > 0)
-		sb_printf(b, "%.4f", (double)c->cached / (double)c->prompt);
+		sb_printf(b, "%.4f", st_ratio(c->cached, c->prompt));
 	else
 		sb_lit(b, "0");
 	sb_lit(b, ",\"cooldown_until\":");
-	if (c->cooldown_until > 0) {
-		status_iso8601(c->cooldown_until, t, sizeof(t));
-		sb_lit(b, "\"");
-		sb_cstr(b, t);
-		sb_lit(b, "\"");
-	} else
-		sb_lit(b, "null");
+	sb_time(b, c->cooldown_until);
+	sb_lit(b, ",\"until\":");
+	sb_time(b, c->until);
 	sb_lit(b, "}");
 }
 
@@ -931,7 +1074,9 @@ st_keys_json(struct sbuf *b, const struct st_snap *s, char **mname)
 		    "secondary");
 		sb_lit(b, "\",\"state\":\"");
 		sb_cstr(b, sk->invalid ? "invalid" : st_state_name(sk->state));
-		sb_lit(b, "\",\"invalid_reason\":");
+		sb_lit(b, "\",\"until\":");
+		sb_time(b, sk->until);
+		sb_lit(b, ",\"invalid_reason\":");
 		if (sk->invalid)
 			sb_jstr(b, sk->invalid_why[0] != '\0' ?
 			    sk->invalid_why : "rejected by the upstream");
@@ -1030,147 +1175,377 @@ status_data_json(struct shm_header *h, const struct config *cfg, int64_t now,
  * /metrics: the Prometheus text exposition format 0.0.4.  Every family's
  * samples are written together, as the format wants, so the cells are
  * walked once per family.
+ *
+ * Size: with 10,000 keys and a few models the per key x model families
+ * are most of the text, so a cell's counters (upstream answers, 429s,
+ * tokens) are written only once it has had traffic, and of the classes
+ * only those seen, as a client library's labelled counters would; the
+ * gauges (TPM used and limit, state) are written for every cell.  The
+ * label sets are escaped once per key and per model, not per sample.
  */
+static const char *const prom_class[6] = {
+	"none", "1xx", "2xx", "3xx", "4xx", "5xx"
+};
+static const char *const prom_quota[3] = { "minute", "day", "other" };
+static const char *const prom_kind[5] = {
+	"prompt", "candidates", "cached", "thoughts", "total"
+};
+static const char *const prom_state[4] = {
+	"available", "cooling", "exhausted", "invalid"
+};
+
 static void
 prom_family(struct sbuf *b, const char *name, const char *type,
     const char *help)
 {
-	sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	sb_lit(b, "# HELP ");
+	sb_cstr(b, name);
+	sb_lit(b, " ");
+	sb_cstr(b, help);
+	sb_lit(b, "\n# TYPE ");
+	sb_cstr(b, name);
+	sb_lit(b, " ");
+	sb_cstr(b, type);
+	sb_lit(b, "\n");
 }
 
+/* A label value escaped once: where it lies in the labels' buffer. */
+struct plab {
+	size_t	 off;
+	size_t	 len;
+};
+
+/* name{key="…",model="…" — the caller adds more labels and the "} ". */
 static void
-prom_labels(struct sbuf *b, const char *name, const struct st_key *sk,
-    const struct st_model *sm)
+prom_cell(struct sbuf *b, const char *name, const char *labs,
+    const struct plab *k, const struct plab *m)
 {
 	sb_cstr(b, name);
 	sb_lit(b, "{key=\"");
-	sb_label(b, sk->id);
+	sb_add(b, labs + k->off, k->len);
 	sb_lit(b, "\",model=\"");
-	sb_label(b, sm->name);
+	sb_add(b, labs + m->off, m->len);
 	sb_lit(b, "\"");
 }
 
-char *
-status_metrics_text(struct shm_header *h, int64_t now, size_t *lenp)
+static void
+prom_model(struct sbuf *b, const char *name, const char *labs,
+    const struct plab *m)
 {
-	static const char *const kinds[] = {
-		"prompt", "candidates", "cached", "thoughts", "total"
-	};
-	static const char *const states[] = {
-		"available", "cooling", "exhausted", "invalid"
-	};
-	struct st_snap		 s;
-	struct sbuf		 b;
-	const struct st_key	*sk;
+	sb_cstr(b, name);
+	sb_lit(b, "{model=\"");
+	sb_add(b, labs + m->off, m->len);
+	sb_lit(b, "\"");
+}
+
+/* ,label="value"} N\n */
+static void
+prom_end(struct sbuf *b, const char *label, const char *value, uint64_t v)
+{
+	if (label != NULL) {
+		sb_lit(b, ",");
+		sb_cstr(b, label);
+		sb_lit(b, "=\"");
+		sb_cstr(b, value);
+		sb_lit(b, "\"");
+	}
+	sb_lit(b, "} ");
+	sb_u64(b, v);
+	sb_lit(b, "\n");
+}
+
+static int
+prom_active(const struct st_cell *c)
+{
+	size_t	 i;
+
+	for (i = 0; i < 6; i++)
+		if (c->m_status[i] != 0)
+			return 1;
+	for (i = 0; i < 5; i++)
+		if (c->m_tokens[i] != 0)
+			return 1;
+	return 0;
+}
+
+static void
+prom_head(struct sbuf *b, const struct st_snap *s)
+{
+	uint32_t	 nk[4] = { 0 };
+	size_t		 r, i;
+
+	prom_family(b, "gemini_looper_up", "gauge",
+	    "Whether the proxy is up.");
+	sb_lit(b, "gemini_looper_up 1\n");
+	prom_family(b, "gemini_looper_build_info", "gauge",
+	    "The running version, as a label.");
+	sb_lit(b, "gemini_looper_build_info{version=\"");
+	sb_label(b, LOOPER_VERSION);
+	sb_lit(b, "\"} 1\n");
+	if (s->started > 0) {
+		prom_family(b, "gemini_looper_start_time_seconds", "gauge",
+		    "When the master started, in seconds since the epoch.");
+		sb_printf(b, "gemini_looper_start_time_seconds %.3f\n",
+		    s->started / 1000.0);
+	}
+	prom_family(b, "gemini_looper_uptime_seconds", "gauge",
+	    "Seconds since the master started.");
+	sb_printf(b, "gemini_looper_uptime_seconds %.3f\n",
+	    s->started > 0 && s->now > s->started ?
+	    (s->now - s->started) / 1000.0 : 0.0);
+	prom_family(b, "gemini_looper_config_generation", "gauge",
+	    "The config generation in force: 1 at start, one more per "
+	    "successful reload.");
+	sb_lit(b, "gemini_looper_config_generation ");
+	sb_u64(b, s->generation);
+	sb_lit(b, "\n");
+	prom_family(b, "gemini_looper_last_reload_success", "gauge",
+	    "0 when the last reload failed (the old config stayed), else 1.");
+	sb_printf(b, "gemini_looper_last_reload_success %d\n",
+	    s->last_reload == 0 || s->last_reload_ok ? 1 : 0);
+	if (s->last_reload > 0) {
+		prom_family(b, "gemini_looper_last_reload_timestamp_seconds",
+		    "gauge", "When the config was last reloaded, in seconds "
+		    "since the epoch.");
+		sb_printf(b, "gemini_looper_last_reload_timestamp_seconds "
+		    "%.3f\n", s->last_reload / 1000.0);
+	}
+	if (s->next_reset > 0) {
+		prom_family(b, "gemini_looper_next_reset_timestamp_seconds",
+		    "gauge", "When the daily quotas reset next, in seconds "
+		    "since the epoch.");
+		sb_printf(b, "gemini_looper_next_reset_timestamp_seconds "
+		    "%.3f\n", s->next_reset / 1000.0);
+	}
+	prom_family(b, "gemini_looper_lock_recoveries_total", "counter",
+	    "Times the shared-memory lock was recovered from a dead holder.");
+	sb_lit(b, "gemini_looper_lock_recoveries_total ");
+	sb_u64(b, s->lock_recoveries);
+	sb_lit(b, "\n");
+	prom_family(b, "gemini_looper_workers", "gauge",
+	    "Worker processes, busy serving or idle.");
+	sb_printf(b, "gemini_looper_workers{state=\"busy\"} %d\n"
+	    "gemini_looper_workers{state=\"idle\"} %d\n", s->busy, s->idle);
+
+	for (r = 0; r < s->nkeys; r++)
+		nk[s->keys[r].invalid ? 3 : s->keys[r].state < 3 ?
+		    s->keys[r].state : SHM_EXHAUSTED]++;
+	prom_family(b, "gemini_looper_keys", "gauge",
+	    "Keys by state: invalid, or the most restrictive of their "
+	    "models' states.");
+	for (i = 0; i < 4; i++)
+		sb_printf(b, "gemini_looper_keys{state=\"%s\"} %u\n",
+		    prom_state[i], nk[i]);
+}
+
+/* The families per model: answers, retries, waits, durations. */
+static void
+prom_models(struct sbuf *b, const struct st_snap *s, const char *labs,
+    const struct plab *ml)
+{
 	const struct st_model	*sm;
+	uint64_t		 cum;
+	size_t			 j, i;
+
+	prom_family(b, "gemini_looper_requests_total", "counter",
+	    "Requests answered to clients, by model and status class "
+	    "(none: no answer could be sent).");
+	for (j = 0; j < s->nmodels; j++)
+		for (i = 0; i < 6; i++) {
+			prom_model(b, "gemini_looper_requests_total", labs, &ml[j]);
+			prom_end(b, "class", prom_class[i],
+			    s->models[j].m_answers[i]);
+		}
+	prom_family(b, "gemini_looper_retries_total", "counter",
+	    "Requests sent again on another key after a 429 or an error.");
+	for (j = 0; j < s->nmodels; j++) {
+		prom_model(b, "gemini_looper_retries_total", labs, &ml[j]);
+		prom_end(b, NULL, NULL, s->models[j].m_retries);
+	}
+	prom_family(b, "gemini_looper_waits_total", "counter",
+	    "Requests that waited for a key to free up.");
+	for (j = 0; j < s->nmodels; j++) {
+		prom_model(b, "gemini_looper_waits_total", labs, &ml[j]);
+		prom_end(b, NULL, NULL, s->models[j].m_waits);
+	}
+	prom_family(b, "gemini_looper_request_duration_seconds", "histogram",
+	    "Time from a client's request to the end of its answer.");
+	for (j = 0; j < s->nmodels; j++) {
+		sm = &s->models[j];
+		for (cum = 0, i = 0; i < SHM_DUR_BUCKETS; i++) {
+			cum += sm->m_dur[i];
+			prom_model(b,
+			    "gemini_looper_request_duration_seconds_bucket",
+			    labs, &ml[j]);
+			if (i == SHM_DUR_BUCKETS - 1)
+				sb_lit(b, ",le=\"+Inf\"} ");
+			else
+				sb_printf(b, ",le=\"%g\"} ", shm_dur_le[i]);
+			/* The count, should a bucket have been torn. */
+			sb_u64(b, i == SHM_DUR_BUCKETS - 1 ?
+			    sm->m_dur_count : cum);
+			sb_lit(b, "\n");
+		}
+		prom_model(b, "gemini_looper_request_duration_seconds_sum",
+		    labs, &ml[j]);
+		sb_printf(b, "} %.3f\n", sm->m_dur_sum_ms / 1000.0);
+		prom_model(b, "gemini_looper_request_duration_seconds_count",
+		    labs, &ml[j]);
+		prom_end(b, NULL, NULL, sm->m_dur_count);
+	}
+}
+
+/* The families per key x model. */
+static void
+prom_cells(struct sbuf *b, const struct st_snap *s, const char *labs,
+    const struct plab *kl, const struct plab *ml)
+{
 	const struct st_cell	*c;
-	uint64_t		 v[5];
 	size_t			 o, r, j, i;
 	uint32_t		 st;
 
+	prom_family(b, "gemini_looper_upstream_requests_total", "counter",
+	    "Answers from the upstream, by key fingerprint, model and status "
+	    "class (none: no answer).");
+	for (o = 0; o < s->nkeys; o++) {
+		r = s->order[o];
+		for (j = 0; j < s->nmodels; j++) {
+			c = CELL(s, r, j);
+			for (i = 0; i < 6; i++) {
+				if (c->m_status[i] == 0)
+					continue;
+				prom_cell(b,
+				    "gemini_looper_upstream_requests_total",
+				    labs, &kl[r], &ml[j]);
+				prom_end(b, "class", prom_class[i],
+				    c->m_status[i]);
+			}
+		}
+	}
+	prom_family(b, "gemini_looper_upstream_429_total", "counter",
+	    "429 answers from the upstream, by the quota they name: "
+	    "per minute, per day, or other.");
+	for (o = 0; o < s->nkeys; o++) {
+		r = s->order[o];
+		for (j = 0; j < s->nmodels; j++) {
+			c = CELL(s, r, j);
+			for (i = 0; i < 3; i++) {
+				if (c->m_429[i] == 0)
+					continue;
+				prom_cell(b, "gemini_looper_upstream_429_total",
+				    labs, &kl[r], &ml[j]);
+				prom_end(b, "quota", prom_quota[i],
+				    c->m_429[i]);
+			}
+		}
+	}
+	prom_family(b, "gemini_looper_tokens_total", "counter",
+	    "Tokens the upstream reported (usageMetadata), by kind.");
+	for (o = 0; o < s->nkeys; o++) {
+		r = s->order[o];
+		for (j = 0; j < s->nmodels; j++) {
+			c = CELL(s, r, j);
+			if (!prom_active(c))
+				continue;
+			for (i = 0; i < 5; i++) {
+				prom_cell(b, "gemini_looper_tokens_total",
+				    labs, &kl[r], &ml[j]);
+				prom_end(b, "kind", prom_kind[i],
+				    c->m_tokens[i]);
+			}
+		}
+	}
+	prom_family(b, "gemini_looper_tpm_used", "gauge",
+	    "Input tokens counted against the per-minute limit (last 60 s).");
+	for (o = 0; o < s->nkeys; o++) {
+		r = s->order[o];
+		for (j = 0; j < s->nmodels; j++) {
+			prom_cell(b, "gemini_looper_tpm_used", labs, &kl[r], &ml[j]);
+			prom_end(b, NULL, NULL, CELL(s, r, j)->tpm_used);
+		}
+	}
+	prom_family(b, "gemini_looper_tpm_limit", "gauge",
+	    "The per-minute input token limit (absent: no limit).");
+	for (o = 0; o < s->nkeys; o++) {
+		r = s->order[o];
+		for (j = 0; j < s->nmodels; j++) {
+			if (s->models[j].tpm_limit < 0)
+				continue;
+			prom_cell(b, "gemini_looper_tpm_limit", labs, &kl[r], &ml[j]);
+			prom_end(b, NULL, NULL,
+			    (uint64_t)s->models[j].tpm_limit);
+		}
+	}
+	prom_family(b, "gemini_looper_key_state", "gauge",
+	    "1 for the state a key is in for a model, 0 for the others.");
+	for (o = 0; o < s->nkeys; o++) {
+		r = s->order[o];
+		for (j = 0; j < s->nmodels; j++) {
+			st = s->keys[r].invalid ? 3 : CELL(s, r, j)->state;
+			for (i = 0; i < 4; i++) {
+				prom_cell(b, "gemini_looper_key_state",
+				    labs, &kl[r], &ml[j]);
+				prom_end(b, "state", prom_state[i], i == st);
+			}
+		}
+	}
+}
+
+/*
+ * The whole of /metrics for segment h at time now (ms since the epoch).
+ * Returns a malloc'd NUL-terminated string and its length, or NULL when
+ * memory ran out.
+ */
+char *
+status_metrics_text(struct shm_header *h, int64_t now, size_t *lenp)
+{
+	struct st_snap	 s;
+	struct sbuf	 b, labs;
+	struct plab	*kl = NULL, *ml = NULL;
+	size_t		 r, j;
+
 	memset(&b, 0, sizeof(b));
+	memset(&labs, 0, sizeof(labs));
 	if (snap_take(h, now, &s) == -1)
 		return NULL;
-
-	prom_family(&b, "gemini_looper_up", "gauge",
-	    "Whether the proxy is up.");
-	sb_lit(&b, "gemini_looper_up 1\n");
-	prom_family(&b, "gemini_looper_workers", "gauge",
-	    "Worker processes, busy serving or idle.");
-	sb_printf(&b, "gemini_looper_workers{state=\"busy\"} %d\n"
-	    "gemini_looper_workers{state=\"idle\"} %d\n", s.busy, s.idle);
-
-	prom_family(&b, "gemini_looper_tokens_today_total", "counter",
-	    "Tokens the upstream reported since the last daily reset.");
-	for (o = 0; o < s.nkeys; o++) {
-		r = s.order[o];
-		sk = &s.keys[r];
-		for (j = 0; j < s.nmodels; j++) {
-			sm = &s.models[j];
-			c = CELL(&s, r, j);
-			v[0] = c->prompt;
-			v[1] = c->candidates;
-			v[2] = c->cached;
-			v[3] = c->thoughts;
-			v[4] = c->total;
-			for (i = 0; i < 5; i++) {
-				prom_labels(&b,
-				    "gemini_looper_tokens_today_total", sk, sm);
-				sb_lit(&b, ",kind=\"");
-				sb_cstr(&b, kinds[i]);
-				sb_lit(&b, "\"} ");
-				sb_u64(&b, v[i]);
-				sb_lit(&b, "\n");
-			}
-		}
+	kl = calloc(s.nkeys + 1, sizeof(*kl));
+	ml = calloc(s.nmodels + 1, sizeof(*ml));
+	if (kl == NULL || ml == NULL)
+		goto fail;
+	(void)sb_grow(&labs, 64 + s.nkeys * 16);
+	for (r = 0; r < s.nkeys; r++) {
+		kl[r].off = labs.len;
+		sb_label(&labs, s.keys[r].id);
+		kl[r].len = labs.len - kl[r].off;
 	}
-
-	prom_family(&b, "gemini_looper_requests_today_total", "counter",
-	    "Successful requests since the last daily reset.");
-	for (o = 0; o < s.nkeys; o++) {
-		r = s.order[o];
-		for (j = 0; j < s.nmodels; j++) {
-			prom_labels(&b, "gemini_looper_requests_today_total",
-			    &s.keys[r], &s.models[j]);
-			sb_lit(&b, "} ");
-			sb_u64(&b, CELL(&s, r, j)->requests);
-			sb_lit(&b, "\n");
-		}
+	for (j = 0; j < s.nmodels; j++) {
+		ml[j].off = labs.len;
+		sb_label(&labs, s.models[j].name);
+		ml[j].len = labs.len - ml[j].off;
 	}
+	if (labs.oom || labs.p == NULL)
+		goto fail;
+	/* Some 60 bytes a sample, 6 samples a cell at the least. */
+	(void)sb_grow(&b, 8192 + s.nkeys * s.nmodels * 6 * 60);
 
-	prom_family(&b, "gemini_looper_key_state", "gauge",
-	    "1 for the state a key is in for a model, 0 for the others.");
-	for (o = 0; o < s.nkeys; o++) {
-		r = s.order[o];
-		sk = &s.keys[r];
-		for (j = 0; j < s.nmodels; j++) {
-			st = sk->invalid ? 3 : CELL(&s, r, j)->state;
-			for (i = 0; i < 4; i++) {
-				prom_labels(&b, "gemini_looper_key_state", sk,
-				    &s.models[j]);
-				sb_lit(&b, ",state=\"");
-				sb_cstr(&b, states[i]);
-				sb_lit(&b, "\"} ");
-				sb_cstr(&b, i == st ? "1\n" : "0\n");
-			}
-		}
-	}
-
-	prom_family(&b, "gemini_looper_tpm_used", "gauge",
-	    "Input tokens counted against the per-minute limit (last 60 s).");
-	for (o = 0; o < s.nkeys; o++) {
-		r = s.order[o];
-		for (j = 0; j < s.nmodels; j++) {
-			prom_labels(&b, "gemini_looper_tpm_used", &s.keys[r],
-			    &s.models[j]);
-			sb_lit(&b, "} ");
-			sb_u64(&b, CELL(&s, r, j)->tpm_used);
-			sb_lit(&b, "\n");
-		}
-	}
-
-	prom_family(&b, "gemini_looper_tpm_limit", "gauge",
-	    "The per-minute input token limit (absent: no limit).");
-	for (o = 0; o < s.nkeys; o++) {
-		r = s.order[o];
-		for (j = 0; j < s.nmodels; j++) {
-			if (s.models[j].tpm_limit < 0)
-				continue;
-			prom_labels(&b, "gemini_looper_tpm_limit", &s.keys[r],
-			    &s.models[j]);
-			sb_lit(&b, "} ");
-			sb_i64(&b, s.models[j].tpm_limit);
-			sb_lit(&b, "\n");
-		}
-	}
-
+	prom_head(&b, &s);
+	prom_models(&b, &s, labs.p, ml);
+	prom_cells(&b, &s, labs.p, kl, ml);
+	if (b.oom)
+		goto fail;
+	free(labs.p);
+	free(kl);
+	free(ml);
 	snap_free(&s);
-	if (b.oom) {
-		free(b.p);
-		return NULL;
-	}
 	*lenp = b.len;
 	return b.p;
+ fail:
+	free(labs.p);
+	free(kl);
+	free(ml);
+	free(b.p);
+	snap_free(&s);
+	return NULL;
 }
 
 /*
