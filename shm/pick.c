@@ -219,8 +219,9 @@ reserve_locked(struct shm_header *h, int k, int mi, int64_t est,
  * prefer >= 0 names the only key that may serve (a file or cached content
  * belongs to its project).  Otherwise: the model's sticky key while it can
  * serve, else the first key that can, priority keys first; the choice
- * becomes sticky.  Returns 0 with p->key set, or -1 with p->wait_ms (ms
- * until the earliest key frees, -1 when none will) and p->all_invalid.
+ * becomes sticky, unless the sticky key could serve and was only skipped.
+ * Returns 0 with p->key set, or -1 with p->wait_ms (ms until the earliest
+ * key frees, -1 when none will) and p->all_invalid.
  */
 int
 shm_pick(struct shm_header *h, int mi, int64_t est, const int *ex,
@@ -229,7 +230,7 @@ shm_pick(struct shm_header *h, int mi, int64_t est, const int *ex,
 	struct shm_model	*m;
 	struct shm_key		*keys = SHM_KEYS(h);
 	int64_t			 w, best_wait = NEVER;
-	int			 k, best = -1, any_valid = 0, cur;
+	int			 k, best = -1, any_valid = 0, cur, cur_ok = 0;
 
 	memset(p, 0, sizeof(*p));
 	p->key = -1;
@@ -261,11 +262,13 @@ shm_pick(struct shm_header *h, int mi, int64_t est, const int *ex,
 
 	cur = m->current_key;
 	if (cur >= 0 && (uint32_t)cur < h->nkeys && keys[cur].in_use &&
-	    !excluded(cur, ex, nex) &&
 	    key_wait_locked(h, cur, mi, est, now) == 0) {
-		reserve_locked(h, cur, mi, est, now, p);
-		shm_unlock(h);
-		return 0;
+		if (!excluded(cur, ex, nex)) {
+			reserve_locked(h, cur, mi, est, now, p);
+			shm_unlock(h);
+			return 0;
+		}
+		cur_ok = 1;
 	}
 	for (k = 0; k < (int)h->nkeys; k++) {
 		if (!keys[k].in_use)
@@ -286,7 +289,11 @@ shm_pick(struct shm_header *h, int mi, int64_t est, const int *ex,
 	}
 	if (best >= 0 && best_wait == 0) {
 		reserve_locked(h, best, mi, est, now, p);
-		m->current_key = best;
+		/* A retry elsewhere after a fault that was not the key's (a
+		 * 5xx, a dead connection) leaves the sticky key where it is:
+		 * it can still serve, and its cache still hits. */
+		if (!cur_ok)
+			m->current_key = best;
 		shm_unlock(h);
 		return 0;
 	}

@@ -1184,7 +1184,11 @@ bad:
 	    "(got %s)", cfg_quote(s, got, sizeof(got)));
 }
 
-/* Checked now, so that -t and a reload catch a missing file early. */
+/*
+ * Checked now, so that -t and a reload catch a missing file early.  Opened
+ * without blocking: a FIFO named here would otherwise hang -t, or the
+ * master in a reload, until someone writes to it.
+ */
 static int
 cfg_ca_file(struct cfg_parse *p, const cJSON *v)
 {
@@ -1202,7 +1206,8 @@ cfg_ca_file(struct cfg_parse *p, const cJSON *v)
 	if (cfg_abspath(p, "upstream_ca_file", rel, cfg->upstream_ca_file,
 	    sizeof(cfg->upstream_ca_file)) == -1)
 		return -1;
-	if ((fd = open(cfg->upstream_ca_file, O_RDONLY | O_CLOEXEC)) == -1)
+	if ((fd = open(cfg->upstream_ca_file,
+	    O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1)
 		return cfg_err(p, "upstream_ca_file", "%s: %s",
 		    cfg->upstream_ca_file, strerror(errno));
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {

@@ -20,6 +20,7 @@
  */
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,15 +149,25 @@ gem_cifind(const char *hay, size_t len, const char *needle)
 /*
  * Copies an identifier from the upstream (quotaId, reason, status) keeping
  * only [A-Za-z0-9_.-]: it ends up in logs and on the dashboard, so nothing
- * else the body holds may ride along.
+ * else the body holds may ride along.  No identifier of Google's holds
+ * "AIza" and every API key starts with it, so the copy ends there, with
+ * "...": a key glued to other characters, or cut short by dstlen, has no
+ * longer the shape gem_scrub_keys() masks, and would show (found by
+ * tests/fuzz/fuzz_classify.c).
  */
 static void
 gem_idcopy(char *dst, size_t dstlen, const char *src, size_t n)
 {
-	size_t	 i, o = 0;
+	size_t	 i, o = 0, d;
 
-	for (i = 0; i < n && o + 1 < dstlen; i++)
+	for (i = 0; i < n && o + 1 < dstlen; i++) {
+		if (n - i >= 4 && memcmp(src + i, "AIza", 4) == 0) {
+			for (d = 0; d < 3 && o + 1 < dstlen; d++)
+				dst[o++] = '.';
+			break;
+		}
 		dst[o++] = gem_runch((unsigned char)src[i]) ? src[i] : '_';
+	}
 	dst[o] = '\0';
 }
 
@@ -743,7 +754,8 @@ enum {
 void
 gem_scan_init(struct gem_scan *s, int mode)
 {
-	memset(s, 0, sizeof(*s));
+	/* cap[] is read only up to cap_len: its 8 KiB need no zeroing. */
+	memset(s, 0, offsetof(struct gem_scan, cap));
 	s->mode = mode;
 }
 

@@ -241,6 +241,7 @@ struct ssl_session_st;		/* OpenSSL's SSL_SESSION */
 
 /* tls.c */
 int		 tls_init(const struct config *, char *, size_t);
+void		 tls_prepare(const struct config *);
 void		 tls_free(void);
 struct ssl_st	*tls_client(int, const char *, struct ssl_session_st **,
 		    char *, size_t);
@@ -255,10 +256,12 @@ int		 up_read_head(struct upstream *, struct up_resp *, int,
 		    int64_t, char *, size_t);
 ssize_t		 up_read_body(struct upstream *, char *, size_t, int64_t);
 int		 up_body_done(const struct upstream *);
+int		 up_body_ready(const struct upstream *);
 void		 up_close(struct upstream *);
 const char	*up_header(const struct up_resp *, const char *);
 int		 up_fd(const struct upstream *);
 int		 up_reused(const struct upstream *);
+int		 up_stale(const struct upstream *);
 int		 up_resumed(const struct upstream *);
 int		 up_pending(const struct upstream *);
 const char	*up_error(const struct upstream *);

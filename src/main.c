@@ -157,6 +157,7 @@ main(int argc, char *argv[])
 	looper.cfg = cfg;
 	log_setlevel(cfg->log_level);
 	priv_init(cfg);
+	tls_prepare(cfg);	/* once, for every worker: tls.c */
 
 	pidpath = looper.pidfile_arg != NULL ? looper.pidfile_arg :
 	    cfg->pidfile;

@@ -42,7 +42,7 @@
 
 #define SPAWN_MAX_PER_TICK	32
 #define REAP_MAX_PER_TICK	8
-#define QUICK_DEATH_MS		1000	/* died this soon: back off */
+#define QUICK_DEATH_MS		1000	/* died this soon, unready: back off */
 #define BACKOFF_MAX_MS		10000
 
 struct child {
@@ -288,12 +288,14 @@ reap(void)
 {
 	struct child	*c;
 	pid_t		 pid;
-	int		 status;
+	int		 status, ready;
 	int64_t		 lived;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if ((c = child_find(pid)) == NULL)
 			continue;
+		ready = __atomic_load_n(&SHM_SLOTS(looper.shm)[c->slot].state,
+		    __ATOMIC_ACQUIRE) != SHM_W_STARTING;
 		board_release(looper.shm, c->slot);
 		lived = mono_ms() - c->started;
 		c->pid = 0;
@@ -317,9 +319,13 @@ reap(void)
 			    (long)pid, WEXITSTATUS(status));
 		if (c->stopping)
 			continue;
-		/* Dying right after start means something is wrong: slow down
-		 * instead of forking in a tight loop. */
-		if (lived < QUICK_DEATH_MS || (WIFEXITED(status) &&
+		/* Dying right after start, before it could serve, means
+		 * starting a worker fails: slow down instead of forking in a
+		 * tight loop.  A worker that was up and got killed (the OOM
+		 * killer, an admin) says nothing about its successor: it is
+		 * replaced at once, and the back-off starts over, else a few
+		 * such kills would leave the pool empty for seconds. */
+		if ((lived < QUICK_DEATH_MS && !ready) || (WIFEXITED(status) &&
 		    WEXITSTATUS(status) == WRK_EXIT_SLOW)) {
 			backoff_ms = backoff_ms == 0 ? 100 : backoff_ms * 2;
 			if (backoff_ms > BACKOFF_MAX_MS)
@@ -327,7 +333,8 @@ reap(void)
 			next_spawn = mono_ms() + backoff_ms;
 			log_warnx("workers die young: next spawn in %lld ms",
 			    (long long)backoff_ms);
-		}
+		} else if (ready)
+			backoff_ms = 0;
 	}
 }
 
@@ -461,6 +468,7 @@ reload(void)
 		log_warnx("%s: the keys are placeholders", ncfg->path);
 	reset_reload(looper.shm, ocfg, ncfg, now_ms());
 	looper.cfg = ncfg;
+	tls_prepare(ncfg);	/* before the new workers fork */
 	cfg_free(ocfg);
 	(void)persist_save(looper.shm, looper.cfg, 1);
 	grow_children(looper.shm->max_workers);

@@ -140,15 +140,19 @@ split_path(const char *path, char *dir, size_t dirlen, const char **base)
  * Replace path with buf, atomically: ".<name>.tmp" in the same directory
  * (rename works only within a file system), written, fsync'd, renamed
  * over path, and the directory fsync'd so the rename itself is durable.
- * mode is the new file's mode; owner, when not NULL, its owner (as root:
- * keep a config file's owner).  On failure path is untouched, the temp
- * file removed, and err says what failed.  Returns 0 or -1.  Used for the
- * usage file and for config.json (reset.c).
+ * mode is the new file's mode.  was, when not NULL, is path as the caller
+ * read it: the new file gets its owner (as root: keep a config file's
+ * owner), and path is replaced only if it is still that file, so that a
+ * config the user saved meanwhile is not overwritten with an edit of the
+ * one before (EAGAIN).  On failure path is untouched, the temp file
+ * removed, and err says what failed.  Returns 0 or -1.  Used for the usage
+ * file and for config.json (reset.c).
  */
 int
 persist_write_file(const char *path, const void *buf, size_t len,
-    mode_t mode, const struct stat *owner, char *err, size_t errlen)
+    mode_t mode, const struct stat *was, char *err, size_t errlen)
 {
+	struct stat	 now;
 	char		 dir[PATH_MAX], tmp[PATH_MAX];
 	const char	*base, *p = buf, *what;
 	size_t		 off = 0;
@@ -169,8 +173,8 @@ persist_write_file(const char *path, const void *buf, size_t len,
 	what = "chmod";
 	if (fchmod(fd, mode) == -1)
 		goto fail;
-	if (owner != NULL && geteuid() == 0)
-		(void)fchown(fd, owner->st_uid, owner->st_gid);
+	if (was != NULL && geteuid() == 0)
+		(void)fchown(fd, was->st_uid, was->st_gid);
 	what = "write";
 	while (off < len) {
 		w = write(fd, p + off, len - off);
@@ -188,6 +192,18 @@ persist_write_file(const char *path, const void *buf, size_t len,
 	fd = -1;
 	if (n == -1)
 		goto fail;
+	/* Checked last: the window left is a stat and a rename wide. */
+	if (was != NULL && (stat(path, &now) == -1 ||
+	    now.st_dev != was->st_dev || now.st_ino != was->st_ino ||
+	    now.st_size != was->st_size ||
+	    now.st_mtim.tv_sec != was->st_mtim.tv_sec ||
+	    now.st_mtim.tv_nsec != was->st_mtim.tv_nsec)) {
+		(void)unlink(tmp);
+		snprintf(err, errlen, "%s: changed while it was being updated "
+		    "(left as it is)", path);
+		errno = EAGAIN;
+		return -1;
+	}
 	what = "rename";
 	if (rename(tmp, path) == -1)
 		goto fail;
@@ -674,11 +690,17 @@ persist_save(struct shm_header *h, const struct config *cfg, int force)
 	return 0;
 }
 
-/* The master's tick, once a second: save every persist_interval_s. */
+/*
+ * The master's tick, once a second: save every persist_interval_s.  A tick
+ * runs a few ms early or late; half a tick of slack keeps a late one from
+ * pushing the next save a whole tick further (1 s would often be 2 s, and
+ * a kill -9 would lose more than persist_interval_s).
+ */
 void
 persist_tick(struct shm_header *h, const struct config *cfg, int64_t mono)
 {
-	if (mono - ps.last_tick < (int64_t)cfg->persist_interval_s * 1000)
+	if (mono - ps.last_tick <
+	    (int64_t)cfg->persist_interval_s * 1000 - 500)
 		return;
 	ps.last_tick = mono;
 	(void)persist_save(h, cfg, 0);

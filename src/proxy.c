@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,14 +71,19 @@ struct px {
 	int			 sent;		/* requests sent upstream */
 	int			 waited;	/* throttled at least once */
 	struct shm_pick		 pick;
-	struct up_resp		 resp;
-	struct gem_scan		 scan;
 	char			*head;		/* the upstream request head */
 	size_t			 head_len;
+	/* Last, and not zeroed with the rest (10 KiB a request):
+	 * up_read_head() and gem_scan_init() set them up. */
+	struct up_resp		 resp;
+	struct gem_scan		 scan;
 };
 
 static struct upstream	*up;
 static int		 up_ready;
+/* Heads are built here: a worker serves one request at a time. */
+static char		 px_reqhead[PX_HEAD_MAX];	/* to the upstream */
+static char		 px_anshead[PX_HEAD_MAX];	/* to the client */
 static const char	**scrub_list;	/* sorted pool keys, for masking */
 static size_t		 scrub_n;
 
@@ -316,23 +322,43 @@ classify_request(struct px *x)
 	    gem_estimate_tokens(x->c->body_len) : -1;
 }
 
+/* A header name and its length: the length rules most names out. */
+struct px_name {
+	const char	*name;
+	size_t		 len;
+};
+#define PX_NAME(s)	{ s, sizeof(s) - 1 }
+
+static int
+name_in(const char *name, size_t n, const struct px_name *set, size_t nset)
+{
+	size_t	 i;
+
+	for (i = 0; i < nset; i++)
+		if (set[i].len == n && strcasecmp(name, set[i].name) == 0)
+			return 1;
+	return 0;
+}
+
 /* Headers a proxy never forwards (RFC 9110 7.6.1), plus credentials. */
 static int
 drop_request_header(const char *name, const char *connection)
 {
-	static const char *const drop[] = {
-		"connection", "keep-alive", "proxy-connection", "te",
-		"trailer", "transfer-encoding", "upgrade", "host",
-		"content-length", "expect", "proxy-authorization",
-		"proxy-authenticate", "x-goog-api-key", "authorization",
-		"accept-encoding", NULL
+	static const struct px_name drop[] = {
+		PX_NAME("connection"), PX_NAME("keep-alive"),
+		PX_NAME("proxy-connection"), PX_NAME("te"),
+		PX_NAME("trailer"), PX_NAME("transfer-encoding"),
+		PX_NAME("upgrade"), PX_NAME("host"),
+		PX_NAME("content-length"), PX_NAME("expect"),
+		PX_NAME("proxy-authorization"), PX_NAME("proxy-authenticate"),
+		PX_NAME("x-goog-api-key"), PX_NAME("authorization"),
+		PX_NAME("accept-encoding")
 	};
 	const char	*p;
-	size_t		 i, n = strlen(name);
+	size_t		 n = strlen(name);
 
-	for (i = 0; drop[i] != NULL; i++)
-		if (strcasecmp(name, drop[i]) == 0)
-			return 1;
+	if (name_in(name, n, drop, sizeof(drop) / sizeof(drop[0])))
+		return 1;
 	/* And whatever the client's Connection header names. */
 	for (p = connection; p != NULL && *p != '\0';) {
 		while (*p == ' ' || *p == '\t' || *p == ',')
@@ -368,6 +394,25 @@ append(char *buf, size_t cap, size_t *len, const char *fmt, ...)
 	return 0;
 }
 
+/* append(buf, cap, len, "%s: %s\r\n", name, value), without printf. */
+static int
+append_field(char *buf, size_t cap, size_t *len, const char *name,
+    const char *value)
+{
+	size_t	 nl = strlen(name), vl = strlen(value);
+
+	if (*len >= cap || nl + vl + 4 >= cap - *len) {
+		*len = cap;
+		return -1;
+	}
+	memcpy(buf + *len, name, nl);
+	memcpy(buf + *len + nl, ": ", 2);
+	memcpy(buf + *len + nl + 2, value, vl);
+	memcpy(buf + *len + nl + 2 + vl, "\r\n", 2);
+	*len += nl + vl + 4;
+	return 0;
+}
+
 /* The upstream's Host header: brackets for IPv6, port unless default. */
 static void
 upstream_host(char *out, size_t len)
@@ -396,8 +441,7 @@ build_head(struct px *x)
 	size_t		 len = 0, i;
 	int		 first = 1;
 
-	if (x->head == NULL && (x->head = malloc(PX_HEAD_MAX)) == NULL)
-		return -1;
+	x->head = px_reqhead;
 	append(x->head, PX_HEAD_MAX, &len, "%s %s%.*s", c->req.method,
 	    looper.cfg->upstream_prefix, (int)x->path_len, x->path);
 	for (p = x->query; p != NULL && *p != '\0';) {
@@ -416,8 +460,8 @@ build_head(struct px *x)
 	for (i = 0; i < c->req.nhdr; i++) {
 		if (drop_request_header(c->req.hdr[i].name, conn_hdr))
 			continue;
-		append(x->head, PX_HEAD_MAX, &len, "%s: %s\r\n",
-		    c->req.hdr[i].name, c->req.hdr[i].value);
+		append_field(x->head, PX_HEAD_MAX, &len, c->req.hdr[i].name,
+		    c->req.hdr[i].value);
 	}
 	if (x->openai)
 		append(x->head, PX_HEAD_MAX, &len,
@@ -515,17 +559,16 @@ tried_add(struct px *x, int key)
 static int
 drop_response_header(const char *name)
 {
-	static const char *const drop[] = {
-		"connection", "keep-alive", "proxy-connection", "te",
-		"trailer", "transfer-encoding", "upgrade", "content-length",
-		"date", "server", NULL
+	static const struct px_name drop[] = {
+		PX_NAME("connection"), PX_NAME("keep-alive"),
+		PX_NAME("proxy-connection"), PX_NAME("te"),
+		PX_NAME("trailer"), PX_NAME("transfer-encoding"),
+		PX_NAME("upgrade"), PX_NAME("content-length"),
+		PX_NAME("date"), PX_NAME("server")
 	};
-	size_t	 i;
 
-	for (i = 0; drop[i] != NULL; i++)
-		if (strcasecmp(name, drop[i]) == 0)
-			return 1;
-	return 0;
+	return name_in(name, strlen(name), drop,
+	    sizeof(drop) / sizeof(drop[0]));
 }
 
 /* x-goog-upload-url points at the upstream: point it at us instead. */
@@ -549,25 +592,93 @@ rewrite_upload_url(struct px *x, const char *v, char *out, size_t len)
 }
 
 /*
+ * Write iov[0..n) in order: one writev when the socket takes it all, the
+ * rest the slow way.  One write is one segment, and one wake-up for the
+ * client, per answer or per event.
+ */
+static int
+write_iov(struct conn *c, struct iovec *iov, int n)
+{
+	size_t	 total = 0, off = 0;
+	ssize_t	 w;
+	int	 i;
+
+	for (i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	w = writev(c->fd, iov, n);
+	if (w < 0 && errno != EAGAIN && errno != EINTR) {
+		c->close = 1;
+		return -1;
+	}
+	if (w > 0) {
+		off = w;
+		c->bytes_out += w;
+	}
+	if (off == total)
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (off >= iov[i].iov_len) {
+			off -= iov[i].iov_len;
+			continue;
+		}
+		if (conn_write(c, (char *)iov[i].iov_base + off,
+		    iov[i].iov_len - off) == -1)
+			return -1;
+		off = 0;
+	}
+	return 0;
+}
+
+/*
+ * iov[*n...]: a piece of the body in the client's framing (a chunk of
+ * its own when chunked to a 1.1 client), and the last chunk after it when
+ * fin.  sz holds the size line.
+ */
+static void
+frame_piece(struct px *x, int chunked, const char *buf, size_t len, int fin,
+    char *sz, size_t szlen, struct iovec *iov, int *n)
+{
+	if (!chunked || x->c->req.minor == 0) {
+		iov[*n].iov_base = (void *)(uintptr_t)buf;
+		iov[(*n)++].iov_len = len;
+		return;
+	}
+	iov[*n].iov_base = sz;
+	iov[(*n)++].iov_len = snprintf(sz, szlen, "%zx\r\n", len);
+	iov[*n].iov_base = (void *)(uintptr_t)buf;
+	iov[(*n)++].iov_len = len;
+	iov[*n].iov_base = (void *)(uintptr_t)(fin ? "\r\n0\r\n\r\n" : "\r\n");
+	iov[(*n)++].iov_len = fin ? 7 : 2;
+}
+
+/*
  * The head of our answer: the upstream's status and end-to-end headers,
- * and our own framing.  chunked: the body is relayed as it comes.
+ * and our own framing.  chunked: the body is relayed as it comes.  The
+ * first piece of the body, body_len bytes (framed as chunked says; fin:
+ * and the last chunk), leaves in the same write.
  */
 static int
 send_head(struct px *x, int chunked, int64_t length, const char *body,
-    size_t body_len)
+    size_t body_len, int fin)
 {
+	static time_t	 date_t;
+	static char	 date[64];
 	struct conn	*c = x->c;
 	struct up_resp	*r = &x->resp;
-	char		*h, url[2048], date[64], name[SHM_AFF_NAME], id[128];
+	char		*h = px_anshead, url[2048], name[SHM_AFF_NAME];
+	char		 id[128], sz[32];
+	struct iovec	 iov[4];
 	size_t		 len = 0, i;
 	struct tm	 tm;
 	time_t		 t = time(NULL);
-	int		 rv, head_only;
+	int		 head_only, niov = 1;
 
-	if ((h = malloc(PX_HEAD_MAX)) == NULL)
-		return -1;
-	gmtime_r(&t, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (t != date_t) {
+		gmtime_r(&t, &tm);
+		strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT",
+		    &tm);
+		date_t = t;
+	}
 	if (wrk_stopping())
 		c->close = 1;
 	append(h, PX_HEAD_MAX, &len, "HTTP/1.1 %d %s\r\nDate: %s\r\n",
@@ -589,7 +700,7 @@ send_head(struct px *x, int chunked, int64_t length, const char *body,
 			}
 			v = url;
 		}
-		append(h, PX_HEAD_MAX, &len, "%s: %s\r\n", n, v);
+		append_field(h, PX_HEAD_MAX, &len, n, v);
 	}
 	head_only = strcmp(c->req.method, "HEAD") == 0 || r->no_body;
 	if (head_only) {
@@ -609,62 +720,28 @@ send_head(struct px *x, int chunked, int64_t length, const char *body,
 		append(h, PX_HEAD_MAX, &len, "Connection: close\r\n");
 	else if (c->req.minor == 0)
 		append(h, PX_HEAD_MAX, &len, "Connection: keep-alive\r\n");
-	if (append(h, PX_HEAD_MAX, &len, "\r\n") == -1) {
-		free(h);
+	if (append(h, PX_HEAD_MAX, &len, "\r\n") == -1)
 		return -1;
-	}
 	c->status = r->status;
 	c->sent_head = 1;
-	rv = conn_write(c, h, len);
-	if (rv == 0 && body_len > 0 && !head_only)
-		rv = conn_write(c, body, body_len);
-	free(h);
-	return rv;
+	iov[0].iov_base = h;
+	iov[0].iov_len = len;
+	if (body_len > 0 && !head_only)
+		frame_piece(x, chunked, body, body_len, fin, sz, sizeof(sz),
+		    iov, &niov);
+	return write_iov(c, iov, niov);
 }
 
-/* One relayed piece, in the client's framing. */
+/* One relayed piece, in the client's framing (fin: the last one). */
 static int
-relay_piece(struct px *x, int chunked, const char *buf, size_t n)
+relay_piece(struct px *x, int chunked, const char *buf, size_t len, int fin)
 {
 	char		 sz[32];
 	struct iovec	 iov[3];
-	size_t		 total, off = 0;
-	ssize_t		 w;
-	int		 i;
+	int		 n = 0;
 
-	if (!chunked || x->c->req.minor == 0)
-		return conn_write(x->c, buf, n);
-	/* Size line, data and CRLF in one write: one segment per event. */
-	iov[0].iov_base = sz;
-	iov[0].iov_len = snprintf(sz, sizeof(sz), "%zx\r\n", n);
-	iov[1].iov_base = (void *)(uintptr_t)buf;
-	iov[1].iov_len = n;
-	iov[2].iov_base = (void *)(uintptr_t)"\r\n";
-	iov[2].iov_len = 2;
-	total = iov[0].iov_len + n + 2;
-	w = writev(x->c->fd, iov, 3);
-	if (w < 0 && errno != EAGAIN && errno != EINTR) {
-		x->c->close = 1;
-		return -1;
-	}
-	if (w > 0) {
-		off = w;
-		x->c->bytes_out += w;
-	}
-	if (off == total)
-		return 0;
-	/* The rest, the slow way. */
-	for (i = 0; i < 3; i++) {
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		if (conn_write(x->c, (char *)iov[i].iov_base + off,
-		    iov[i].iov_len - off) == -1)
-			return -1;
-		off = 0;
-	}
-	return 0;
+	frame_piece(x, chunked, buf, len, fin, sz, sizeof(sz), iov, &n);
+	return write_iov(x->c, iov, n);
 }
 
 /* Remember which key made a file or a cached content. */
@@ -735,19 +812,32 @@ relay(struct px *x)
 	struct up_resp	*r = &x->resp;
 	char		 buf[PX_RELAY_BUF];
 	ssize_t		 n = 0;
-	size_t		 scanned = 0;
-	int		 chunked, client_gone = 0;
+	size_t		 scanned = 0, held = 0;
+	int		 chunked, client_gone = 0, head_only, more = 1, fin = 0;
 	int64_t		 deadline;
 
 	chunked = !(r->content_length >= 0 && !r->chunked);
+	head_only = strcmp(x->c->req.method, "HEAD") == 0 || r->no_body;
 	board_set(looper.shm, looper.slot, SHM_W_WRITING, NULL);
-	if (send_head(x, chunked, r->content_length, NULL, 0) == -1) {
+	/* What came with the head goes with ours: a short answer, whole. */
+	if (!head_only && up_body_ready(up)) {
+		deadline = mono_ms() + (int64_t)looper.cfg->upstream_timeout_s *
+		    1000;
+		if ((n = up_read_body(up, buf, sizeof(buf), deadline)) > 0) {
+			gem_scan_feed(&x->scan, buf, n);
+			note_created(x, buf, n);
+			scanned = held = n;
+			fin = up_body_done(up);
+		}
+		more = n > 0 && !fin;	/* else the end, or a failure */
+	}
+	if (send_head(x, chunked, r->content_length, buf, held, fin) == -1) {
 		client_gone = 1;
 		goto done;
 	}
-	if (strcmp(x->c->req.method, "HEAD") == 0 || r->no_body)
+	if (head_only)
 		goto done;
-	for (;;) {
+	while (more) {
 		deadline = mono_ms() + (int64_t)looper.cfg->upstream_timeout_s *
 		    1000;
 		n = up_read_body(up, buf, sizeof(buf), deadline);
@@ -758,13 +848,18 @@ relay(struct px *x)
 			note_created(x, buf, n);
 			scanned += n;
 		}
-		if (relay_piece(x, chunked, buf, n) == -1) {
+		/* The end came with this piece: the last chunk goes too. */
+		fin = up_body_done(up);
+		if (relay_piece(x, chunked, buf, n, fin) == -1) {
 			/* The client went away: stop the upstream too. */
 			client_gone = 1;
 			break;
 		}
+		more = !fin;
 	}
-	if (!client_gone && n == 0 && chunked && x->c->req.minor == 1 &&
+	if (fin)
+		n = 0;		/* whole, its last chunk sent if it needs one */
+	else if (!client_gone && n == 0 && chunked && x->c->req.minor == 1 &&
 	    conn_write(x->c, "0\r\n\r\n", 5) == -1)
 		client_gone = 1;
 	if (n < 0) {
@@ -812,7 +907,7 @@ pass_error(struct px *x, char *body, size_t len, size_t cap)
 {
 	len = scrub(body, len, cap, NULL);
 	board_set(looper.shm, looper.slot, SHM_W_WRITING, NULL);
-	if (send_head(x, 0, len, body, len) == -1)
+	if (send_head(x, 0, len, body, len, 0) == -1)
 		x->c->close = 1;
 }
 
@@ -826,7 +921,7 @@ proxy_handle(struct conn *c)
 	ssize_t			 elen;
 	int			 fresh, rv;
 
-	memset(&x, 0, sizeof(x));
+	memset(&x, 0, offsetof(struct px, resp));
 	x.c = c;
 	x.path = c->req.target;
 	x.path_len = c->req.path_len;
@@ -891,7 +986,7 @@ proxy_handle(struct conn *c)
 				    deadline, err, sizeof(err));
 			/* A kept-alive connection the upstream had just
 			 * closed: once more on a new one, same key. */
-			if (rv == -1 && up_reused(up) && !fresh) {
+			if (rv == -1 && up_stale(up) && !fresh) {
 				up_close(up);
 				fresh = 1;
 				continue;
@@ -999,6 +1094,5 @@ proxy_handle(struct conn *c)
 		explicit_bzero(ebody, PX_ERRBODY_MAX);
 		free(ebody);
 	}
-	free(x.head);
 	explicit_bzero(&x.pick.key_str, sizeof(x.pick.key_str));
 }

@@ -499,9 +499,10 @@ reset_edit(const char *in, size_t len, const char *value, char **out,
 /*
  * Write value into the config file at path as next_quota_reset_datetime,
  * atomically (persist_write_file: temp, fsync, rename, fsync the
- * directory) and keeping the file's mode and owner.  A symlink is followed:
- * the file it names is replaced, the link stays.  Returns 0 (also when the
- * value was there already), or -1 with err.
+ * directory) and keeping the file's mode and owner; never over a version
+ * the user saved after we read it.  A symlink is followed: the file it
+ * names is replaced, the link stays.  Returns 0 (also when the value was
+ * there already), or -1 with err.
  */
 int
 reset_writeback(const char *path, const char *value, char *err,

@@ -2,9 +2,18 @@
  * The upstream's TLS: one client SSL_CTX per worker process, and the
  * per-connection set-up that upstream.c asks for.
  *
- * tls_init() runs in each worker after the fork (OpenSSL state is never
- * shared across a fork); a reload replaces the workers, so the context is
- * built once per process and never rebuilt.  No lock is taken here.
+ * The master builds the context (tls_prepare) after each config it loads,
+ * before it forks the workers of that config, and each worker's tls_init()
+ * takes it as it inherited it.  Memory is why: the first context in a
+ * process fills OpenSSL's caches (providers, algorithms: about 400 KiB) and
+ * the trust store is parsed whole (800 KiB more for the system's), which
+ * built in every worker is that much private memory per worker, and built
+ * once in the master is shared by all, copy-on-write.  A context created
+ * before a fork is fine to use in the child (nginx does the same); OpenSSL
+ * reseeds its random generator in a child by itself.  When the master
+ * could not build it, each worker tries again, and says why it failed.  A
+ * reload replaces the workers, so a worker's context never changes.  No
+ * lock is taken here.
  *
  * Verification is never optional: SSL_VERIFY_PEER against the configured
  * CA file or the system store, plus the host name (or the IP address, for
@@ -31,7 +40,8 @@
 
 #include "looper.h"
 
-static SSL_CTX	*tls_ctx;
+static SSL_CTX			*tls_ctx;
+static const struct config	*tls_ctx_cfg;	/* tls_prepare() built it */
 
 /* ALPN: HTTP/1.1 only, in wire format (length-prefixed). */
 static const unsigned char tls_alpn[] = "\x08http/1.1";
@@ -68,13 +78,16 @@ tls_reason(const char *dflt)
 
 /*
  * Build the process's client context.  Returns 0, or -1 with err set.
- * Called again, it replaces the previous context.
+ * Called again, it replaces the previous context, unless that is the one
+ * tls_prepare() built for this very cfg (a worker's inheritance).
  */
 int
 tls_init(const struct config *cfg, char *err, size_t errlen)
 {
 	SSL_CTX		*ctx;
 
+	if (tls_ctx != NULL && tls_ctx_cfg == cfg)
+		return 0;
 	ERR_clear_error();
 	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
 		snprintf(err, errlen, "SSL_CTX_new: %s",
@@ -113,6 +126,13 @@ tls_init(const struct config *cfg, char *err, size_t errlen)
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	/*
+	 * One read() for whatever the socket holds instead of one for each
+	 * record's header and one for its body.  upstream.c asks
+	 * SSL_has_pending(), which counts what was read ahead, before it
+	 * polls.
+	 */
+	SSL_CTX_set_read_ahead(ctx, 1);
+	/*
 	 * Many servers close an idle keep-alive connection without a
 	 * close_notify.  Treated as an error, that EOF would send a fatal
 	 * alert and mark the session unresumable; HTTP's own framing tells
@@ -136,11 +156,31 @@ fail:
 	return -1;
 }
 
+/*
+ * Master: build the context for cfg, the config the next workers get,
+ * before forking them (see the top of this file).  Called after each
+ * config is loaded, at start and on reload.  On failure no context is
+ * kept: the workers build their own, and report what fails.
+ */
+void
+tls_prepare(const struct config *cfg)
+{
+	char	 err[256];
+
+	tls_free();
+	if (tls_init(cfg, err, sizeof(err)) == -1) {
+		log_debug("upstream TLS: %s (left to the workers)", err);
+		return;
+	}
+	tls_ctx_cfg = cfg;
+}
+
 void
 tls_free(void)
 {
 	SSL_CTX_free(tls_ctx);
 	tls_ctx = NULL;
+	tls_ctx_cfg = NULL;
 }
 
 /*

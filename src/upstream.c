@@ -40,6 +40,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netdb.h>
+#include <stddef.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,7 @@ struct upstream {
 	SSL_SESSION	*sess;		/* the newest, to resume */
 	int		 keep;		/* may carry another request */
 	int		 reused;	/* last request: older conn. */
+	int		 stale;		/* failed as a dead kept conn. does */
 	int		 resumed;	/* last handshake resumed */
 
 	enum up_state	 state;
@@ -475,8 +477,11 @@ up_new(const struct config *cfg)
 	unsigned char	 a[sizeof(struct in6_addr)];
 	int		 n;
 
-	if ((u = calloc(1, sizeof(*u))) == NULL)
+	/* The buffer is not zeroed: its pages stay untouched (and out of
+	 * the worker's private memory) until answers fill them. */
+	if ((u = malloc(sizeof(*u))) == NULL)
 		return NULL;
+	memset(u, 0, offsetof(struct upstream, buf));
 	u->fd = -1;
 	if (strlcpy(u->host, cfg->upstream_host, sizeof(u->host)) >=
 	    sizeof(u->host) ||
@@ -528,6 +533,7 @@ up_request(struct upstream *u, const char *head, size_t headlen,
 	int	 rv;
 
 	u->reused = 0;
+	u->stale = 0;
 	u->err[0] = '\0';
 	if (u->ssl != NULL && !(u->keep && up_alive(u)))
 		up_drop(u, 0);
@@ -562,6 +568,7 @@ up_request(struct upstream *u, const char *head, size_t headlen,
 	else if (rv != 0)
 		up_seterr(u, "sending the request to %s: %s", u->name, why);
 	if (rv != 0) {
+		u->stale = u->reused && rv != UP_TIMEOUT;
 		u->state = UP_S_IDLE;
 		up_drop(u, 0);
 		return up_fail(u, err, errlen);
@@ -830,12 +837,23 @@ up_read_head(struct upstream *u, struct up_resp *r, int head_request,
 			scan = ls = 0;
 			continue;
 		}
+		/* Nothing yet, right after sending: a read now would only
+		 * say EAGAIN (an answer takes the upstream a while), so wait
+		 * first.  Whatever the wait says, up_recv() reads and finds
+		 * it out again. */
+		if (u->rlen == 0 && !interim && !SSL_has_pending(u->ssl))
+			(void)up_wait(u->fd, POLLIN, deadline);
 		n = up_recv(u, u->buf + u->rlen, sizeof(u->buf) - u->rlen,
 		    deadline, why, sizeof(why));
 		if (n > 0) {
 			u->rlen += n;
 			continue;
 		}
+		/* Closed before a byte of the answer: perhaps the upstream
+		 * had closed the kept-alive connection just before we sent.
+		 * A timeout or garbage is no such thing. */
+		u->stale = u->reused && u->rlen == 0 && !interim &&
+		    n != UP_TIMEOUT;
 		if (n == UP_TIMEOUT)
 			up_seterr(u, "timeout waiting for the upstream's "
 			    "answer");
@@ -984,6 +1002,41 @@ up_body_done(const struct upstream *u)
 }
 
 /*
+ * Will up_read_body hand back a piece of the body, or its end, at once,
+ * from what came with the head?  Then the caller sends its head and that
+ * piece in one write.  For right after up_read_head; a wrong "no" only
+ * costs a write more.  Chunked: a whole size line, not of the last chunk,
+ * and a byte of its data.
+ */
+int
+up_body_ready(const struct upstream *u)
+{
+	const char	*p, *end;
+	uint64_t	 size = 0;
+	int		 digits = 0, c;
+
+	if (u->state == UP_S_DONE)
+		return 1;
+	if (u->state != UP_S_BODY || u->ssl == NULL)
+		return 0;
+	if (u->framing != UP_BODY_CHUNKED)
+		return u->rpos < u->rlen || SSL_pending(u->ssl) > 0;
+	if (u->rpos != u->head_end)
+		return 0;
+	p = u->buf + u->rpos;
+	end = u->buf + u->rlen;
+	for (; p < end && digits < 15; p++, digits++) {
+		if ((c = http_hexval((unsigned char)*p)) == -1)
+			break;
+		size = size * 16 + c;
+	}
+	if (digits == 0 || size == 0)
+		return 0;
+	p = memchr(p, '\n', end - p);
+	return p != NULL && p + 1 < end;
+}
+
+/*
  * Could up_read_body return without the socket becoming readable?  Bytes
  * may wait in our buffer or inside OpenSSL while poll() on up_fd() shows
  * nothing: a caller that polls must ask this first.
@@ -1033,6 +1086,17 @@ int
 up_reused(const struct upstream *u)
 {
 	return u->reused;
+}
+
+/*
+ * Did the last request fail the way it does when the upstream closed the
+ * kept-alive connection as we reused it (closed or reset before any byte
+ * of the answer)?  Then it is worth sending once more, on a new one.
+ */
+int
+up_stale(const struct upstream *u)
+{
+	return u->stale;
 }
 
 /* Did the last handshake resume a TLS session? */

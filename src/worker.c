@@ -1,6 +1,10 @@
 /*
  * A worker: waits for a connection, serves it (keep-alive, pipelining),
  * and goes back to waiting, one connection at a time like Apache prefork.
+ * So that slow clients cannot hold the whole pool, a worker still waiting
+ * for a request head watches the listening socket too, and gives its
+ * client up when connections queue there and the pool is full
+ * (wait_client); it reads the scoreboard for that, and takes no lock.
  *
  * Signals stay blocked while a request is served, so no system call of the
  * proxy path is ever interrupted; they are let in only where the worker
@@ -12,6 +16,7 @@
  * replace it, and a restarted master needs the port.
  */
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -20,6 +25,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+
+#include <linux/sockios.h>
 
 #include <bsd/libutil.h>
 #include <bsd/string.h>
@@ -39,6 +46,21 @@
 #include "shm.h"
 
 #define BUF_SIZE	(HTTP_MAX_HEAD + 16 * 1024)
+
+/*
+ * Slow request heads while the pool is full (see wait_client): a head may
+ * be given up once it has been arriving for YIELD_GRACE_MS; a worker that
+ * does not give its client up looks again after YIELD_BACKOFF_MS at most;
+ * while the pool is not full, a waiting worker looks whether it has become
+ * so every YIELD_RECHECK_MS.
+ */
+#define YIELD_GRACE_MS		100
+#define YIELD_BACKOFF_MS	50
+#define YIELD_RECHECK_MS	250
+
+/* How conn_fill() failed, besides an error or the client's EOF. */
+#define FILL_TIMEOUT		1	/* the deadline passed */
+#define FILL_YIELD		2	/* given up for a queued connection */
 
 static volatile sig_atomic_t	 wsig_stop, wsig_usr1;
 static sigset_t			 wait_mask;	/* mask while waiting idle */
@@ -93,6 +115,166 @@ wait_fd(int fd, short events, int64_t deadline, int interruptible)
 			return 0;
 		if (errno != EINTR || interruptible)
 			return -1;
+	}
+}
+
+/*
+ * Is the pool full: no worker idle (or starting), and as many as max, so
+ * that the master will not fork another?
+ */
+static int
+pool_full(void)
+{
+	const struct shm_slot	*s = SHM_SLOTS(looper.shm);
+	uint32_t		 i, st;
+	int			 total = 0;
+
+	for (i = 0; i < looper.shm->max_workers; i++) {
+		st = __atomic_load_n(&s[i].state, __ATOMIC_ACQUIRE);
+		if (st == SHM_W_IDLE || st == SHM_W_STARTING)
+			return 0;
+		if (st != SHM_W_FREE)
+			total++;
+	}
+	return total >= looper.cfg->max_workers;
+}
+
+/* In the order in which workers give up their clients: lower first. */
+static int
+yield_before(uint32_t st_a, int64_t start_a, uint32_t a, uint32_t st_b,
+    int64_t start_b, uint32_t b)
+{
+	if (st_a != st_b)
+		return st_a == SHM_W_KEEPALIVE;
+	if (st_a == SHM_W_READING && start_a != start_b)
+		return start_a < start_b;
+	return a < b;
+}
+
+/*
+ * Should this worker give up its client for a connection waiting in the
+ * listen queue?  Only when nothing else can take it: no worker is idle
+ * and the pool is at its max, so the master will not fork one either.
+ * Then the clients to give up are, first, kept-alive connections between
+ * requests and, after them, the request heads that have been arriving for
+ * longest (at least YIELD_GRACE_MS), as many as connections wait; a
+ * request whose head is in (its body, or its answer) is never given up.
+ * Each worker ranks itself from the scoreboard, so no two need to talk;
+ * a stale view costs at most one drop too many or a look again later.
+ * Returns 0 to give up now, else how many ms to wait before looking again.
+ */
+static int64_t
+yield_check(void)
+{
+	const struct shm_slot	*s = SHM_SLOTS(looper.shm), *o;
+	struct tcp_info		 ti;
+	socklen_t		 tl = sizeof(ti);
+	uint32_t		 i, st, mine;
+	int64_t			 start, mystart, age;
+	int			 total = 0, idle = 0, rank = 0, pending;
+
+	/* A listening socket's tcpi_unacked is its accept queue's length. */
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(looper.listen_fd, IPPROTO_TCP, TCP_INFO, &ti,
+	    &tl) == -1)
+		pending = 1;
+	else
+		pending = (int)ti.tcpi_unacked;
+	if (pending <= 0)
+		return YIELD_BACKOFF_MS;
+
+	mine = __atomic_load_n(&s[looper.slot].state, __ATOMIC_ACQUIRE);
+	mystart = s[looper.slot].req_start;
+	if (mine == SHM_W_READING) {
+		age = now_ms() - mystart;
+		if (age < YIELD_GRACE_MS)
+			return YIELD_GRACE_MS - age;
+	}
+	for (i = 0; i < looper.shm->max_workers; i++) {
+		o = s + i;
+		st = __atomic_load_n(&o->state, __ATOMIC_ACQUIRE);
+		if (st == SHM_W_FREE)
+			continue;
+		total++;
+		if (st == SHM_W_IDLE || st == SHM_W_STARTING)
+			idle++;
+		if ((int)i == looper.slot)
+			continue;
+		/* In its head: reading, and not yet named on the board. */
+		if (st != SHM_W_KEEPALIVE &&
+		    (st != SHM_W_READING || o->req[0] != '\0'))
+			continue;
+		start = o->req_start;
+		if (yield_before(st, start, i, mine, mystart,
+		    (uint32_t)looper.slot))
+			rank++;
+	}
+	if (idle > 0 || total < looper.cfg->max_workers)
+		return YIELD_BACKOFF_MS;
+	return rank < pending ? 0 : YIELD_BACKOFF_MS;
+}
+
+/*
+ * Wait until the client sends more, or deadline.  Returns 1 (readable),
+ * 0 (deadline), -1 (error, or a signal when interruptible), or FILL_YIELD.
+ *
+ * Slowloris: a worker serves one connection at a time, so clients that
+ * send their request heads a byte at a time can hold every worker of the
+ * pool while new connections wait in the listen queue, each one for up to
+ * client_timeout_s.  With mayyield (the client owes a request head, or is
+ * kept alive between requests), while the pool is full the listening
+ * socket is watched too, and when connections wait there yield_check()
+ * decides whether this worker gives its client up for them: the pool's max
+ * then bounds how many slow clients are held, not how many clients are
+ * served.  While the pool is not full the listening socket is left to the
+ * idle workers, so that a new connection wakes no busy one.
+ */
+static int
+wait_client(struct conn *c, int64_t deadline, int interruptible,
+    int mayyield)
+{
+	struct pollfd	 pfd[2];
+	struct timespec	 ts;
+	int64_t		 now, left, quiet = 0, wait;
+	nfds_t		 nfd;
+	int		 n;
+
+	pfd[0].fd = c->fd;
+	pfd[0].events = POLLIN;
+	pfd[1].fd = looper.listen_fd;
+	pfd[1].events = POLLIN;
+	for (;;) {
+		now = mono_ms();
+		if ((left = deadline - now) <= 0)
+			return 0;
+		nfd = 1;
+		if (mayyield) {
+			if (now >= quiet) {
+				if (pool_full())
+					nfd = 2;
+				else
+					quiet = now + YIELD_RECHECK_MS;
+			}
+			if (nfd == 1 && quiet - now < left)
+				left = quiet - now;
+		}
+		ts.tv_sec = left / 1000;
+		ts.tv_nsec = (left % 1000) * 1000000;
+		n = ppoll(pfd, nfd, &ts, interruptible ? &wait_mask : NULL);
+		if (n == -1) {
+			if (errno != EINTR || interruptible)
+				return -1;
+			continue;
+		}
+		if (n == 0)
+			continue;
+		if (pfd[0].revents != 0)
+			return 1;
+		if (nfd == 2 && pfd[1].revents != 0) {
+			if ((wait = yield_check()) == 0)
+				return FILL_YIELD;
+			quiet = mono_ms() + wait;
+		}
 	}
 }
 
@@ -225,10 +407,11 @@ conn_error(struct conn *c, int status, const char *msg, const char *extra)
 
 /*
  * Read more bytes into the connection buffer.  Returns bytes read, 0 on EOF,
- * -1 on error or timeout (*timedout set).
+ * -1 on error, timeout (*timedout FILL_TIMEOUT) or, with mayyield, when
+ * the client is given up for a queued connection (*timedout FILL_YIELD).
  */
 static ssize_t
-conn_fill(struct conn *c, int64_t deadline, int interruptible,
+conn_fill(struct conn *c, int64_t deadline, int interruptible, int mayyield,
     int *timedout)
 {
 	ssize_t	 n;
@@ -247,9 +430,11 @@ conn_fill(struct conn *c, int64_t deadline, int interruptible,
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -1;
-		w = wait_fd(c->fd, POLLIN, deadline, interruptible);
+		w = wait_client(c, deadline, interruptible, mayyield);
 		if (w == 0)
-			*timedout = 1;
+			*timedout = FILL_TIMEOUT;
+		if (w == FILL_YIELD)
+			*timedout = FILL_YIELD;
 		if (w == -1 && interruptible && errno == EINTR) {
 			/* Told to stop while idle: serve what already came. */
 			n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
@@ -362,7 +547,7 @@ read_body_chunked(struct conn *c)
 		}
 		/* Raw chunk bytes are decoded: reuse their room. */
 		c->len = pos = c->req.head_len;
-		n = conn_fill(c, c->deadline, 0, &to);
+		n = conn_fill(c, c->deadline, 0, 0, &to);
 		if (n <= 0) {
 			if (to) {
 				c->close = 1;
@@ -372,6 +557,57 @@ read_body_chunked(struct conn *c)
 			return -1;
 		}
 	}
+}
+
+/*
+ * The client is given up for a queued connection while it still owes its
+ * request head: a 408, like a timeout, unless earlier answers still sit
+ * unread in the socket (a client that does not read them could make the
+ * worker wait on its write, the very thing giving up avoids).
+ */
+static void
+give_up(struct conn *c)
+{
+	int	 unsent = 0;
+
+	c->close = 1;
+	log_debug("peer=%s given up with %zu bytes of a request head for a "
+	    "queued connection", c->peer, c->len);
+	if (ioctl(c->fd, SIOCOUTQ, &unsent) == 0 && unsent == 0)
+		conn_error(c, 408, "the request head did not arrive in time "
+		    "while every worker was busy", NULL);
+}
+
+/* "METHOD /path" for the scoreboard, with no key or token shown. */
+static void
+board_what(const struct conn *c, char *what, size_t len)
+{
+	char	 path[64];
+
+	route_log_path(c->req.target, path, sizeof(path));
+	snprintf(what, len, "%.15s %s", c->req.method, path);
+}
+
+/*
+ * Is buf[0..len) worth parsing, now that buf[from..len) came in?  Yes once
+ * the empty line that ends a head is there, and at the first bare LF: the
+ * parser refuses it at once, so a client that ends lines with LF alone
+ * ("...\n\r\n" is no CRLFCRLF) hears 400 now instead of 408 after
+ * client_timeout_s, its worker held all that time.
+ */
+static int
+head_ready(const char *buf, size_t from, size_t len)
+{
+	const char	*p = buf + from, *end = buf + len;
+
+	while ((p = memchr(p, '\n', end - p)) != NULL) {
+		if (p == buf || p[-1] != '\r')
+			return 1;
+		if (p - buf >= 3 && p[-2] == '\n' && p[-3] == '\r')
+			return 1;
+		p++;
+	}
+	return 0;
 }
 
 /*
@@ -386,6 +622,7 @@ read_request(struct conn *c, int first)
 	size_t			 scan = 0;
 	ssize_t			 n;
 	int64_t			 idle;
+	char			 what[96];
 	int			 rv, status = 400, to;
 
 	c->status = 0;
@@ -400,9 +637,13 @@ read_request(struct conn *c, int first)
 	 * dropped at any time, and is when the worker must stop. */
 	if (c->len == 0) {
 		idle = first ? cfg->client_timeout_s : cfg->keepalive_timeout_s;
-		n = conn_fill(c, mono_ms() + idle * 1000, !first, &to);
-		if (n <= 0)
+		n = conn_fill(c, mono_ms() + idle * 1000, !first, 1, &to);
+		if (n <= 0) {
+			if (to == FILL_YIELD)
+				log_debug("peer=%s given up before its request "
+				    "for a queued connection", c->peer);
 			return -1;
+		}
 	}
 	board_set(looper.shm, looper.slot, SHM_W_READING, NULL);
 	c->started = mono_ms();
@@ -411,9 +652,8 @@ read_request(struct conn *c, int first)
 	for (;;) {
 		/* Parse only once the blank line is here: cheap, and the
 		 * parser sees each head once. */
-		if (memmem(c->buf + scan, c->len - scan, "\r\n\r\n", 4) !=
-		    NULL || memmem(c->buf + scan, c->len - scan, "\n\n", 2) !=
-		    NULL || c->len >= HTTP_MAX_HEAD) {
+		if (head_ready(c->buf, scan, c->len) ||
+		    c->len >= HTTP_MAX_HEAD) {
 			rv = http_parse_head(c->buf, c->len, &c->req, &status,
 			    &why);
 			if (rv == HTTP_PARSE_DONE)
@@ -426,17 +666,21 @@ read_request(struct conn *c, int first)
 				return -1;
 			}
 		}
-		scan = c->len > 3 ? c->len - 3 : 0;
-		n = conn_fill(c, c->deadline, 0, &to);
+		scan = c->len;	/* head_ready() looks back from each LF */
+		n = conn_fill(c, c->deadline, 0, 1, &to);
 		if (n <= 0) {
-			if (to) {
+			if (to == FILL_TIMEOUT) {
 				c->close = 1;
 				conn_error(c, 408, "the request did not arrive "
 				    "in time", NULL);
-			}
+			} else if (to == FILL_YIELD)
+				give_up(c);
 			return -1;
 		}
 	}
+	/* Named on the board: a request in its body is not given up. */
+	board_what(c, what, sizeof(what));
+	board_set(looper.shm, looper.slot, SHM_W_READING, what);
 
 	if (!c->req.keepalive)
 		c->close = 1;
@@ -487,7 +731,7 @@ static void
 serve(struct conn *c)
 {
 	int	 first = 1, one = 1;
-	char	 what[96], path[64];
+	char	 what[96];
 
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->len = 0;
@@ -502,8 +746,7 @@ serve(struct conn *c)
 		}
 		first = 0;
 		/* Never show a key or token that came in a query string. */
-		route_log_path(c->req.target, path, sizeof(path));
-		snprintf(what, sizeof(what), "%.15s %s", c->req.method, path);
+		board_what(c, what, sizeof(what));
 		board_set(looper.shm, looper.slot, SHM_W_WRITING, what);
 		route_request(c);
 		board_served(looper.shm, looper.slot);

@@ -778,6 +778,21 @@ START_TEST(test_bad)
 }
 END_TEST
 
+/* A FIFO as upstream_ca_file is refused, not waited on (a reload hung). */
+START_TEST(test_ca_fifo)
+{
+	struct config	*cfg;
+	char		 path[PATH_MAX];
+
+	(void)snprintf(path, sizeof(path), "%s/ca.fifo", tmpdir);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	cfg = load(WITH("\"upstream_ca_file\": \"ca.fifo\""));
+	ck_assert_ptr_null(cfg);
+	ck_assert_msg(strstr(err, "/ca.fifo: not a regular file") != NULL,
+	    "%s", err);
+}
+END_TEST
+
 /* Good variants of the fields with several forms. */
 START_TEST(test_forms)
 {
@@ -1081,6 +1096,7 @@ config_suite(void)
 	tcase_add_test(tc, test_relative);
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_small_err);
+	tcase_add_test(tc, test_ca_fifo);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");

@@ -485,6 +485,40 @@ START_TEST(t_pass_and_retry)
 }
 END_TEST
 
+/*
+ * Identifiers that hold a key: glued to other characters it is not
+ * key-shaped, and cut short by the field's size neither, so the scrubber
+ * alone missed it (found by tests/fuzz/fuzz_classify.c).
+ */
+START_TEST(t_id_with_key)
+{
+	struct gem_verdict	 v;
+
+	/* The fuzzer's input, minimised: a raw quotaId, a key glued in. */
+	classify(429, "\"quotaId\":\"AIzaSyDUmmy012Daily89abcefghiLMely"
+	    "Delays\"", &v);
+	ck_assert_ptr_null(strstr(v.why, "DUmmy"));
+
+	classify(429, "{\"error\": {\"code\": 429, \"details\": ["
+	    "{\"violations\": [{\"quotaId\": \"GenerateContentInputTokens"
+	    "PerMod" K1 "elPerMinute-FreeTier\"}]}, {\"retryDelay\": "
+	    "\"9s\"}]}}", &v);
+	ck_assert_int_eq(v.action, GEM_COOL);
+	ck_assert_int_eq(v.delay_ms, 9000);
+	ck_assert_str_eq(v.why,
+	    "retryDelay GenerateContentInputTokensPerMod...");
+
+	/* A status is cut at 31 characters: most of a key, not its shape. */
+	classify(400, "{\"error\": {\"code\": 400, \"status\": \"" K1
+	    "\"}}", &v);
+	ck_assert_int_eq(v.action, GEM_PASS);
+	ck_assert_str_eq(v.why, "upstream 400 ...");
+	classify(400, "{\"error\": {\"code\": 400, \"status\": \"X" K2
+	    "\"}}", &v);
+	ck_assert_str_eq(v.why, "upstream 400 X...");
+}
+END_TEST
+
 START_TEST(t_retry_delay_parse)
 {
 	static const struct {
@@ -1235,6 +1269,7 @@ gemini_suite(void)
 	tcase_add_test(tc, t_429_fallbacks);
 	tcase_add_test(tc, t_invalid_key);
 	tcase_add_test(tc, t_pass_and_retry);
+	tcase_add_test(tc, t_id_with_key);
 	tcase_add_test(tc, t_retry_delay_parse);
 	suite_add_tcase(s, tc);
 

@@ -79,6 +79,10 @@ START_TEST(test_priority_and_sticky)
 	ex[0] = slot_of(h, "p2");
 	ck_assert_int_eq(shm_pick(h, 0, 10, ex, 1, -1, NOW, &p), 0);
 	ck_assert_str_eq(p.key_str, "s1");
+	shm_settle(h, &p, NULL);
+	/* A retry elsewhere (p2 had a 5xx) leaves p2 sticky: it can serve. */
+	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), 0);
+	ck_assert_str_eq(p.key_str, "p2");
 	shm_destroy(h);
 }
 END_TEST

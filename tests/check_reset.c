@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <check.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -396,6 +397,18 @@ START_TEST(test_writeback_file)
 	ck_assert_ptr_nonnull(strstr(got, "\"2026-11-28 00:00\""));
 	free(got);
 	rmdir(tmp);
+
+	/* The user saved the file after it was read: theirs stays. */
+	ck_assert_int_eq(stat(path, &st), 0);
+	spit(path, "{\"theirs\": 1}\n", 0640);
+	ck_assert_int_eq(persist_write_file(path, "{}\n", 3, 0640, &st, err,
+	    sizeof(err)), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	ck_assert_ptr_nonnull(strstr(err, "changed while"));
+	got = slurp(path);
+	ck_assert_str_eq(got, "{\"theirs\": 1}\n");
+	free(got);
+	ck_assert_int_eq(access(tmp, F_OK), -1);
 
 	/* A broken config is left alone. */
 	spit(path, "{\"reset_after\": \"00:00\",", 0600);

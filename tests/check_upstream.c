@@ -534,6 +534,7 @@ START_TEST(test_keepalive_race)
 		if (rv == -1) {
 			ck_assert_msg(up_reused(u), "fresh connection "
 			    "failed: %s", err);
+			ck_assert_msg(up_stale(u), "not stale: %s", err);
 			up_close(u);
 			rv = up_request(u, head, hl, body, strlen(body),
 			    mono_ms() + 10000, err, sizeof(err));
@@ -777,6 +778,47 @@ START_TEST(test_garbage)
 	    sizeof(err)), -1);
 	ck_assert_msg(strncmp(err, "malformed answer from upstream",
 	    30) == 0, "%s", err);
+	up_free(u);
+	tls_free();
+}
+END_TEST
+
+/*
+ * Only a kept-alive connection closed before a byte of the answer is
+ * worth a second try on a new one (up_stale): a stall or garbage on a
+ * reused connection is the upstream's answer, not a stale connection.
+ */
+START_TEST(test_stale)
+{
+	struct upstream	*u = mkup_standin(STAND_GOOD);
+	struct up_resp	 r;
+	char		 err[256], body[16384];
+
+	round_trip(u, &r, body, sizeof(body), NULL);
+	send_req(u, ":generateContent", "STANDIN:fault=garbage", NULL);
+	ck_assert(up_reused(u));
+	ck_assert_int_eq(up_read_head(u, &r, 0, mono_ms() + 10000, err,
+	    sizeof(err)), -1);
+	ck_assert(!up_stale(u));
+	round_trip(u, &r, body, sizeof(body), NULL);
+	send_req(u, ":generateContent", "STANDIN:fault=stall", NULL);
+	ck_assert(up_reused(u));
+	ck_assert_int_eq(up_read_head(u, &r, 0, mono_ms() + 300, err,
+	    sizeof(err)), -1);
+	ck_assert(!up_stale(u));
+	round_trip(u, &r, body, sizeof(body), NULL);
+	send_req(u, ":generateContent", "STANDIN:fault=close_before_headers",
+	    NULL);
+	ck_assert(up_reused(u));
+	ck_assert_int_eq(up_read_head(u, &r, 0, mono_ms() + 10000, err,
+	    sizeof(err)), -1);
+	ck_assert(up_stale(u));
+	/* A fresh connection is never stale. */
+	send_req(u, ":generateContent", "STANDIN:fault=close_before_headers",
+	    NULL);
+	ck_assert_int_eq(up_read_head(u, &r, 0, mono_ms() + 10000, err,
+	    sizeof(err)), -1);
+	ck_assert(!up_stale(u));
 	up_free(u);
 	tls_free();
 }
@@ -1410,6 +1452,7 @@ upstream_suite(void)
 	tcase_add_test(tc, test_stall);
 	tcase_add_test(tc, test_close_before_headers);
 	tcase_add_test(tc, test_garbage);
+	tcase_add_test(tc, test_stale);
 	tcase_add_test(tc, test_reset_midstream);
 	tcase_add_test(tc, test_stall_midstream);
 	tcase_add_test(tc, test_error_status);
