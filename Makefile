@@ -5,7 +5,7 @@
 #   make run      build and run in the foreground with ./config.json
 #   make check    unit tests (check, ASan+UBSan) and integration tests
 #   make fuzz     run each libFuzzer target FUZZ_SECONDS (60) with its corpus
-#   make bench    gemini-looper against nginx (wrk, ~7 min): build/bench/
+#   make bench    gemini-looper against nginx (wrk; 5 min): build/bench/
 #   make install  PREFIX (/usr/local) and DESTDIR honoured
 
 PROG	 = gemini-looper

@@ -903,6 +903,19 @@ gem_scan_done(struct gem_scan *s)
 	cJSON_Delete(o);
 }
 
+/* Where in p[i..n) the first '"' or '\\' is, or n: memchr is vectorised. */
+static size_t
+gem_strspan(const char *p, size_t i, size_t n)
+{
+	const char	*q, *b;
+
+	q = memchr(p + i, '"', n - i);
+	b = memchr(p + i, '\\', (q != NULL ? (size_t)(q - p) : n) - i);
+	if (b != NULL)
+		return b - p;
+	return q != NULL ? (size_t)(q - p) : n;
+}
+
 static void
 gem_scan_json(struct gem_scan *s, const char *p, size_t n)
 {
@@ -919,8 +932,7 @@ gem_scan_json(struct gem_scan *s, const char *p, size_t n)
 				continue;
 			}
 			/* The bulk of an answer is text: skip it in one go. */
-			for (j = i; j < n && p[j] != '"' && p[j] != '\\'; j++)
-				;
+			j = gem_strspan(p, i, n);
 			if (j > i) {
 				if (s->cap_on)
 					gem_scan_cap(s, p + i, j - i);
@@ -946,14 +958,21 @@ gem_scan_json(struct gem_scan *s, const char *p, size_t n)
 		}
 
 		c = p[i];
+		/* Pretty-printed answers indent every line: a run of blanks
+		 * goes in one step. */
+		if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+			for (j = i + 1; j < n && (p[j] == ' ' || p[j] == '\n' ||
+			    p[j] == '\r' || p[j] == '\t'); j++)
+				;
+			if (s->cap_on)
+				gem_scan_cap(s, p + i, j - i);
+			i = j;
+			continue;
+		}
 		if (s->cap_on)
 			gem_scan_cap(s, p + i, 1);
 		i++;
 		switch (c) {
-		case ' ':
-		case '\t':
-		case '\r':
-		case '\n':
 		case ':':
 			break;
 		case '"':

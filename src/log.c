@@ -94,6 +94,13 @@ log_setlevel(int level)
 	log_level = level;
 }
 
+/* Would a line of priority pri be written?  Then it is worth building. */
+int
+log_wants(int pri)
+{
+	return pri <= log_level;
+}
+
 static const char *
 log_prio_name(int pri)
 {

@@ -363,6 +363,7 @@ size_t		 gem_scrub_keys(char *, size_t, size_t, const char *const *,
 void	 log_init(int, const char *, int);
 int	 log_reopen(void);
 void	 log_setlevel(int);
+int	 log_wants(int);
 void	 log_setowner(uid_t);
 void	 log_warn(const char *, ...)
 	    __attribute__((__format__ (printf, 1, 2)));

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -774,6 +775,8 @@ log_usage(struct px *x)
 {
 	const struct gem_usage	*u = &x->scan.usage;
 
+	if (!log_wants(LOG_NOTICE))
+		return;		/* only the access log shows it */
 	snprintf(x->c->log, sizeof(x->c->log), "key=%s model=%s attempts=%d "
 	    "prompt=%lld candidates=%lld cached=%lld thoughts=%lld total=%lld",
 	    x->pick.id[0] ? x->pick.id : "-", x->model, x->attempts,

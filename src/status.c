@@ -1550,21 +1550,7 @@ status_metrics_text(struct shm_header *h, int64_t now, size_t *lenp)
 
 /*
  * The admin token.
- */
-
-static int
-st_hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/*
+ *
  * The value of query parameter name in target ("/path?a=1&b=2"),
  * percent-decoded into out.  '+' stays '+': a token may hold one, and
  * the page encodes its parameters with encodeURIComponent.  Returns its
@@ -1589,8 +1575,8 @@ status_query_param(const char *target, const char *name, char *out,
 			if (o + 1 >= len)
 				goto bad;
 			if (*p == '%') {
-				if (e - p < 3 || (hi = st_hexval(p[1])) == -1 ||
-				    (lo = st_hexval(p[2])) == -1)
+				if (e - p < 3 || (hi = http_hexval((unsigned char)p[1])) == -1 ||
+				    (lo = http_hexval((unsigned char)p[2])) == -1)
 					goto bad;
 				out[o++] = (char)(hi << 4 | lo);
 				p += 2;

@@ -2,7 +2,7 @@
 """make bench: gemini-looper against nginx, on this machine, in one run.
 
   python3 tests/bench/bench.py [--bin ./gemini-looper] [--out FILE]
-      [--duration 10] [--conns 1,8,32,64] [--stream-seconds 40]
+      [--duration 9] [--conns 1,8,32,64] [--stream-seconds 40]
       [--mem-streams 500] [--skip throughput,stream,memory]
 
 What it measures (see README.md, "Performance"):
@@ -11,9 +11,13 @@ What it measures (see README.md, "Performance"):
               generateContent POST) at each concurrency level against
               (a) the upstream straight over https, (b) nginx as a reverse
               proxy (upstream keepalive, proxy_ssl_session_reuse, verify on),
-              (c) gemini-looper (log_level error; one more run with the
-              access log on).  The upstream is a second nginx answering a
-              canned ~1 KB generateContent JSON over TLS with keep-alive.
+              (c) gemini-looper (log_level error; one more level with the
+              access log on, for both).  The upstream is a second nginx
+              answering a canned ~1 KB generateContent JSON over TLS with
+              keep-alive.  Each cell is 3 rounds taking turns between the
+              paths (medians reported), so that a burst of other work on
+              the machine spoils a round of each rather than one path; CPU
+              per request is the servers' own (/proc/PID/schedstat).
   stream      a small TLS SSE upstream (below) stamps each event with
               CLOCK_MONOTONIC when it sends it; a client measures, straight
               and through each proxy, the first event's delay after the
@@ -895,7 +899,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     t_start = time.monotonic()
-    load0 = open("/proc/loadavg").read().split()[0]
+    load = [open("/proc/loadavg").read().split()[0]]
     tmp = tempfile.mkdtemp(prefix="gl-bench-")
     os.chmod(tmp, 0o755)
     subprocess.run(["sh", os.path.join(ROOT, "tests", "mkca.sh"), tmp],
@@ -966,6 +970,7 @@ def main():
                 [c], args.duration))
             stop(looper)
             stop(ngx_log)
+            load.append(open("/proc/loadavg").read().split()[0])
             mem = {"pool": 0, "rows": [
                 ("gemini-looper master (%d workers)" % nworkers, mem_master),
                 ("gemini-looper idle worker, fresh", mem_fresh),
@@ -1035,9 +1040,10 @@ def main():
 
     text = report(args, m, tp, st, mem, nworkers, args.nginx_workers,
                   args.upstream_workers)
-    text += ("\nThe run took %.0f s; the load average was %s at its start "
-             "and %s at its end.\n" % (time.monotonic() - t_start, load0,
-                                      open("/proc/loadavg").read().split()[0]))
+    text += ("\nThe run took %.0f s; the load average was %s at its start%s."
+             "\n" % (time.monotonic() - t_start, load[0],
+                      " and %s after the throughput runs" % load[1]
+                      if len(load) > 1 else ""))
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
