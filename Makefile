@@ -99,34 +99,14 @@ integration: $(PROG) build/test/$(PROG) $(BROWSER_NPM)
 	python3 tests/run_integration.py --bin build/test/$(PROG)
 
 deps:
-	@missing=""; for p in $(DEPS_PKGS); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
-	    grep -q 'install ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	    echo "installing:$$missing"; \
-	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	    $$SUDO apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	        --no-install-recommends $$missing; \
-	else echo "deps: all installed"; fi
+	@sh tests/apt-install.sh $(DEPS_PKGS)
 
 # The benchmark (tests/bench/bench.py, README "Performance") and what only
 # it needs: make check does without them.
 BENCH_PKGS = nginx wrk python3 openssl procps
 
 bench-deps:
-	@missing=""; for p in $(BENCH_PKGS); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
-	    grep -q 'install ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	    echo "installing:$$missing"; \
-	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	    $$SUDO apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	        --no-install-recommends $$missing; \
-	else echo "bench-deps: all installed"; fi
+	@sh tests/apt-install.sh $(BENCH_PKGS)
 
 bench: $(PROG) bench-deps
 	python3 tests/bench/bench.py --bin ./$(PROG) --out build/bench/results.md
