@@ -445,6 +445,7 @@ int		 conn_respond(struct conn *, int, const char *, const char *,
 		    const void *, size_t);
 int		 conn_error(struct conn *, int, const char *, const char *);
 int		 wrk_stopping(void);
+const char	*conn_date(void);
 
 /* priv.c */
 void		 priv_init(const struct config *);

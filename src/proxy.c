@@ -662,28 +662,18 @@ static int
 send_head(struct px *x, int chunked, int64_t length, const char *body,
     size_t body_len, int fin)
 {
-	static time_t	 date_t;
-	static char	 date[64];
 	struct conn	*c = x->c;
 	struct up_resp	*r = &x->resp;
 	char		*h = px_anshead, url[2048], name[SHM_AFF_NAME];
 	char		 id[128], sz[32];
 	struct iovec	 iov[4];
 	size_t		 len = 0, i;
-	struct tm	 tm;
-	time_t		 t = time(NULL);
 	int		 head_only, niov = 1;
 
-	if (t != date_t) {
-		gmtime_r(&t, &tm);
-		strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT",
-		    &tm);
-		date_t = t;
-	}
 	if (wrk_stopping())
 		c->close = 1;
 	append(h, PX_HEAD_MAX, &len, "HTTP/1.1 %d %s\r\nDate: %s\r\n",
-	    r->status, http_reason(r->status), date);
+	    r->status, http_reason(r->status), conn_date());
 	for (i = 0; i < r->nhdr; i++) {
 		const char *n = r->hdr[i].name, *v = r->hdr[i].value;
 

@@ -307,8 +307,9 @@ conn_write(struct conn *c, const void *buf, size_t len)
 	return 0;
 }
 
-static void
-http_date(char *buf, size_t len)
+/* The Date header's value, formatted once a second. */
+const char *
+conn_date(void)
 {
 	static time_t	 last;
 	static char	 cached[64];
@@ -321,7 +322,7 @@ http_date(char *buf, size_t len)
 		    &tm);
 		last = t;
 	}
-	strlcpy(buf, cached, len);
+	return cached;
 }
 
 /*
@@ -332,7 +333,7 @@ int
 conn_respond(struct conn *c, int status, const char *ctype,
     const char *extra, const void *body, size_t len)
 {
-	char		 head[2048], date[64];
+	char		 head[2048];
 	struct iovec	 iov[2];
 	int		 n, head_only;
 	ssize_t		 w;
@@ -342,14 +343,13 @@ conn_respond(struct conn *c, int status, const char *ctype,
 		return -1;
 	if (wrk_stopping())
 		c->close = 1;
-	http_date(date, sizeof(date));
 	n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n"
 	    "Date: %s\r\nServer: %s\r\n"
 	    "%s%s%s"
 	    "Content-Length: %zu\r\n"
 	    "%s"
 	    "%s\r\n",
-	    status, http_reason(status), date, LOOPER_NAME,
+	    status, http_reason(status), conn_date(), LOOPER_NAME,
 	    ctype != NULL ? "Content-Type: " : "", ctype != NULL ? ctype : "",
 	    ctype != NULL ? "\r\n" : "", len,
 	    c->close ? "Connection: close\r\n" :
