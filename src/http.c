@@ -430,16 +430,23 @@ http_parse_head(char *buf, size_t len, struct http_request *req,
 	return HTTP_PARSE_DONE;
 }
 
-/* The first header field called name (any case), or NULL. */
+/* The value of the first of n fields called name (any case), or NULL. */
 const char *
-http_header(const struct http_request *req, const char *name)
+http_lookup(const struct http_header *hdr, size_t n, const char *name)
 {
 	size_t	 i;
 
-	for (i = 0; i < req->nhdr; i++)
-		if (strcasecmp(req->hdr[i].name, name) == 0)
-			return req->hdr[i].value;
+	for (i = 0; i < n; i++)
+		if (strcasecmp(hdr[i].name, name) == 0)
+			return hdr[i].value;
 	return NULL;
+}
+
+/* The first header field of a request called name (any case), or NULL. */
+const char *
+http_header(const struct http_request *req, const char *name)
+{
+	return http_lookup(req->hdr, req->nhdr, name);
 }
 
 /* States of struct http_chunked; 0 is where a zeroed struct starts. */

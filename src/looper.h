@@ -171,6 +171,7 @@ int		 http_hexval(unsigned char);
 int		 http_parse_head(char *, size_t, struct http_request *, int *,
 		    const char **);
 const char	*http_header(const struct http_request *, const char *);
+const char	*http_lookup(const struct http_header *, size_t, const char *);
 int		 http_chunked_decode(struct http_chunked *, const char *, size_t,
 		    size_t *, char *, size_t *, const char **);
 const char	*http_reason(int);
@@ -472,6 +473,8 @@ int		 status_test_verdict(int, char *, size_t, const char *, char *,
 /* route.c */
 void		 route_request(struct conn *);
 void		 route_log_path(const char *, char *, size_t);
+int		 route_prefix(const char *, size_t, const char *);
+int		 route_exact(const char *, size_t, const char *);
 
 /* util.c */
 int64_t	 now_ms(void);

@@ -131,14 +131,6 @@ scrub(char *buf, size_t len, size_t cap, const char *extra)
 	return len;
 }
 
-static int
-has_prefix(const char *p, size_t len, const char *pre)
-{
-	size_t	 n = strlen(pre);
-
-	return len >= n && memcmp(p, pre, n) == 0;
-}
-
 /* The value of query parameter name, copied into out; 0 if present. */
 static int
 query_param(const char *q, const char *name, char *out, size_t outlen)
@@ -216,9 +208,9 @@ object_name(const char *p, const char *end, char *out, size_t outlen)
 	const char	*s = p;
 	size_t		 n;
 
-	if (has_prefix(p, end - p, "files/"))
+	if (route_prefix(p, end - p, "files/"))
 		s = p + 6;
-	else if (has_prefix(p, end - p, "cachedContents/"))
+	else if (route_prefix(p, end - p, "cachedContents/"))
 		s = p + 15;
 	else
 		return -1;
@@ -287,7 +279,7 @@ classify_request(struct px *x)
 	int		 have_model = 0;
 
 	x->openai = memmem(x->path, x->path_len, "/openai/", 8) != NULL;
-	x->upload = has_prefix(x->path, x->path_len, "/upload/");
+	x->upload = route_prefix(x->path, x->path_len, "/upload/");
 	x->kind = PX_OTHER;
 	x->scan_mode = GEM_SCAN_JSON;
 	if (x->openai) {
@@ -304,7 +296,7 @@ classify_request(struct px *x)
 		colon = memchr(x->path, ':', x->path_len);
 		slash = colon;
 		if (colon != NULL && strcmp(x->c->req.method, "POST") == 0) {
-			if (has_prefix(colon, x->path + x->path_len - colon,
+			if (route_prefix(colon, x->path + x->path_len - colon,
 			    ":countTokens"))
 				x->kind = PX_COUNT;
 			else

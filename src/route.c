@@ -8,16 +8,18 @@
 
 #include "looper.h"
 
-static int
-prefix(const char *path, size_t len, const char *p)
+/* Does the len bytes at path start with p? */
+int
+route_prefix(const char *path, size_t len, const char *p)
 {
 	size_t	 n = strlen(p);
 
 	return len >= n && memcmp(path, p, n) == 0;
 }
 
-static int
-exact(const char *path, size_t len, const char *p)
+/* Are the len bytes at path exactly p? */
+int
+route_exact(const char *path, size_t len, const char *p)
 {
 	return len == strlen(p) && memcmp(path, p, len) == 0;
 }
@@ -28,7 +30,7 @@ route_request(struct conn *c)
 	const char	*path = c->req.target;
 	size_t		 len = c->req.path_len;
 
-	if (exact(path, len, "/healthz")) {
+	if (route_exact(path, len, "/healthz")) {
 		if (strcmp(c->req.method, "GET") != 0 &&
 		    strcmp(c->req.method, "HEAD") != 0) {
 			conn_error(c, 405, "use GET", "Allow: GET, HEAD\r\n");
@@ -38,13 +40,13 @@ route_request(struct conn *c)
 		    "{\"status\":\"ok\"}\n", 16);
 		return;
 	}
-	if (prefix(path, len, "/v1beta/") || prefix(path, len, "/v1/") ||
-	    prefix(path, len, "/upload/")) {
+	if (route_prefix(path, len, "/v1beta/") || route_prefix(path, len, "/v1/") ||
+	    route_prefix(path, len, "/upload/")) {
 		proxy_handle(c);
 		return;
 	}
-	if (exact(path, len, "/status") || prefix(path, len, "/status/") ||
-	    prefix(path, len, "/api/") || exact(path, len, "/metrics")) {
+	if (route_exact(path, len, "/status") || route_prefix(path, len, "/status/") ||
+	    route_prefix(path, len, "/api/") || route_exact(path, len, "/metrics")) {
 		status_handle(c);
 		return;
 	}

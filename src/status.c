@@ -1939,12 +1939,6 @@ st_send(struct conn *c, const char *ctype, char *body, size_t len)
 	free(body);
 }
 
-static int
-st_path(const char *path, size_t len, const char *p)
-{
-	return len == strlen(p) && memcmp(path, p, len) == 0;
-}
-
 void
 status_handle(struct conn *c)
 {
@@ -1966,7 +1960,7 @@ status_handle(struct conn *c)
 		return;
 	}
 
-	if (st_path(path, len, "/status") || st_path(path, len, "/status/")) {
+	if (route_exact(path, len, "/status") || route_exact(path, len, "/status/")) {
 		st_file(c, "status.html", strlen("status.html"));
 		return;
 	}
@@ -1974,21 +1968,21 @@ status_handle(struct conn *c)
 		st_file(c, path + 8, len - 8);
 		return;
 	}
-	if (st_path(path, len, "/api/status_data")) {
+	if (route_exact(path, len, "/api/status_data")) {
 		if (!st_get(c))
 			return;
 		body = status_data_json(looper.shm, looper.cfg, now_ms(), &n);
 		st_send(c, "application/json; charset=UTF-8", body, n);
 		return;
 	}
-	if (st_path(path, len, "/metrics")) {
+	if (route_exact(path, len, "/metrics")) {
 		if (!st_get(c))
 			return;
 		body = status_metrics_text(looper.shm, now_ms(), &n);
 		st_send(c, "text/plain; version=0.0.4; charset=utf-8", body, n);
 		return;
 	}
-	if (st_path(path, len, "/api/test_key")) {
+	if (route_exact(path, len, "/api/test_key")) {
 		if (strcmp(c->req.method, "POST") != 0) {
 			conn_error(c, 405, "use POST", "Allow: POST\r\n");
 			return;

@@ -1067,12 +1067,7 @@ up_close(struct upstream *u)
 const char *
 up_header(const struct up_resp *r, const char *name)
 {
-	size_t	 i;
-
-	for (i = 0; i < r->nhdr; i++)
-		if (strcasecmp(r->hdr[i].name, name) == 0)
-			return r->hdr[i].value;
-	return NULL;
+	return http_lookup(r->hdr, r->nhdr, name);
 }
 
 int
