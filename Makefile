@@ -17,10 +17,18 @@ SYSCONFDIR ?= /etc
 
 CC	 = gcc
 PKGS	 = openssl libcjson libbsd
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
-CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
+
+# pkg-config runs when a recipe first needs its answer, not when make reads
+# this file: in `make deps check` the -dev packages arrive with the first
+# goal, after the Makefile was read.  Each answer is then kept (the
+# deferred-simple idiom), and a missing package stops the build by name.
+pkgconf = $(if $(shell pkg-config --exists $(2) && echo ok),$(shell \
+	pkg-config $(1) $(2)),$(error pkg-config cannot find $(2): run \
+	'make deps' first))
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(call pkgconf,--cflags,$(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS = $(eval PKG_LIBS := $$(call pkgconf,--libs,$(PKGS)))$(PKG_LIBS)
+CHECK_CFLAGS = $(eval CHECK_CFLAGS := $$(call pkgconf,--cflags,check))$(CHECK_CFLAGS)
+CHECK_LIBS = $(eval CHECK_LIBS := $$(call pkgconf,--libs,check))$(CHECK_LIBS)
 
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wno-missing-field-initializers
