@@ -614,7 +614,12 @@ def test_privdrop_not_root_warns_and_runs_as_itself():
     os.chmod(d.dir, 0o755)
     os.chown(d.dir, NOBODY.pw_uid, NOBODY.pw_gid)
     os.chown(d.config_path, NOBODY.pw_uid, NOBODY.pw_gid)
-    p = subprocess.Popen([lib.BIN, "-d", "-c", d.config_path], cwd=d.dir,
+    # The build tree may be closed to other users (a clone in a 0700
+    # directory): nobody runs a copy of the binary from its own directory.
+    exe = os.path.join(d.dir, "gemini-looper")
+    shutil.copy2(lib.BIN, exe)
+    os.chmod(exe, 0o755)
+    p = subprocess.Popen([exe, "-d", "-c", d.config_path], cwd=d.dir,
                          stderr=subprocess.PIPE, text=True,
                          user=NOBODY.pw_uid, group=NOBODY.pw_gid,
                          extra_groups=[])
