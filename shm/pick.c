@@ -135,7 +135,9 @@ clamp_estimate(const struct shm_model *m, int64_t est)
 /*
  * How long until key k can take this request on model m?  0: now.
  * NEVER: not before something outside our view changes (invalid key, or
- * daily quota with no known reset time).
+ * daily quota with no known reset time).  A request that costs no quota
+ * (est < 0: a models list, a file, countTokens) can go to any valid key,
+ * whatever its state for the model it is counted under.
  */
 static int64_t
 key_wait_locked(struct shm_header *h, int k, int mi, int64_t est,
@@ -154,12 +156,12 @@ key_wait_locked(struct shm_header *h, int k, int mi, int64_t est,
 		u->reason = SHM_R_NONE;
 		u->cooldown_until = 0;
 	}
+	if (est < 0)
+		return 0;	/* not metered: quota does not matter */
 	if (st == SHM_COOLING)
 		return u->cooldown_until - now;
 	if (st == SHM_EXHAUSTED)
 		return h->next_reset > now ? h->next_reset - now : NEVER;
-	if (est < 0)
-		return 0;	/* not metered: room does not matter */
 	if ((m->tpd_limit >= 0 && (int64_t)u->tpd_used + est > m->tpd_limit) ||
 	    (m->rpd_limit >= 0 && (int64_t)u->rpd_used + 1 > m->rpd_limit))
 		return h->next_reset > now ? h->next_reset - now : NEVER;
@@ -221,7 +223,9 @@ reserve_locked(struct shm_header *h, int k, int mi, int64_t est,
  * serve, else the first key that can, priority keys first; the choice
  * becomes sticky, unless the sticky key could serve and was only skipped.
  * Returns 0 with p->key set, or -1 with p->wait_ms (ms until the earliest
- * key frees, -1 when none will) and p->all_invalid.
+ * key this request may still use frees, -1 when none will), p->free_ms
+ * (the same over every key, the excluded ones too: what Retry-After says)
+ * and p->all_invalid.
  */
 int
 shm_pick(struct shm_header *h, int mi, int64_t est, const int *ex,
@@ -229,13 +233,14 @@ shm_pick(struct shm_header *h, int mi, int64_t est, const int *ex,
 {
 	struct shm_model	*m;
 	struct shm_key		*keys = SHM_KEYS(h);
-	int64_t			 w, best_wait = NEVER;
+	int64_t			 w, best_wait = NEVER, free_wait = NEVER;
 	int			 k, best = -1, any_valid = 0, cur, cur_ok = 0;
 
 	memset(p, 0, sizeof(*p));
 	p->key = -1;
 	p->model = mi;
 	p->wait_ms = -1;
+	p->free_ms = -1;
 	shm_lock(h);
 	p->generation = h->generation;
 	if (mi < 0 || (uint32_t)mi >= h->nmodels) {
@@ -256,6 +261,7 @@ shm_pick(struct shm_header *h, int mi, int64_t est, const int *ex,
 		}
 		p->all_invalid = keys[prefer].invalid;
 		p->wait_ms = w == NEVER || excluded(prefer, ex, nex) ? -1 : w;
+		p->free_ms = w == NEVER ? -1 : w;
 		shm_unlock(h);
 		return -1;
 	}
@@ -275,9 +281,11 @@ shm_pick(struct shm_header *h, int mi, int64_t est, const int *ex,
 			continue;
 		if (!keys[k].invalid)
 			any_valid = 1;
+		w = key_wait_locked(h, k, mi, est, now);
+		if (w < free_wait)
+			free_wait = w;
 		if (excluded(k, ex, nex))
 			continue;
-		w = key_wait_locked(h, k, mi, est, now);
 		if (w == 0) {
 			if (best == -1 || best_wait != 0 ||
 			    before(&keys[k], &keys[best])) {
@@ -301,8 +309,44 @@ shm_pick(struct shm_header *h, int mi, int64_t est, const int *ex,
 		m->current_key = -1;
 	p->all_invalid = !any_valid;
 	p->wait_ms = best_wait == NEVER ? -1 : best_wait;
+	p->free_ms = free_wait == NEVER ? -1 : free_wait;
 	shm_unlock(h);
 	return -1;
+}
+
+/*
+ * When could any key take a request of est input tokens on model slot mi,
+ * without choosing one: ms from now, -1 when none will (and *all_invalid
+ * when every key is invalid).  For a request that gave up before its keys
+ * did (max_attempts), to say when to come back.
+ */
+int64_t
+shm_free_ms(struct shm_header *h, int mi, int64_t est, int64_t now,
+    int *all_invalid)
+{
+	struct shm_key	*keys = SHM_KEYS(h);
+	int64_t		 w, best = NEVER;
+	int		 k, any_valid = 0;
+
+	shm_lock(h);
+	if (mi < 0 || (uint32_t)mi >= h->nmodels) {
+		shm_unlock(h);
+		*all_invalid = 0;
+		return -1;
+	}
+	if (est >= 0)
+		est = clamp_estimate(SHM_MODELS(h) + mi, est);
+	for (k = 0; k < (int)h->nkeys; k++) {
+		if (!keys[k].in_use)
+			continue;
+		if (!keys[k].invalid)
+			any_valid = 1;
+		if ((w = key_wait_locked(h, k, mi, est, now)) < best)
+			best = w;
+	}
+	shm_unlock(h);
+	*all_invalid = !any_valid;
+	return best == NEVER ? -1 : best;
 }
 
 /* Is the pick's slot still the key it was made for (reloads move keys)? */
@@ -434,6 +478,22 @@ shm_release(struct shm_header *h, struct shm_pick *p)
 			unreserve_locked(h, p, p->reserved, 1);
 		SHM_USAGE(h, p->key, p->model)->errors++;
 	}
+	shm_unlock(h);
+	p->key = -1;
+}
+
+/*
+ * The request never went out (its client left first): the room goes
+ * back, and nothing counts against the key.
+ */
+void
+shm_cancel(struct shm_header *h, struct shm_pick *p)
+{
+	if (p->key < 0)
+		return;
+	shm_lock(h);
+	if (pick_valid_locked(h, p) && p->stamp != 0)
+		unreserve_locked(h, p, p->reserved, 1);
 	shm_unlock(h);
 	p->key = -1;
 }

@@ -247,7 +247,10 @@ struct shm_pick {
 	uint64_t	 generation;	/* segment generation of the pick */
 	uint32_t	 stamp;		/* window bucket the reservation went to */
 	int64_t		 reserved;	/* input tokens reserved */
-	int64_t		 wait_ms;	/* key == -1: until the earliest frees */
+	int64_t		 wait_ms;	/* key == -1: until the earliest usable
+					   key frees (-1: none will) */
+	int64_t		 free_ms;	/* the same over every key, tried
+					   ones too (-1: none will) */
 	int		 all_invalid;	/* key == -1: every key is invalid */
 	char		 key_str[SHM_KEY_MAX];
 	char		 id[12];
@@ -273,9 +276,12 @@ int		 shm_find_key_locked(struct shm_header *, const char *);
 int		 shm_model_slot(struct shm_header *, const char *);
 int		 shm_pick(struct shm_header *, int, int64_t, const int *, size_t,
 		    int, int64_t, struct shm_pick *);
+int64_t		 shm_free_ms(struct shm_header *, int, int64_t, int64_t,
+		    int *);
 void		 shm_settle(struct shm_header *, struct shm_pick *,
 		    const struct shm_tokens *);
 void		 shm_release(struct shm_header *, struct shm_pick *);
+void		 shm_cancel(struct shm_header *, struct shm_pick *);
 void		 shm_cool(struct shm_header *, const struct shm_pick *,
 		    int64_t, uint32_t);
 void		 shm_exhaust(struct shm_header *, const struct shm_pick *,

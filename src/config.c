@@ -32,6 +32,7 @@
 #include <openssl/evp.h>
 
 #include "looper.h"
+#include "scrub.h"
 
 #define CFG_FILE_MAX	(64 * 1024 * 1024)	/* larger is a mistake */
 #define CFG_INT_MAX	9007199254740992LL	/* 2^53: exact as a double */
@@ -120,6 +121,7 @@ enum cfg_field {
 	F_CLIENT_TIMEOUT_S,
 	F_KEEPALIVE_TIMEOUT_S,
 	F_UPSTREAM_TIMEOUT_S,
+	F_MAX_ATTEMPTS,
 	F_NFIELDS
 };
 
@@ -149,6 +151,7 @@ static const char *const cfg_fields[F_NFIELDS] = {
 	"client_timeout_s",
 	"keepalive_timeout_s",
 	"upstream_timeout_s",
+	"max_attempts",
 };
 
 enum {
@@ -1493,8 +1496,38 @@ cfg_build(struct cfg_parse *p, const cJSON *root)
 	    cfg_int_field(p, f[F_KEEPALIVE_TIMEOUT_S], "keepalive_timeout_s", 5,
 	    0, CFG_SECS_MAX, &cfg->keepalive_timeout_s) == -1 ||
 	    cfg_int_field(p, f[F_UPSTREAM_TIMEOUT_S], "upstream_timeout_s", 300,
-	    1, CFG_SECS_MAX, &cfg->upstream_timeout_s) == -1)
+	    1, CFG_SECS_MAX, &cfg->upstream_timeout_s) == -1 ||
+	    cfg_int_field(p, f[F_MAX_ATTEMPTS], "max_attempts", 4, 1,
+	    CFG_ATTEMPTS_MAX, &cfg->max_attempts) == -1)
 		return -1;
+	return 0;
+}
+
+/*
+ * Every secret of the config, for masking wherever text leaves the
+ * process: pool keys, access tokens and the admin token.  Built once here
+ * (in the master) so that workers share it read-only.
+ */
+static int
+cfg_secrets(struct cfg_parse *p)
+{
+	struct config	 *cfg = p->cfg;
+	const char	**all;
+	size_t		  i, n = 0;
+
+	if ((all = calloc(cfg->nkeys + cfg->naccess_tokens + 2,
+	    sizeof(*all))) == NULL)
+		return cfg_err(p, NULL, "%s", strerror(errno));
+	for (i = 0; i < cfg->nkeys; i++)
+		all[n++] = cfg->keys[i].key;
+	for (i = 0; i < cfg->naccess_tokens; i++)
+		all[n++] = cfg->access_tokens[i];
+	if (cfg->admin_token[0] != '\0')
+		all[n++] = cfg->admin_token;
+	cfg->scrub = scrub_new(all, n);
+	free(all);
+	if (cfg->scrub == NULL)
+		return cfg_err(p, NULL, "%s", strerror(errno));
 	return 0;
 }
 
@@ -1543,7 +1576,8 @@ cfg_load(const char *path, char *err, size_t errlen)
 		cJSON_Delete(root);
 		return NULL;
 	}
-	if (cfg_where(&p) == -1 || cfg_build(&p, root) == -1) {
+	if (cfg_where(&p) == -1 || cfg_build(&p, root) == -1 ||
+	    cfg_secrets(&p) == -1) {
 		cJSON_Delete(root);
 		cfg_free(p.cfg);
 		return NULL;
@@ -1613,6 +1647,7 @@ cfg_free(struct config *cfg)
 
 	if (cfg == NULL)
 		return;
+	scrub_free(cfg->scrub);
 	/* Keys are secrets: do not leave them in freed memory. */
 	if (cfg->keys != NULL)
 		explicit_bzero(cfg->keys, cfg->nkeys * sizeof(*cfg->keys));

@@ -8,8 +8,6 @@
  *    answer while it is relayed, in any framing the API uses, without
  *    holding the answer in memory;
  *  - which model a request names, and a conservative token estimate;
- *  - gem_scrub_keys(): API keys out of text before a client or a log sees
- *    it (Google echoes the full key in some 403 bodies).
  *
  * Called by the worker's proxy code.  Everything here depends only on its
  * arguments and the caller's structs: no I/O, no globals but const tables,
@@ -30,16 +28,13 @@
 #include <cjson/cJSON.h>
 
 #include "looper.h"
+#include "scrub.h"
 #include "shm.h"
 
 #define GEM_DELAY_MAX_MS	(24LL * 3600 * 1000)	/* longest cool-down */
 #define GEM_QUOTAS_MAX		8	/* violations looked at */
 #define GEM_REASONS_MAX		4	/* ErrorInfo reasons looked at */
 #define GEM_ID_MAX		96	/* a quotaId, sanitised */
-#define GEM_MASK_MIN		4	/* shorter pool keys are not scrubbed */
-#define GEM_MASK_SHORT		12	/* shorter keys mask to "…" alone */
-#define GEM_GKEY_LEN		39	/* "AIza" + 35 */
-#define GEM_ELLIPSIS		"\xe2\x80\xa6"	/* U+2026 in UTF-8 */
 
 #ifndef nitems
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
@@ -152,7 +147,7 @@ gem_cifind(const char *hay, size_t len, const char *needle)
  * else the body holds may ride along.  No identifier of Google's holds
  * "AIza" and every API key starts with it, so the copy ends there, with
  * "...": a key glued to other characters, or cut short by dstlen, has no
- * longer the shape gem_scrub_keys() masks, and would show (found by
+ * longer the shape scrub_text() masks, and would show (found by
  * tests/fuzz/fuzz_classify.c).
  */
 static void
@@ -691,7 +686,7 @@ gem_classify(int status, const char *body, size_t len, struct gem_verdict *v)
 	cJSON_Delete(root);
 
 	/* Identifiers were sanitised already; this is the belt to that. */
-	(void)gem_scrub_keys(v->why, strlen(v->why), sizeof(v->why), NULL, 0);
+	scrub_str(NULL, v->why);
 }
 
 const char *
@@ -1324,197 +1319,4 @@ gem_estimate_tokens(size_t body_len)
 
 	t = (int64_t)(body_len / 4 + (body_len % 4 != 0));
 	return t < 1 ? 1 : t;
-}
-
-/*
- * Key scrubbing.
- *
- * The text is cut into runs of [A-Za-z0-9._-]; a run (or the run without
- * the dots around it: a key at the end of a sentence) that is a pool key is
- * masked, and so is anything inside a run that has the shape of a Google
- * key, "AIza" and 35 of [A-Za-z0-9_-].  Pool keys are looked up by binary
- * search when the caller's array is sorted (strcmp order), else by a scan
- * limited to runs of a pool key's length.
- */
-struct gem_keyset {
-	const char *const *keys;
-	size_t		 n;
-	size_t		 minlen;
-	size_t		 maxlen;
-	int		 sorted;
-};
-
-static void
-gem_keyset_init(struct gem_keyset *ks, const char *const *keys, size_t n)
-{
-	size_t	 i, l;
-
-	ks->keys = keys;
-	ks->n = n;
-	ks->minlen = SIZE_MAX;
-	ks->maxlen = 0;
-	ks->sorted = 1;
-	for (i = 0; i < n; i++) {
-		if (keys[i] == NULL) {
-			ks->sorted = 0;
-			continue;
-		}
-		l = strlen(keys[i]);
-		if (l >= GEM_MASK_MIN && l < ks->minlen)
-			ks->minlen = l;
-		if (l > ks->maxlen)
-			ks->maxlen = l;
-		if (i > 0 && (keys[i - 1] == NULL ||
-		    strcmp(keys[i - 1], keys[i]) > 0))
-			ks->sorted = 0;
-	}
-}
-
-/* strcmp() of a key with the token t[0..n). */
-static int
-gem_keycmp(const char *key, const char *t, size_t n)
-{
-	int	 c;
-
-	if ((c = strncmp(key, t, n)) != 0)
-		return c;
-	return key[n] != '\0';
-}
-
-static int
-gem_keyset_has(const struct gem_keyset *ks, const char *t, size_t n)
-{
-	size_t	 lo, hi, mid, i;
-	int	 c;
-
-	if (n < ks->minlen || n > ks->maxlen)
-		return 0;
-	if (ks->sorted) {
-		lo = 0;
-		hi = ks->n;
-		while (lo < hi) {
-			mid = lo + (hi - lo) / 2;
-			if ((c = gem_keycmp(ks->keys[mid], t, n)) == 0)
-				return 1;
-			if (c < 0)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		return 0;
-	}
-	for (i = 0; i < ks->n; i++)
-		if (ks->keys[i] != NULL && gem_keycmp(ks->keys[i], t, n) == 0)
-			return 1;
-	return 0;
-}
-
-/* Copies n bytes from src to buf + w (w never passes src) and moves on. */
-static size_t
-gem_put(char *buf, size_t w, const char *src, size_t n)
-{
-	if (n > 0 && buf + w != src)
-		memmove(buf + w, src, n);
-	return w + n;
-}
-
-/* Writes the masked form of key k[0..n) at buf + w: never longer than k. */
-static size_t
-gem_put_mask(char *buf, size_t w, const char *k, size_t n)
-{
-	char	 m[16];
-	size_t	 ml;
-
-	if (n >= GEM_MASK_SHORT) {
-		memcpy(m, k, 4);
-		memcpy(m + 4, GEM_ELLIPSIS, 3);
-		memcpy(m + 7, k + n - 4, 4);
-		ml = 11;
-	} else {
-		memcpy(m, GEM_ELLIPSIS, 3);
-		ml = 3;
-	}
-	memcpy(buf + w, m, ml);
-	return w + ml;
-}
-
-static int
-gem_is_gkey(const char *p, size_t avail)
-{
-	size_t	 i;
-
-	if (avail < GEM_GKEY_LEN || memcmp(p, "AIza", 4) != 0)
-		return 0;
-	for (i = 4; i < GEM_GKEY_LEN; i++)
-		if (!gem_gch((unsigned char)p[i]))
-			return 0;
-	return avail == GEM_GKEY_LEN ||
-	    !gem_gch((unsigned char)p[GEM_GKEY_LEN]);
-}
-
-/* One run buf[r..e), written out scrubbed at buf + w. */
-static size_t
-gem_scrub_run(char *buf, size_t r, size_t e, size_t w,
-    const struct gem_keyset *ks)
-{
-	size_t	 a = r, b = e, i, seg;
-
-	if (ks->n > 0) {
-		if (gem_keyset_has(ks, buf + a, b - a))
-			goto pool;
-		while (a < b && buf[a] == '.')
-			a++;
-		while (b > a && buf[b - 1] == '.')
-			b--;
-		if ((a != r || b != e) && gem_keyset_has(ks, buf + a, b - a))
-			goto pool;
-	}
-
-	for (i = seg = r; i + GEM_GKEY_LEN <= e;) {
-		if (buf[i] == 'A' && gem_is_gkey(buf + i, e - i)) {
-			w = gem_put(buf, w, buf + seg, i - seg);
-			w = gem_put_mask(buf, w, buf + i, GEM_GKEY_LEN);
-			i += GEM_GKEY_LEN;
-			seg = i;
-		} else
-			i++;
-	}
-	return gem_put(buf, w, buf + seg, e - seg);
-
- pool:
-	w = gem_put(buf, w, buf + r, a - r);
-	w = gem_put_mask(buf, w, buf + a, b - a);
-	return gem_put(buf, w, buf + b, e - b);
-}
-
-/*
- * Masks, in place, every pool key in buf[0..len) (keys: nkeys strings,
- * sorted by strcmp for speed, NULL entries skipped) and every token shaped
- * like a Google API key: first 4 characters, "…", last 4 (keys shorter
- * than 12 become "…" alone; shorter than 4 are left alone).  The masked
- * form is never longer, so the text only shrinks.  Returns the new length;
- * buf is NUL-terminated when that is below cap.  Run it on a whole body:
- * a key split across two calls is not found.
- */
-size_t
-gem_scrub_keys(char *buf, size_t len, size_t cap, const char *const *keys,
-    size_t nkeys)
-{
-	struct gem_keyset ks;
-	size_t		 r = 0, w = 0, e;
-
-	gem_keyset_init(&ks, keys, keys == NULL ? 0 : nkeys);
-	while (r < len) {
-		if (!gem_runch((unsigned char)buf[r])) {
-			buf[w++] = buf[r++];
-			continue;
-		}
-		for (e = r; e < len && gem_runch((unsigned char)buf[e]); e++)
-			;
-		w = gem_scrub_run(buf, r, e, w, &ks);
-		r = e;
-	}
-	if (w < cap)
-		buf[w] = '\0';
-	return w;
 }

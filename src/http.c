@@ -449,6 +449,29 @@ http_header(const struct http_request *req, const char *name)
 	return http_lookup(req->hdr, req->nhdr, name);
 }
 
+/*
+ * The token of an "Authorization: Bearer <token>" value (RFC 6750 2.1:
+ * the scheme in any case, spaces, the token, nothing after it but
+ * blanks), with its length in *len; NULL when the value is not that.
+ */
+const char *
+http_bearer(const char *v, size_t *len)
+{
+	const char	*t;
+	size_t		 n;
+
+	if (v == NULL || strncasecmp(v, "Bearer", 6) != 0 ||
+	    (v[6] != ' ' && v[6] != '\t'))
+		return NULL;
+	for (t = v + 6; *t == ' ' || *t == '\t'; t++)
+		;
+	n = strcspn(t, " \t");
+	if (n == 0 || t[n + strspn(t + n, " \t")] != '\0')
+		return NULL;
+	*len = n;
+	return t;
+}
+
 /* States of struct http_chunked; 0 is where a zeroed struct starts. */
 enum {
 	CH_SIZE0 = 0,	/* before the first hex digit of a chunk size */

@@ -22,6 +22,7 @@
 #define CFG_NAME_MAX		128	/* longest model name */
 #define CFG_TOKEN_MAX		256	/* longest access/admin token */
 #define CFG_NOLIMIT		(-1)	/* a limit given as null */
+#define CFG_ATTEMPTS_MAX	64	/* largest max_attempts */
 
 /*
  * Worker exit codes, read by the master when it reaps a worker.
@@ -111,8 +112,11 @@ struct config {
 	int		  client_timeout_s;	/* to receive a whole request */
 	int		  keepalive_timeout_s;	/* idle between requests */
 	int		  upstream_timeout_s;	/* until the answer starts */
+	int		  max_attempts;		/* upstream sends per request */
 
 	int		  placeholder_keys;	/* keys are the defaults' placeholders */
+
+	struct scrub	 *scrub;	/* keys and tokens, to mask (scrub.c) */
 };
 
 /* config.c */
@@ -172,6 +176,7 @@ int		 http_parse_head(char *, size_t, struct http_request *, int *,
 		    const char **);
 const char	*http_header(const struct http_request *, const char *);
 const char	*http_lookup(const struct http_header *, size_t, const char *);
+const char	*http_bearer(const char *, size_t *);
 int		 http_chunked_decode(struct http_chunked *, const char *, size_t,
 		    size_t *, char *, size_t *, const char **);
 const char	*http_reason(int);
@@ -211,6 +216,8 @@ struct conn {
 	int64_t			 deadline;	/* mono ms: the request's end */
 	int64_t			 started;	/* mono ms: first byte */
 	int			 close;		/* close after this answer */
+	int			 linger;	/* unread request bytes: linger */
+	int			 body_unread;	/* answering now leaves it unread */
 	int			 status;	/* sent, for the access log */
 	int			 sent_head;	/* response head already sent */
 	uint64_t		 bytes_out;
@@ -259,6 +266,8 @@ ssize_t		 up_read_body(struct upstream *, char *, size_t, int64_t);
 int		 up_body_done(const struct upstream *);
 int		 up_body_ready(const struct upstream *);
 void		 up_close(struct upstream *);
+void		 up_watch(struct upstream *, int);
+int		 up_gone(const struct upstream *);
 const char	*up_header(const struct up_resp *, const char *);
 int		 up_fd(const struct upstream *);
 int		 up_reused(const struct upstream *);
@@ -356,8 +365,6 @@ void		 gem_scan_feed(struct gem_scan *, const char *, size_t);
 int		 gem_model_from_path(const char *, size_t, char *, size_t);
 int		 gem_model_from_body(const char *, size_t, char *, size_t);
 int64_t		 gem_estimate_tokens(size_t);
-size_t		 gem_scrub_keys(char *, size_t, size_t, const char *const *,
-		    size_t);
 /* gemini.c: END */
 
 /* log.c */
@@ -453,9 +460,11 @@ void		 priv_init(const struct config *);
 void		 priv_drop(void);
 
 /* proxy.c */
+int		 proxy_admit(struct conn *);
 void		 proxy_handle(struct conn *);
 
 /* status.c */
+int		 status_admit(struct conn *);
 void		 status_handle(struct conn *);
 struct shm_header;
 char		*status_data_json(struct shm_header *, const struct config *,
@@ -471,6 +480,7 @@ int		 status_test_verdict(int, char *, size_t, const char *, char *,
 		    size_t);
 
 /* route.c */
+int		 route_admit(struct conn *);
 void		 route_request(struct conn *);
 void		 route_log_path(const char *, char *, size_t);
 int		 route_prefix(const char *, size_t, const char *);

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "looper.h"
+#include "scrub.h"
 #include "shm.h"
 
 #define PX_ERRBODY_MAX		(64 * 1024)	/* error answers read whole */
@@ -44,6 +45,12 @@
 #define PX_RELAY_BUF		(16 * 1024)
 #define PX_MAX_TRIED		64
 #define PX_HEAD_MAX		(HTTP_MAX_HEAD + 4096)
+
+/* What the client gets if no further attempt is made (give_up). */
+#define PX_HELD_NONE	0	/* our own 429 or 503 */
+#define PX_HELD_ANSWER	1	/* the upstream's error answer in ebody */
+#define PX_HELD_FAULT	2	/* 502: the upstream could not be reached */
+#define PX_HELD_TIMEOUT	3	/* 504: it did not answer in time */
 
 enum px_kind {
 	PX_OTHER,		/* models list, files, operations...: not metered */
@@ -68,9 +75,14 @@ struct px {
 	int			 tried[PX_MAX_TRIED];
 	size_t			 ntried;
 	int			 retried_fault;
-	int			 attempts;
 	int			 sent;		/* requests sent upstream */
 	int			 waited;	/* throttled at least once */
+	int64_t			 wait_end;	/* mono ms: no waiting after */
+	int			 gone;		/* the client went away */
+	int			 held;		/* PX_HELD_*: the answer so far */
+	char			*ebody;		/* an error answer, read whole */
+	ssize_t			 elen;
+	int			 held_over;	/* ebody was cut at its cap */
 	struct shm_pick		 pick;
 	char			*head;		/* the upstream request head */
 	size_t			 head_len;
@@ -85,50 +97,12 @@ static int		 up_ready;
 /* Heads are built here: a worker serves one request at a time. */
 static char		 px_reqhead[PX_HEAD_MAX];	/* to the upstream */
 static char		 px_anshead[PX_HEAD_MAX];	/* to the client */
-static const char	**scrub_list;	/* sorted pool keys, for masking */
-static size_t		 scrub_n;
 
-static int
-scrub_cmp(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/*
- * The pool's keys, sorted, for gem_scrub_keys.  Built once per worker: a
- * worker lives for one config generation, and the key strings of its
- * generation stay in their slots.
- */
-static void
-scrub_keys_load(void)
-{
-	struct shm_header	*h = looper.shm;
-	struct shm_key		*k = SHM_KEYS(h);
-	uint32_t		 i;
-
-	if (scrub_list != NULL)
-		return;
-	scrub_list = calloc(h->nkeys + 1, sizeof(*scrub_list));
-	if (scrub_list == NULL)
-		return;
-	for (i = 0; i < h->nkeys; i++)
-		if (k[i].in_use)
-			scrub_list[scrub_n++] = k[i].key;
-	qsort(scrub_list, scrub_n, sizeof(*scrub_list), scrub_cmp);
-}
-
+/* Masks every secret of the config in buf[0..len); returns the new length. */
 static size_t
-scrub(char *buf, size_t len, size_t cap, const char *extra)
+scrub(char *buf, size_t len)
 {
-	const char	*one[1];
-
-	scrub_keys_load();
-	len = gem_scrub_keys(buf, len, cap, scrub_list, scrub_n);
-	if (extra != NULL && extra[0] != '\0') {
-		one[0] = extra;
-		len = gem_scrub_keys(buf, len, cap, one, 1);
-	}
-	return len;
+	return scrub_text(looper.cfg->scrub, buf, len);
 }
 
 /* The value of query parameter name, copied into out; 0 if present. */
@@ -157,12 +131,12 @@ query_param(const char *q, const char *name, char *out, size_t outlen)
 	return -1;
 }
 
-/* Constant-time: is tok one of the access tokens? */
+/* Constant-time: is tok[0..n) one of the access tokens? */
 static int
-token_ok(const char *tok)
+token_ok(const char *tok, size_t n)
 {
 	const struct config	*cfg = looper.cfg;
-	size_t			 i, n = strlen(tok);
+	size_t			 i;
 	int			 ok = 0;
 
 	for (i = 0; i < cfg->naccess_tokens; i++)
@@ -172,30 +146,35 @@ token_ok(const char *tok)
 	return ok;
 }
 
-/* With access_tokens set, the client must present one as its key. */
-static int
-check_client(struct px *x)
+/*
+ * Once a request's head is in, before its body is read: with access_tokens
+ * set, the client must present one as its key, else 401.  Returns 0, or
+ * -1 when the answer has been sent.
+ */
+int
+proxy_admit(struct conn *c)
 {
-	const char	*v;
+	const char	*v, *q;
 	char		 tok[CFG_TOKEN_MAX];
+	size_t		 n;
+	int		 ok;
 
 	if (looper.cfg->naccess_tokens == 0)
 		return 0;
-	if ((v = http_header(&x->c->req, "x-goog-api-key")) != NULL &&
-	    token_ok(v))
+	if ((v = http_header(&c->req, "x-goog-api-key")) != NULL &&
+	    token_ok(v, strlen(v)))
 		return 0;
-	if ((v = http_header(&x->c->req, "authorization")) != NULL &&
-	    strncasecmp(v, "Bearer ", 7) == 0 && token_ok(v + 7))
+	if ((v = http_bearer(http_header(&c->req, "authorization"),
+	    &n)) != NULL && token_ok(v, n))
 		return 0;
-	if (x->query != NULL && query_param(x->query, "key", tok,
-	    sizeof(tok)) == 0) {
-		int	 ok = token_ok(tok);
-
+	q = c->req.target + c->req.path_len;
+	if (*q == '?' && query_param(q + 1, "key", tok, sizeof(tok)) == 0) {
+		ok = token_ok(tok, strlen(tok));
 		explicit_bzero(tok, sizeof(tok));
 		if (ok)
 			return 0;
 	}
-	conn_error(x->c, 401, "a valid access token is required: send it as "
+	conn_error(c, 401, "a valid access token is required: send it as "
 	    "x-goog-api-key, ?key= or Authorization: Bearer",
 	    "WWW-Authenticate: Bearer\r\n");
 	return -1;
@@ -420,6 +399,24 @@ upstream_host(char *out, size_t len)
 		    cfg->upstream_host, cfg->upstream_port);
 }
 
+/* Appends "?" and query q (NULL: nothing) without its key= parameters. */
+static void
+append_query(char *buf, size_t cap, size_t *len, const char *q)
+{
+	const char	*end;
+	int		 first = 1;
+
+	for (; q != NULL && *q != '\0'; q = *end == '&' ? end + 1 : end) {
+		if ((end = strchr(q, '&')) == NULL)
+			end = q + strlen(q);
+		if (end - q >= 4 && strncmp(q, "key=", 4) == 0)
+			continue;
+		append(buf, cap, len, "%c%.*s", first ? '?' : '&',
+		    (int)(end - q), q);
+		first = 0;
+	}
+}
+
 /*
  * The request head for the upstream, with the picked key.  The client's
  * key= is left out of the query; everything else goes as it came.
@@ -429,25 +426,13 @@ build_head(struct px *x)
 {
 	struct conn	*c = x->c;
 	const char	*conn_hdr = http_header(&c->req, "connection");
-	const char	*p, *end;
 	char		 host[300];
 	size_t		 len = 0, i;
-	int		 first = 1;
 
 	x->head = px_reqhead;
 	append(x->head, PX_HEAD_MAX, &len, "%s %s%.*s", c->req.method,
 	    looper.cfg->upstream_prefix, (int)x->path_len, x->path);
-	for (p = x->query; p != NULL && *p != '\0';) {
-		end = strchr(p, '&');
-		if (end == NULL)
-			end = p + strlen(p);
-		if (!(end - p >= 4 && strncmp(p, "key=", 4) == 0)) {
-			append(x->head, PX_HEAD_MAX, &len, "%c%.*s",
-			    first ? '?' : '&', (int)(end - p), p);
-			first = 0;
-		}
-		p = *end == '&' ? end + 1 : end;
-	}
+	append_query(x->head, PX_HEAD_MAX, &len, x->query);
 	upstream_host(host, sizeof(host));
 	append(x->head, PX_HEAD_MAX, &len, " HTTP/1.1\r\nHost: %s\r\n", host);
 	for (i = 0; i < c->req.nhdr; i++) {
@@ -513,20 +498,24 @@ throttle_wait(struct px *x, int64_t ms)
 	return 0;
 }
 
-/* No key can serve: 429 with when to come back, or 503 when all invalid. */
+/*
+ * No key can serve: 429 with when to come back (free_ms: until the
+ * earliest key of the pool frees, tried ones included; -1: none will
+ * before the daily reset), or 503 when every key is invalid.
+ */
 static void
-no_key(struct px *x)
+no_key(struct px *x, int64_t free_ms, int all_invalid)
 {
-	char		 extra[64], msg[256];
+	char		 extra[64], msg[320];
 	int64_t		 secs, now = now_ms();
 
-	if (x->pick.all_invalid) {
+	if (all_invalid) {
 		conn_error(x->c, 503, "every API key in the pool was rejected "
 		    "by the upstream as invalid; fix the keys and reload", NULL);
 		return;
 	}
-	if (x->pick.wait_ms >= 0)
-		secs = (x->pick.wait_ms + 999) / 1000;
+	if (free_ms >= 0)
+		secs = (free_ms + 999) / 1000;
 	else if (looper.shm->next_reset > now)
 		secs = (looper.shm->next_reset - now + 999) / 1000;
 	else
@@ -535,9 +524,14 @@ no_key(struct px *x)
 		secs = 1;
 	snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n",
 	    (long long)secs);
-	snprintf(msg, sizeof(msg), "every API key in the pool is rate-limited "
-	    "or out of quota for model %s; retry in %llds", x->model,
-	    (long long)secs);
+	if (x->sent >= looper.cfg->max_attempts)
+		snprintf(msg, sizeof(msg), "%d API keys tried for model %s "
+		    "were rate-limited or out of quota (max_attempts); retry "
+		    "in %llds", x->sent, x->model, (long long)secs);
+	else
+		snprintf(msg, sizeof(msg), "every API key in the pool is "
+		    "rate-limited or out of quota for model %s; retry in "
+		    "%llds", x->model, (long long)secs);
 	conn_error(x->c, 429, msg, extra);
 }
 
@@ -564,12 +558,17 @@ drop_response_header(const char *name)
 	    sizeof(drop) / sizeof(drop[0]));
 }
 
-/* x-goog-upload-url points at the upstream: point it at us instead. */
+/*
+ * x-goog-upload-url points at the upstream: point it at us instead, and
+ * without the key= Google puts in it (the upload id is the session's
+ * credential; the proxy adds a key of the same project to each chunk).
+ */
 static int
-rewrite_upload_url(struct px *x, const char *v, char *out, size_t len)
+rewrite_upload_url(struct px *x, const char *v, char *out, size_t cap)
 {
 	const char	*host = http_header(&x->c->req, "host");
-	const char	*path;
+	const char	*path, *q;
+	size_t		 len = 0;
 
 	if (host == NULL || strncmp(v, "https://", 8) != 0 ||
 	    (path = strchr(v + 8, '/')) == NULL)
@@ -579,9 +578,11 @@ rewrite_upload_url(struct px *x, const char *v, char *out, size_t len)
 	    looper.cfg->upstream_prefix,
 	    strlen(looper.cfg->upstream_prefix)) == 0)
 		path += strlen(looper.cfg->upstream_prefix);
-	if ((size_t)snprintf(out, len, "http://%s%s", host, path) >= len)
-		return -1;
-	return 0;
+	q = strchr(path, '?');
+	append(out, cap, &len, "http://%s%.*s", host,
+	    (int)(q != NULL ? (size_t)(q - path) : strlen(path)), path);
+	append_query(out, cap, &len, q != NULL ? q + 1 : NULL);
+	return len < cap ? 0 : -1;
 }
 
 /*
@@ -667,10 +668,13 @@ send_head(struct px *x, int chunked, int64_t length, const char *body,
 	append(h, PX_HEAD_MAX, &len, "HTTP/1.1 %d %s\r\nDate: %s\r\n",
 	    r->status, http_reason(r->status), conn_date());
 	for (i = 0; i < r->nhdr; i++) {
-		const char *n = r->hdr[i].name, *v = r->hdr[i].value;
+		char	*n = r->hdr[i].name, *v = r->hdr[i].value;
 
 		if (drop_response_header(n))
 			continue;
+		/* No secret leaves in a header, whatever the status. */
+		n[scrub(n, strlen(n))] = '\0';
+		v[scrub(v, strlen(v))] = '\0';
 		if (strcasecmp(n, "x-goog-upload-url") == 0 &&
 		    rewrite_upload_url(x, v, url, sizeof(url)) == 0) {
 			if (query_param(strchr(v, '?') != NULL ?
@@ -682,6 +686,7 @@ send_head(struct px *x, int chunked, int64_t length, const char *body,
 				    x->pick.key);
 			}
 			v = url;
+			v[scrub(v, strlen(v))] = '\0';
 		}
 		append_field(h, PX_HEAD_MAX, &len, n, v);
 	}
@@ -761,7 +766,7 @@ log_usage(struct px *x)
 		return;		/* only the access log shows it */
 	snprintf(x->c->log, sizeof(x->c->log), "key=%s model=%s attempts=%d "
 	    "prompt=%lld candidates=%lld cached=%lld thoughts=%lld total=%lld",
-	    x->pick.id[0] ? x->pick.id : "-", x->model, x->attempts,
+	    x->pick.id[0] ? x->pick.id : "-", x->model, x->sent,
 	    (long long)u->prompt, (long long)u->candidates,
 	    (long long)u->cached, (long long)u->thoughts, (long long)u->total);
 }
@@ -787,9 +792,25 @@ settle(struct px *x)
 }
 
 /*
+ * The client went away (while the request waited for a key, went upstream,
+ * or was relayed): the upstream connection is closed at once, so that
+ * Gemini stops generating, and the request is logged as nginx does, 499.
+ * Usage is settled by the caller.
+ */
+static void
+client_gone(struct px *x)
+{
+	if (up_fd(up) != -1)
+		up_close(up);
+	x->c->status = 499;
+	x->c->close = 1;
+	x->gone = 1;
+}
+
+/*
  * Relay a good answer: head, then each piece of the body as it arrives.
- * Returns 0; the connection to the client is marked for closing when the
- * relay could not finish.
+ * The connection to the client is marked for closing when the relay could
+ * not finish.
  */
 static void
 relay(struct px *x)
@@ -798,7 +819,7 @@ relay(struct px *x)
 	char		 buf[PX_RELAY_BUF];
 	ssize_t		 n = 0;
 	size_t		 scanned = 0, held = 0;
-	int		 chunked, client_gone = 0, head_only, more = 1, fin = 0;
+	int		 chunked, gone = 0, head_only, more = 1, fin = 0;
 	int64_t		 deadline;
 
 	chunked = !(r->content_length >= 0 && !r->chunked);
@@ -817,7 +838,7 @@ relay(struct px *x)
 		more = n > 0 && !fin;	/* else the end, or a failure */
 	}
 	if (send_head(x, chunked, r->content_length, buf, held, fin) == -1) {
-		client_gone = 1;
+		gone = 1;
 		goto done;
 	}
 	if (head_only)
@@ -836,18 +857,19 @@ relay(struct px *x)
 		/* The end came with this piece: the last chunk goes too. */
 		fin = up_body_done(up);
 		if (relay_piece(x, chunked, buf, n, fin) == -1) {
-			/* The client went away: stop the upstream too. */
-			client_gone = 1;
+			gone = 1;
 			break;
 		}
 		more = !fin;
 	}
+	if (n < 0 && up_gone(up))
+		gone = 1;	/* hung up while we waited for more */
 	if (fin)
 		n = 0;		/* whole, its last chunk sent if it needs one */
-	else if (!client_gone && n == 0 && chunked && x->c->req.minor == 1 &&
+	else if (!gone && n == 0 && chunked && x->c->req.minor == 1 &&
 	    conn_write(x->c, "0\r\n\r\n", 5) == -1)
-		client_gone = 1;
-	if (n < 0) {
+		gone = 1;
+	if (n < 0 && !gone) {
 		/* The upstream broke mid-answer: the client cannot tell a
 		 * cut answer from a whole one unless we close. */
 		x->c->close = 1;
@@ -855,22 +877,28 @@ relay(struct px *x)
 		    x->pick.id, x->model);
 	}
 done:
-	if (client_gone || n < 0 || !up_body_done(up) || r->close)
+	if (gone)
+		client_gone(x);
+	else if (n < 0 || !up_body_done(up) || r->close)
 		up_close(up);
-	if (client_gone)
-		x->c->close = 1;
 	settle(x);
 }
 
-/* Read an error answer whole (bounded): it is classified before relaying. */
+/*
+ * Read an error answer whole, at most cap bytes: it is classified before
+ * anything of it is relayed.  Returns its length, -1 when the upstream
+ * broke off (or the client went away), and sets *over when the answer
+ * was longer than cap (the upstream connection is then closed).
+ */
 static ssize_t
-read_error_body(struct px *x, char *buf, size_t cap)
+read_error_body(struct px *x, char *buf, size_t cap, int *over)
 {
 	size_t		 len = 0;
 	ssize_t		 n;
 	int64_t		 deadline = mono_ms() +
 	    (int64_t)looper.cfg->upstream_timeout_s * 1000;
 
+	*over = 0;
 	if (x->resp.no_body || strcmp(x->c->req.method, "HEAD") == 0)
 		return 0;
 	while (len < cap) {
@@ -881,19 +909,118 @@ read_error_body(struct px *x, char *buf, size_t cap)
 			break;
 		len += n;
 	}
+	*over = len == cap && !up_body_done(up);
 	if (!up_body_done(up) || x->resp.close)
 		up_close(up);
 	return len;
 }
 
-/* Pass an error answer on as it came, with any key in it masked. */
+/*
+ * Pass the held error answer on as it came, with every secret in it
+ * masked; one cut at PX_ERRBODY_MAX is not passed (its JSON is broken,
+ * and a key may straddle the cut): our own error with its status instead.
+ */
 static void
-pass_error(struct px *x, char *body, size_t len, size_t cap)
+pass_error(struct px *x)
 {
-	len = scrub(body, len, cap, NULL);
+	char	 msg[160];
+
 	board_set(looper.shm, looper.slot, SHM_W_WRITING, NULL);
-	if (send_head(x, 0, len, body, len, 0) == -1)
+	if (x->held_over) {
+		snprintf(msg, sizeof(msg), "the upstream answered %d with an "
+		    "error body over %d KiB, which is not relayed",
+		    x->resp.status, PX_ERRBODY_MAX / 1024);
+		conn_error(x->c, x->resp.status, msg, NULL);
+		return;
+	}
+	x->elen = scrub(x->ebody, x->elen);
+	if (send_head(x, 0, x->elen, x->ebody, x->elen, 0) == -1)
 		x->c->close = 1;
+}
+
+/*
+ * No attempt left, or no key to make one with: what the client gets.  A
+ * held upstream answer (an upstream fault that the one retry did not get
+ * past, or the answer to a request that costs no quota) goes as it came;
+ * a fault without an answer is a 502 or 504; otherwise our 429 or 503.
+ */
+static void
+give_up(struct px *x, int64_t free_ms, int all_invalid)
+{
+	if (x->held == PX_HELD_ANSWER)
+		pass_error(x);
+	else if (x->held == PX_HELD_TIMEOUT || x->held == PX_HELD_FAULT)
+		conn_error(x->c, x->held == PX_HELD_TIMEOUT ? 504 : 502,
+		    "the upstream did not answer", NULL);
+	else
+		no_key(x, free_ms, all_invalid);
+}
+
+/* What the classifier decided, applied to the key and logged. */
+static void
+apply_verdict(struct px *x, const struct gem_verdict *v)
+{
+	switch (v->action) {
+	case GEM_COOL:
+		shm_cool(looper.shm, &x->pick, now_ms() + v->delay_ms,
+		    v->reason);
+		log_info("key=%s model=%s status=%d cooling %lld ms: %s",
+		    x->pick.id, x->model, x->resp.status,
+		    (long long)v->delay_ms, v->why);
+		break;
+	case GEM_EXHAUST:
+		shm_exhaust(looper.shm, &x->pick, v->reason);
+		log_info("key=%s model=%s status=%d exhausted until the daily "
+		    "reset: %s", x->pick.id, x->model, x->resp.status, v->why);
+		break;
+	case GEM_INVALID:
+		shm_invalidate(looper.shm, &x->pick, v->why);
+		log_warnx("key=%s rejected by the upstream (status=%d %s): out "
+		    "of the pool until a reload", x->pick.id, x->resp.status,
+		    v->why);
+		break;
+	case GEM_RETRY:
+		log_info("key=%s model=%s status=%d: upstream fault%s",
+		    x->pick.id, x->model, x->resp.status, x->retried_fault ||
+		    x->prefer >= 0 ? "" : ", retrying on another key");
+		break;
+	case GEM_PASS:
+		break;
+	}
+}
+
+/*
+ * Send the request upstream with the pick and read the answer's head.
+ * A kept-alive connection that the upstream had just closed is tried once
+ * more on a new one, same key.  Returns 0 or -1 (err set).
+ */
+static int
+exchange(struct px *x, char *err, size_t errlen)
+{
+	struct conn	*c = x->c;
+	int64_t		 deadline;
+	int		 rv, fresh = 0;
+
+	for (;;) {
+		deadline = mono_ms() + (int64_t)looper.cfg->upstream_timeout_s *
+		    1000;
+		rv = up_request(up, x->head, x->head_len, c->body, c->body_len,
+		    deadline, err, errlen);
+		if (rv == 0) {
+			x->sent++;
+			rv = up_read_head(up, &x->resp,
+			    strcmp(c->req.method, "HEAD") == 0, deadline, err,
+			    errlen);
+		}
+		if (rv == -1 && up_stale(up) && !fresh) {
+			up_close(up);
+			fresh = 1;
+			if (x->sent > 0)
+				x->sent--;	/* it never arrived */
+			continue;
+		}
+		return rv;
+	}
 }
 
 void
@@ -901,10 +1028,9 @@ proxy_handle(struct conn *c)
 {
 	struct px		 x;
 	struct gem_verdict	 v;
-	char			 err[256], *ebody = NULL;
+	char			 err[256];
 	const char		*q;
-	ssize_t			 elen;
-	int			 fresh, rv;
+	int			 key, over, sent;
 
 	memset(&x, 0, offsetof(struct px, resp));
 	x.c = c;
@@ -914,8 +1040,6 @@ proxy_handle(struct conn *c)
 	x.query = *q == '?' ? q + 1 : NULL;
 	x.pick.key = -1;
 
-	if (check_client(&x) == -1)
-		return;
 	classify_request(&x);
 	if (x.model_slot < 0) {
 		conn_error(c, 500, "no model slot", NULL);
@@ -925,30 +1049,35 @@ proxy_handle(struct conn *c)
 	if (ensure_upstream(&x) == -1)
 		return;
 	gem_scan_init(&x.scan, x.scan_mode);
+	up_watch(up, c->fd);
 
 	for (;;) {
-		if (++x.attempts > PX_MAX_TRIED) {
-			conn_error(c, 502, "too many attempts", NULL);
+		if (x.sent >= looper.cfg->max_attempts) {
+			int	 inval;
+			int64_t	 free_ms = shm_free_ms(looper.shm,
+			    x.model_slot, x.est, now_ms(), &inval);
+
+			give_up(&x, free_ms, inval);
 			break;
 		}
-		if (shm_pick(looper.shm, x.model_slot, x.kind == PX_GENERATE ?
-		    x.est : -1, x.tried, x.ntried, x.prefer, now_ms(),
-		    &x.pick) == -1) {
+		if (shm_pick(looper.shm, x.model_slot, x.est, x.tried,
+		    x.ntried, x.prefer, now_ms(), &x.pick) == -1) {
+			if (x.wait_end == 0)
+				x.wait_end = mono_ms() +
+				    (int64_t)looper.cfg->max_wait_s * 1000;
 			if (!x.pick.all_invalid && x.pick.wait_ms >= 0 &&
-			    x.pick.wait_ms <=
-			    (int64_t)looper.cfg->max_wait_s * 1000) {
+			    mono_ms() + x.pick.wait_ms <= x.wait_end) {
 				/* The seed's small delay: a key frees soon. */
 				board_set(looper.shm, looper.slot,
 				    SHM_W_UPSTREAM, NULL);
 				if (throttle_wait(&x, x.pick.wait_ms + 1) == -1) {
-					c->close = 1;
+					client_gone(&x);
 					break;
 				}
-				x.attempts--;
 				x.waited = 1;
 				continue;
 			}
-			no_key(&x);
+			give_up(&x, x.pick.free_ms, x.pick.all_invalid);
 			break;
 		}
 		if (build_head(&x) == -1) {
@@ -958,46 +1087,38 @@ proxy_handle(struct conn *c)
 			break;
 		}
 		board_set(looper.shm, looper.slot, SHM_W_UPSTREAM, NULL);
-		fresh = 0;
-		for (;;) {
-			int64_t deadline = mono_ms() +
-			    (int64_t)looper.cfg->upstream_timeout_s * 1000;
-
-			rv = up_request(up, x.head, x.head_len, c->body,
-			    c->body_len, deadline, err, sizeof(err));
-			if (rv == 0)
-				rv = up_read_head(up, &x.resp,
-				    strcmp(c->req.method, "HEAD") == 0,
-				    deadline, err, sizeof(err));
-			/* A kept-alive connection the upstream had just
-			 * closed: once more on a new one, same key. */
-			if (rv == -1 && up_stale(up) && !fresh) {
-				up_close(up);
-				fresh = 1;
-				continue;
-			}
-			break;
-		}
-		wipe_head(&x);
-		x.sent++;
-		if (rv == -1) {
-			int	 slot = x.pick.key;
-
+		sent = x.sent;
+		x.held = PX_HELD_NONE;
+		if (exchange(&x, err, sizeof(err)) == -1) {
+			wipe_head(&x);
 			shm_note_upstream(looper.shm, &x.pick, 0, 0);
+			if (up_gone(up)) {
+				/* Sent: a request, counted at its estimate;
+				 * not sent: nothing happened. */
+				if (x.sent > sent)
+					shm_settle(looper.shm, &x.pick, NULL);
+				else
+					shm_cancel(looper.shm, &x.pick);
+				client_gone(&x);
+				break;
+			}
+			key = x.pick.key;
 			up_close(up);
 			shm_release(looper.shm, &x.pick);
 			log_warnx("upstream: %s (key=%s model=%s)", err,
 			    x.pick.id, x.model);
+			x.held = strstr(err, "timeout") != NULL ?
+			    PX_HELD_TIMEOUT : PX_HELD_FAULT;
 			/* Before the answer started: once more, elsewhere. */
 			if (!x.retried_fault && x.prefer < 0) {
 				x.retried_fault = 1;
-				tried_add(&x, slot);
+				tried_add(&x, key);
 				continue;
 			}
-			conn_error(c, strstr(err, "timeout") != NULL ? 504 :
-			    502, "the upstream did not answer", NULL);
+			give_up(&x, -1, 0);
 			break;
 		}
+		wipe_head(&x);
 		if (x.resp.status < 400) {
 			shm_note_upstream(looper.shm, &x.pick, x.resp.status, 0);
 			relay(&x);
@@ -1005,79 +1126,74 @@ proxy_handle(struct conn *c)
 		}
 
 		/* An error: read it whole, then decide. */
-		if (ebody == NULL &&
-		    (ebody = malloc(PX_ERRBODY_MAX + 1)) == NULL) {
+		if (x.ebody == NULL &&
+		    (x.ebody = malloc(PX_ERRBODY_MAX + 1)) == NULL) {
 			up_close(up);
 			shm_release(looper.shm, &x.pick);
 			conn_error(c, 500, "out of memory", NULL);
 			break;
 		}
-		elen = read_error_body(&x, ebody, PX_ERRBODY_MAX);
-		if (elen < 0) {
+		x.elen = read_error_body(&x, x.ebody, PX_ERRBODY_MAX, &over);
+		if (x.elen < 0) {
+			shm_note_upstream(looper.shm, &x.pick, x.resp.status, 0);
+			if (up_gone(up)) {
+				shm_settle(looper.shm, &x.pick, NULL);
+				client_gone(&x);
+				break;
+			}
 			up_close(up);
 			shm_release(looper.shm, &x.pick);
 			conn_error(c, 502, "the upstream's answer was cut short",
 			    NULL);
 			break;
 		}
-		ebody[elen] = '\0';
-		gem_classify(x.resp.status, ebody, elen, &v);
+		x.ebody[x.elen] = '\0';
+		x.held_over = over;
+		gem_classify(x.resp.status, x.ebody, x.elen, &v);
+		/* A request that costs no quota says nothing about the
+		 * model's quota: its 429 leaves the key alone, and the next
+		 * key is tried. */
+		if (x.est < 0 && (v.action == GEM_COOL ||
+		    v.action == GEM_EXHAUST))
+			v.action = GEM_PASS;
 		shm_note_upstream(looper.shm, &x.pick, x.resp.status,
 		    v.action == GEM_EXHAUST ? SHM_Q_DAY :
 		    v.action == GEM_COOL && v.reason != SHM_R_429 ?
 		    SHM_Q_MINUTE : SHM_Q_OTHER);
-		{
-			int	 slot = x.pick.key;
-
-			switch (v.action) {
-			case GEM_COOL:
-				shm_cool(looper.shm, &x.pick, now_ms() +
-				    v.delay_ms, v.reason);
-				log_info("key=%s model=%s status=%d cooling "
-				    "%lld ms: %s", x.pick.id, x.model,
-				    x.resp.status, (long long)v.delay_ms,
-				    v.why);
-				break;
-			case GEM_EXHAUST:
-				shm_exhaust(looper.shm, &x.pick, v.reason);
-				log_info("key=%s model=%s status=%d exhausted "
-				    "until the daily reset: %s", x.pick.id,
-				    x.model, x.resp.status, v.why);
-				break;
-			case GEM_INVALID:
-				shm_invalidate(looper.shm, &x.pick, v.why);
-				log_warnx("key=%s rejected by the upstream "
-				    "(status=%d %s): out of the pool until "
-				    "a reload", x.pick.id, x.resp.status,
-				    v.why);
-				break;
-			case GEM_RETRY:
-				log_info("key=%s model=%s status=%d: "
-				    "upstream fault%s", x.pick.id, x.model,
-				    x.resp.status, x.retried_fault ? "" :
-				    ", retrying on another key");
-				break;
-			case GEM_PASS:
+		apply_verdict(&x, &v);
+		key = x.pick.key;
+		shm_release(looper.shm, &x.pick);
+		switch (v.action) {
+		case GEM_PASS:
+			x.held = PX_HELD_ANSWER;
+			if (x.resp.status == 429 && x.prefer < 0) {
+				tried_add(&x, key);
+				continue;	/* another key may answer */
+			}
+			pass_error(&x);
+			break;
+		case GEM_RETRY:
+			x.held = PX_HELD_ANSWER;
+			if (x.retried_fault || x.prefer >= 0) {
+				pass_error(&x);
 				break;
 			}
-			if (v.action == GEM_PASS || (v.action == GEM_RETRY &&
-			    (x.retried_fault || x.prefer >= 0))) {
-				shm_release(looper.shm, &x.pick);
-				pass_error(&x, ebody, elen, PX_ERRBODY_MAX);
-				break;
-			}
-			if (v.action == GEM_RETRY)
-				x.retried_fault = 1;
-			shm_release(looper.shm, &x.pick);
-			tried_add(&x, slot);
+			x.retried_fault = 1;
+			tried_add(&x, key);
+			continue;
+		default:
+			/* The key's state now keeps it out (or in, after a
+			 * short cool-down: it counts for the wait). */
+			continue;
 		}
+		break;
 	}
 	log_usage(&x);
 	shm_note_request(looper.shm, x.model_slot, c->status,
 	    mono_ms() - c->started, x.sent > 1 ? x.sent - 1 : 0, x.waited);
-	if (ebody != NULL) {
-		explicit_bzero(ebody, PX_ERRBODY_MAX);
-		free(ebody);
+	if (x.ebody != NULL) {
+		explicit_bzero(x.ebody, PX_ERRBODY_MAX);
+		free(x.ebody);
 	}
 	explicit_bzero(&x.pick.key_str, sizeof(x.pick.key_str));
 }

@@ -1,6 +1,8 @@
 /*
- * Which handler answers a request, by path.  Called by the worker for each
- * request it has read whole.
+ * Which handler answers a request, by path.  The worker calls
+ * route_admit() once a request's head is in (the handler checks the
+ * client's credentials and the method before any body is read) and
+ * route_request() once its body is.
  */
 #include <string.h>
 
@@ -24,34 +26,77 @@ route_exact(const char *path, size_t len, const char *p)
 	return len == strlen(p) && memcmp(path, p, len) == 0;
 }
 
-void
-route_request(struct conn *c)
-{
-	const char	*path = c->req.target;
-	size_t		 len = c->req.path_len;
+/* Who answers a path. */
+enum route_to {
+	ROUTE_NONE,
+	ROUTE_HEALTHZ,
+	ROUTE_PROXY,
+	ROUTE_STATUS
+};
 
-	if (route_exact(path, len, "/healthz")) {
+static enum route_to
+route_of(const char *path, size_t len)
+{
+	if (route_exact(path, len, "/healthz"))
+		return ROUTE_HEALTHZ;
+	if (route_prefix(path, len, "/v1beta/") || route_prefix(path, len, "/v1/") ||
+	    route_prefix(path, len, "/upload/"))
+		return ROUTE_PROXY;
+	if (route_exact(path, len, "/status") || route_prefix(path, len, "/status/") ||
+	    route_prefix(path, len, "/api/") || route_exact(path, len, "/metrics"))
+		return ROUTE_STATUS;
+	return ROUTE_NONE;
+}
+
+/*
+ * Called once a request's head is in, before its body is read: is there
+ * such an endpoint, may this client use it, with this method?  Returns 0
+ * when the body is to be read and the request served (route_request), or
+ * -1 when the answer (401, 404, 405) has been sent: a body nobody will
+ * serve is never read, and 100 Continue goes only to requests that will
+ * be served.
+ */
+int
+route_admit(struct conn *c)
+{
+	switch (route_of(c->req.target, c->req.path_len)) {
+	case ROUTE_HEALTHZ:
 		if (strcmp(c->req.method, "GET") != 0 &&
 		    strcmp(c->req.method, "HEAD") != 0) {
 			conn_error(c, 405, "use GET", "Allow: GET, HEAD\r\n");
-			return;
+			return -1;
 		}
-		conn_respond(c, 200, "application/json", NULL,
-		    "{\"status\":\"ok\"}\n", 16);
-		return;
-	}
-	if (route_prefix(path, len, "/v1beta/") || route_prefix(path, len, "/v1/") ||
-	    route_prefix(path, len, "/upload/")) {
-		proxy_handle(c);
-		return;
-	}
-	if (route_exact(path, len, "/status") || route_prefix(path, len, "/status/") ||
-	    route_prefix(path, len, "/api/") || route_exact(path, len, "/metrics")) {
-		status_handle(c);
-		return;
+		return 0;
+	case ROUTE_PROXY:
+		return proxy_admit(c);
+	case ROUTE_STATUS:
+		return status_admit(c);
+	case ROUTE_NONE:
+		break;
 	}
 	conn_error(c, 404, "no such endpoint: gemini-looper serves /v1beta/,"
 	    " /v1/, /upload/, /status, /api/, /metrics and /healthz", NULL);
+	return -1;
+}
+
+/* A request that route_admit() let through, its body read. */
+void
+route_request(struct conn *c)
+{
+	switch (route_of(c->req.target, c->req.path_len)) {
+	case ROUTE_HEALTHZ:
+		conn_respond(c, 200, "application/json", NULL,
+		    "{\"status\":\"ok\"}\n", 16);
+		break;
+	case ROUTE_PROXY:
+		proxy_handle(c);
+		break;
+	case ROUTE_STATUS:
+		status_handle(c);
+		break;
+	case ROUTE_NONE:
+		break;
+	}
 }
 
 /*

@@ -62,6 +62,7 @@
 #include <time.h>
 
 #include "looper.h"
+#include "scrub.h"
 #include "shm.h"
 
 /* The dashboard's files, generated from web/ by tests/embed.sh. */
@@ -705,7 +706,7 @@ st_clean_req(char *req, size_t len)
 	n = sp + 1 - req;
 	if (n < len)
 		(void)strlcpy(req + n, path, len - n);
-	(void)gem_scrub_keys(req, strlen(req), len, NULL, 0);
+	scrub_str(looper.cfg != NULL ? looper.cfg->scrub : NULL, req);
 }
 
 /* The scoreboard, read without the lock: a torn field is only shown. */
@@ -1609,17 +1610,16 @@ st_token_eq(const char *want, const char *got, size_t gotlen)
 int
 status_token_ok(const char *want, const char *auth, const char *target)
 {
-	char	 q[CFG_TOKEN_MAX * 3];
-	int	 n, ok = 0;
+	const char	*tok;
+	char		 q[CFG_TOKEN_MAX * 3];
+	size_t		 tlen;
+	int		 n, ok = 0;
 
 	if (want == NULL || want[0] == '\0')
 		return 1;
-	if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0) {
-		for (auth += 7; *auth == ' ' || *auth == '\t'; auth++)
-			;
-		if (st_token_eq(want, auth, strcspn(auth, " \t")))
-			return 1;
-	}
+	if ((tok = http_bearer(auth, &tlen)) != NULL &&
+	    st_token_eq(want, tok, tlen))
+		return 1;
 	if ((n = status_query_param(target, "token", q, sizeof(q))) >= 0) {
 		ok = st_token_eq(want, q, (size_t)n);
 		explicit_bzero(q, sizeof(q));
@@ -1706,8 +1706,8 @@ int
 status_test_verdict(int status, char *body, size_t len, const char *key,
     char *msg, size_t msglen)
 {
-	const char *const keys[1] = { key };
 	cJSON		*root = NULL, *e, *m;
+	size_t		 n;
 	int		 valid = status == 200 || status == 429;
 
 	if (msglen == 0)
@@ -1719,7 +1719,10 @@ status_test_verdict(int status, char *body, size_t len, const char *key,
 	else {
 		snprintf(msg, msglen, "upstream answered %d", status);
 		if (body != NULL && len > 0) {
-			len = gem_scrub_keys(body, len, len, keys, 1);
+			n = scrub_one(key, body, len);
+			if (n < len)
+				body[n] = '\0';	/* it shrank */
+			len = n;
 			root = cJSON_ParseWithLength(body, len);
 		}
 		/* Errors come wrapped in an array on some paths. */
@@ -1734,7 +1737,7 @@ status_test_verdict(int status, char *body, size_t len, const char *key,
 		cJSON_Delete(root);
 	}
 	/* A belt: a key too short to scrub must still not come back. */
-	(void)gem_scrub_keys(msg, strlen(msg), msglen, keys, 1);
+	msg[scrub_one(key, msg, strlen(msg))] = '\0';
 	if (key[0] != '\0' && strstr(msg, key) != NULL)
 		snprintf(msg, msglen, "upstream answered %d", status);
 	return valid;
@@ -1826,7 +1829,6 @@ static void
 st_test_key(struct conn *c)
 {
 	const char	*why;
-	const char	*keys[1];
 	char		 key[CFG_KEY_MAX], model[CFG_NAME_MAX];
 	char		 err[256], msg[ST_MESSAGE_MAX], ebuf[400];
 	char		*body = NULL, *out = NULL;
@@ -1852,8 +1854,7 @@ st_test_key(struct conn *c)
 	    &blen, err, sizeof(err));
 	board_set(looper.shm, looper.slot, SHM_W_WRITING, NULL);
 	if (rv == -1) {
-		keys[0] = key;
-		(void)gem_scrub_keys(err, strlen(err), sizeof(err), keys, 1);
+		err[scrub_one(key, err, strlen(err))] = '\0';
 		explicit_bzero(key, sizeof(key));
 		snprintf(ebuf, sizeof(ebuf), "could not reach the upstream: %s",
 		    err[0] != '\0' ? err : "unknown error");
@@ -1939,6 +1940,70 @@ st_send(struct conn *c, const char *ctype, char *body, size_t len)
 	free(body);
 }
 
+/* What a path under /status, /api/ or /metrics asks for. */
+enum st_what {
+	ST_NONE,
+	ST_PAGE,		/* /status */
+	ST_FILE,		/* /status/<file> */
+	ST_DATA,		/* /api/status_data */
+	ST_METRICS,		/* /metrics */
+	ST_TEST_KEY		/* /api/test_key */
+};
+
+static enum st_what
+st_what(const char *path, size_t len)
+{
+	if (route_exact(path, len, "/status") ||
+	    route_exact(path, len, "/status/"))
+		return ST_PAGE;
+	if (len > 8 && memcmp(path, "/status/", 8) == 0)
+		return ST_FILE;
+	if (route_exact(path, len, "/api/status_data"))
+		return ST_DATA;
+	if (route_exact(path, len, "/metrics"))
+		return ST_METRICS;
+	if (route_exact(path, len, "/api/test_key"))
+		return ST_TEST_KEY;
+	return ST_NONE;
+}
+
+/*
+ * Once a request's head is in, before its body is read: the admin token,
+ * the endpoint and its method.  Returns 0, or -1 when the answer (401,
+ * 404, 405) has been sent.
+ */
+int
+status_admit(struct conn *c)
+{
+	enum st_what	 w = st_what(c->req.target, c->req.path_len);
+
+	if (looper.cfg == NULL || looper.shm == NULL) {
+		conn_error(c, 503, "not ready", NULL);
+		return -1;
+	}
+	if (!status_token_ok(looper.cfg->admin_token,
+	    http_header(&c->req, "Authorization"), c->req.target)) {
+		conn_error(c, 401, "this endpoint needs the admin token: "
+		    "Authorization: Bearer <admin_token>, or ?token=",
+		    "WWW-Authenticate: Bearer\r\n");
+		return -1;
+	}
+	if (w == ST_NONE) {
+		conn_error(c, 404, "no such endpoint: the API has "
+		    "/api/status_data and /api/test_key", NULL);
+		return -1;
+	}
+	if (w == ST_TEST_KEY) {
+		if (strcmp(c->req.method, "POST") != 0) {
+			conn_error(c, 405, "use POST", "Allow: POST\r\n");
+			return -1;
+		}
+		return 0;
+	}
+	return st_get(c) ? 0 : -1;
+}
+
+/* A request that status_admit() let through, its body read. */
 void
 status_handle(struct conn *c)
 {
@@ -1946,50 +2011,25 @@ status_handle(struct conn *c)
 	size_t		 len = c->req.path_len, n;
 	char		*body;
 
-	if (looper.cfg == NULL || looper.shm == NULL) {
-		conn_error(c, 503, "not ready", NULL);
-		return;
-	}
-	if (!status_token_ok(looper.cfg->admin_token,
-	    http_header(&c->req, "Authorization"), c->req.target)) {
-		if (strcmp(c->req.method, "POST") == 0)
-			st_wipe_request(c);
-		conn_error(c, 401, "this endpoint needs the admin token: "
-		    "Authorization: Bearer <admin_token>, or ?token=",
-		    "WWW-Authenticate: Bearer\r\n");
-		return;
-	}
-
-	if (route_exact(path, len, "/status") || route_exact(path, len, "/status/")) {
+	switch (st_what(path, len)) {
+	case ST_PAGE:
 		st_file(c, "status.html", strlen("status.html"));
-		return;
-	}
-	if (len > 8 && memcmp(path, "/status/", 8) == 0) {
+		break;
+	case ST_FILE:
 		st_file(c, path + 8, len - 8);
-		return;
-	}
-	if (route_exact(path, len, "/api/status_data")) {
-		if (!st_get(c))
-			return;
+		break;
+	case ST_DATA:
 		body = status_data_json(looper.shm, looper.cfg, now_ms(), &n);
 		st_send(c, "application/json; charset=UTF-8", body, n);
-		return;
-	}
-	if (route_exact(path, len, "/metrics")) {
-		if (!st_get(c))
-			return;
+		break;
+	case ST_METRICS:
 		body = status_metrics_text(looper.shm, now_ms(), &n);
 		st_send(c, "text/plain; version=0.0.4; charset=utf-8", body, n);
-		return;
-	}
-	if (route_exact(path, len, "/api/test_key")) {
-		if (strcmp(c->req.method, "POST") != 0) {
-			conn_error(c, 405, "use POST", "Allow: POST\r\n");
-			return;
-		}
+		break;
+	case ST_TEST_KEY:
 		st_test_key(c);
-		return;
+		break;
+	case ST_NONE:
+		break;
 	}
-	conn_error(c, 404, "no such endpoint: the API has /api/status_data "
-	    "and /api/test_key", NULL);
 }

@@ -58,6 +58,7 @@
 #define UP_EOF		0
 #define UP_FAIL		(-1)
 #define UP_TIMEOUT	(-2)
+#define UP_GONE		(-3)	/* the watched client went away */
 
 /* How the answer's body is delimited. */
 enum up_framing {
@@ -89,6 +90,8 @@ struct upstream {
 	int		 reused;	/* last request: older conn. */
 	int		 stale;		/* failed as a dead kept conn. does */
 	int		 resumed;	/* last handshake resumed */
+	int		 watch;		/* the client's socket, or -1 */
+	int		 gone;		/* it hung up while we waited */
 
 	enum up_state	 state;
 	enum up_framing	 framing;
@@ -128,28 +131,38 @@ up_fail(struct upstream *u, char *err, size_t errlen)
 }
 
 /*
- * Wait until fd is ready for events or the deadline passes.  Returns 1
- * (ready, or in error: the next call says which), UP_TIMEOUT, or UP_FAIL
- * with errno set.
+ * Wait until fd is ready for events or the deadline passes, watching the
+ * client's socket (up_watch) too: a client that hangs up ends the wait at
+ * once, so that the upstream can be closed and stop generating.  Returns 1
+ * (ready, or in error: the next call says which), UP_TIMEOUT, UP_GONE, or
+ * UP_FAIL with errno set.
  */
 static int
-up_wait(int fd, short events, int64_t deadline)
+up_wait(struct upstream *u, int fd, short events, int64_t deadline)
 {
-	struct pollfd	 pfd;
+	struct pollfd	 pfd[2];
 	int64_t		 left;
 	int		 n;
 
 	for (;;) {
 		if ((left = deadline - mono_ms()) <= 0)
 			return UP_TIMEOUT;
-		pfd.fd = fd;
-		pfd.events = events;
-		pfd.revents = 0;
-		n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+		pfd[0].fd = fd;
+		pfd[0].events = events;
+		pfd[0].revents = 0;
+		pfd[1].fd = u->watch;
+		pfd[1].events = POLLRDHUP;
+		pfd[1].revents = 0;
+		n = poll(pfd, u->watch != -1 ? 2 : 1,
+		    left > INT_MAX ? INT_MAX : (int)left);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
 			return UP_FAIL;
+		}
+		if (u->watch != -1 && pfd[1].revents != 0) {
+			u->gone = 1;
+			return UP_GONE;
 		}
 		if (n > 0)
 			return 1;
@@ -192,7 +205,7 @@ up_ssl_again(struct upstream *u, int r, int serr, int64_t deadline,
 		snprintf(why, whylen, "unexpected TLS state");
 		return UP_FAIL;
 	}
-	if ((rv = up_wait(u->fd, ev, deadline)) == UP_FAIL) {
+	if ((rv = up_wait(u, u->fd, ev, deadline)) == UP_FAIL) {
 		snprintf(why, whylen, "poll: %s", strerror(errno));
 		return UP_FAIL;
 	}
@@ -313,8 +326,12 @@ up_connect_addr(struct upstream *u, const struct addrinfo *ai,
 			up_seterr(u, "connect %s: %s", where, strerror(errno));
 			goto fail;
 		}
-		if ((rv = up_wait(fd, POLLOUT, deadline)) == UP_TIMEOUT) {
+		if ((rv = up_wait(u, fd, POLLOUT, deadline)) == UP_TIMEOUT) {
 			up_seterr(u, "timeout connecting to %s", where);
+			goto fail;
+		}
+		if (rv == UP_GONE) {
+			up_seterr(u, "the client went away");
 			goto fail;
 		}
 		if (rv == UP_FAIL) {
@@ -374,7 +391,7 @@ up_connect(struct upstream *u, int64_t deadline)
 			break;
 		}
 		slice = left > 1 ? now + (deadline - now) / left : deadline;
-		if ((fd = up_connect_addr(u, ai, slice)) != -1)
+		if ((fd = up_connect_addr(u, ai, slice)) != -1 || u->gone)
 			break;
 	}
 	freeaddrinfo(res);
@@ -399,7 +416,9 @@ up_connect(struct upstream *u, int64_t deadline)
 		rv = up_ssl_again(u, r, serr, deadline, why, sizeof(why));
 		if (rv == 1)
 			continue;
-		if (rv == UP_TIMEOUT)
+		if (rv == UP_GONE)
+			up_seterr(u, "the client went away");
+		else if (rv == UP_TIMEOUT)
 			up_seterr(u, "timeout in the TLS handshake with %s",
 			    u->name);
 		else if (rv == UP_EOF)
@@ -409,7 +428,8 @@ up_connect(struct upstream *u, int64_t deadline)
 			up_seterr(u, "TLS handshake with %s: %s", u->name,
 			    why);
 		/* The session might be why it failed: start afresh. */
-		if (offered && rv != UP_TIMEOUT && u->sess != NULL) {
+		if (offered && rv != UP_TIMEOUT && rv != UP_GONE &&
+		    u->sess != NULL) {
 			SSL_SESSION_free(u->sess);
 			u->sess = NULL;
 		}
@@ -483,6 +503,7 @@ up_new(const struct config *cfg)
 		return NULL;
 	memset(u, 0, offsetof(struct upstream, buf));
 	u->fd = -1;
+	u->watch = -1;
 	if (strlcpy(u->host, cfg->upstream_host, sizeof(u->host)) >=
 	    sizeof(u->host) ||
 	    strlcpy(u->port, cfg->upstream_port, sizeof(u->port)) >=
@@ -563,12 +584,14 @@ up_request(struct upstream *u, const char *head, size_t headlen,
 			rv = up_send(u, body, bodylen, deadline, why,
 			    sizeof(why));
 	}
-	if (rv == UP_TIMEOUT)
+	if (rv == UP_GONE)
+		up_seterr(u, "the client went away");
+	else if (rv == UP_TIMEOUT)
 		up_seterr(u, "timeout sending the request to %s", u->name);
 	else if (rv != 0)
 		up_seterr(u, "sending the request to %s: %s", u->name, why);
 	if (rv != 0) {
-		u->stale = u->reused && rv != UP_TIMEOUT;
+		u->stale = u->reused && rv != UP_TIMEOUT && rv != UP_GONE;
 		u->state = UP_S_IDLE;
 		up_drop(u, 0);
 		return up_fail(u, err, errlen);
@@ -842,7 +865,7 @@ up_read_head(struct upstream *u, struct up_resp *r, int head_request,
 		 * first.  Whatever the wait says, up_recv() reads and finds
 		 * it out again. */
 		if (u->rlen == 0 && !interim && !SSL_has_pending(u->ssl))
-			(void)up_wait(u->fd, POLLIN, deadline);
+			(void)up_wait(u, u->fd, POLLIN, deadline);
 		n = up_recv(u, u->buf + u->rlen, sizeof(u->buf) - u->rlen,
 		    deadline, why, sizeof(why));
 		if (n > 0) {
@@ -853,8 +876,10 @@ up_read_head(struct upstream *u, struct up_resp *r, int head_request,
 		 * had closed the kept-alive connection just before we sent.
 		 * A timeout or garbage is no such thing. */
 		u->stale = u->reused && u->rlen == 0 && !interim &&
-		    n != UP_TIMEOUT;
-		if (n == UP_TIMEOUT)
+		    n != UP_TIMEOUT && n != UP_GONE;
+		if (n == UP_GONE)
+			up_seterr(u, "the client went away");
+		else if (n == UP_TIMEOUT)
 			up_seterr(u, "timeout waiting for the upstream's "
 			    "answer");
 		else if (u->rlen == 0 && !interim && n == UP_EOF)
@@ -978,7 +1003,9 @@ up_read_body(struct upstream *u, char *buf, size_t len, int64_t deadline)
 				return 0;
 			}
 		}
-		if (got == UP_TIMEOUT)
+		if (got == UP_GONE)
+			up_seterr(u, "the client went away");
+		else if (got == UP_TIMEOUT)
 			up_seterr(u, "timeout waiting for the rest of the "
 			    "upstream's answer");
 		else if (got == UP_EOF)
@@ -992,6 +1019,24 @@ fail:
 	u->state = UP_S_IDLE;
 	up_drop(u, 0);
 	return -1;
+}
+
+/*
+ * Watch fd (a client's socket; -1: none) during every wait from now on: a
+ * hang-up there ends the wait as a failure, and up_gone() says so.
+ */
+void
+up_watch(struct upstream *u, int fd)
+{
+	u->watch = fd;
+	u->gone = 0;
+}
+
+/* Did the watched client hang up during a wait? */
+int
+up_gone(const struct upstream *u)
+{
+	return u->gone;
 }
 
 /* Has the answer been read to its end? */

@@ -33,6 +33,7 @@
 #include <bsd/unistd.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -46,6 +47,8 @@
 #include "shm.h"
 
 #define BUF_SIZE	(HTTP_MAX_HEAD + 16 * 1024)
+#define BODY_KEEP	(1024 * 1024)	/* a larger body buffer is freed */
+#define LINGER_MS	2000		/* lingering close, at most */
 
 /*
  * Slow request heads while the pool is full (see wait_client): a head may
@@ -341,7 +344,9 @@ conn_respond(struct conn *c, int status, const char *ctype,
 
 	if (c->sent_head)
 		return -1;
-	if (wrk_stopping())
+	/* An answer before the body was read: the body is never read,
+	 * so the connection cannot carry another request. */
+	if (wrk_stopping() || c->body_unread)
 		c->close = 1;
 	n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n"
 	    "Date: %s\r\nServer: %s\r\n"
@@ -611,8 +616,30 @@ head_ready(const char *buf, size_t from, size_t len)
 }
 
 /*
- * Read one request: head and body.  Returns 0 with c->req and c->body set,
- * or -1 when the connection is to be closed (any answer already sent).
+ * A request refused once its head was in (route_admit, 413) has been
+ * answered; its body is never read.  What of it arrived with the head is
+ * wiped (it may hold a key) and dropped, and the connection closes after
+ * a lingering close (serve).  Returns read_request's verdict: 1 (answered,
+ * the connection goes on) for a request without a body, else -1.
+ */
+static int
+refuse_body(struct conn *c)
+{
+	c->next = c->req.head_len;
+	if (c->req.content_length <= 0 && !c->req.chunked)
+		return 1;
+	explicit_bzero(c->buf + c->req.head_len, c->len - c->req.head_len);
+	c->len = c->next = c->req.head_len;
+	c->close = 1;	/* conn_respond() said so in its answer */
+	c->linger = 1;
+	return -1;
+}
+
+/*
+ * Read one request: head, then (once route_admit() has let it through)
+ * its body.  Returns 0 with c->req and c->body set, 1 when the request
+ * has been answered already (refused before its body), or -1 when the
+ * connection is to be closed (any answer already sent).
  */
 static int
 read_request(struct conn *c, int first)
@@ -627,6 +654,7 @@ read_request(struct conn *c, int first)
 
 	c->status = 0;
 	c->sent_head = 0;
+	c->body_unread = 0;
 	c->bytes_out = 0;
 	c->body_len = 0;
 	c->log[0] = '\0';
@@ -684,10 +712,14 @@ read_request(struct conn *c, int first)
 
 	if (!c->req.keepalive)
 		c->close = 1;
+	/* Route, credentials and method before the body: a body nobody
+	 * will serve is never read, nor asked for with 100 Continue. */
+	c->body_unread = c->req.content_length > 0 || c->req.chunked;
+	if (route_admit(c) == -1)
+		return refuse_body(c);
 	if (c->req.content_length > cfg->max_body_bytes) {
-		c->close = 1;
 		conn_error(c, 413, "request body too large", NULL);
-		return -1;
+		return refuse_body(c);
 	}
 	if (c->req.expect_continue && (c->req.chunked ||
 	    c->req.content_length > 0) && c->len == c->req.head_len) {
@@ -698,11 +730,15 @@ read_request(struct conn *c, int first)
 		c->bytes_out = 0;
 	}
 	if (c->req.chunked)
-		return read_body_chunked(c);
-	if (c->req.content_length > 0)
-		return read_body_length(c);
-	c->next = c->req.head_len;
-	return 0;
+		rv = read_body_chunked(c);
+	else if (c->req.content_length > 0)
+		rv = read_body_length(c);
+	else {
+		c->next = c->req.head_len;
+		rv = 0;
+	}
+	c->body_unread = 0;
+	return rv;
 }
 
 static void
@@ -727,28 +763,70 @@ readable(int fd)
 	return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
+/* A big body buffer is not kept for the next request or connection. */
+static void
+body_shrink(struct conn *c)
+{
+	if (c->body_cap > BODY_KEEP) {
+		free(c->body);
+		c->body = NULL;
+		c->body_cap = 0;
+	}
+}
+
+/*
+ * A lingering close, as nginx and Apache do it: the client may still be
+ * sending the body of a request we refused, and closing a socket with
+ * unread bytes sends a reset, which can destroy our answer before the
+ * client has read it.  So stop writing, then read and throw away what
+ * comes for a short while, until the client closes too.
+ */
+static void
+linger(struct conn *c)
+{
+	char	 sink[4096];
+	int64_t	 end = mono_ms() + LINGER_MS;
+	ssize_t	 n;
+
+	if (shutdown(c->fd, SHUT_WR) == -1)
+		return;
+	for (;;) {
+		n = recv(c->fd, sink, sizeof(sink), 0);
+		if (n > 0)
+			continue;
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR))
+			return;
+		if (wait_fd(c->fd, POLLIN, end, 0) != 1)
+			return;
+	}
+}
+
 static void
 serve(struct conn *c)
 {
-	int	 first = 1, one = 1;
+	int	 first = 1, one = 1, rv;
 	char	 what[96];
 
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->len = 0;
 	c->close = 0;
+	c->linger = 0;
 	for (;;) {
 		board_set(looper.shm, looper.slot, first ? SHM_W_READING :
 		    SHM_W_KEEPALIVE, NULL);
-		if (read_request(c, first) == -1) {
+		if ((rv = read_request(c, first)) == -1) {
 			if (c->status != 0)
 				access_log(c);
 			break;
 		}
 		first = 0;
-		/* Never show a key or token that came in a query string. */
-		board_what(c, what, sizeof(what));
-		board_set(looper.shm, looper.slot, SHM_W_WRITING, what);
-		route_request(c);
+		if (rv == 0) {
+			/* Never show a key or token from a query string. */
+			board_what(c, what, sizeof(what));
+			board_set(looper.shm, looper.slot, SHM_W_WRITING, what);
+			route_request(c);
+		}
 		board_served(looper.shm, looper.slot);
 		access_log(c);
 		if (c->close)
@@ -760,13 +838,11 @@ serve(struct conn *c)
 		/* Pipelining: what follows this request stays buffered. */
 		memmove(c->buf, c->buf + c->next, c->len - c->next);
 		c->len -= c->next;
-		/* A big body buffer is not kept for the next request. */
-		if (c->body_cap > 1024 * 1024) {
-			free(c->body);
-			c->body = NULL;
-			c->body_cap = 0;
-		}
+		body_shrink(c);
 	}
+	body_shrink(c);
+	if (c->linger)
+		linger(c);
 	close(c->fd);
 	c->fd = -1;
 }
@@ -798,6 +874,9 @@ worker_main(int slot)
 
 	looper.slot = slot;
 	looper.generation = looper.shm->generation;
+	/* A fixed threshold (glibc's moves up to 32 MiB after a big free):
+	 * a large request body is mmap()ed, and free() gives it back. */
+	(void)mallopt(M_MMAP_THRESHOLD, BODY_KEEP / 4);
 	/* TLS first: the CA file may be readable by root only. */
 	if (tls_init(looper.cfg, errbuf, sizeof(errbuf)) == -1) {
 		log_warnx("worker: upstream TLS: %s", errbuf);

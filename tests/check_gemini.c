@@ -2,7 +2,7 @@
  * Unit tests of gemini.c: error classification against bodies shaped like
  * the ones captured in public issue threads (keys replaced by fakes), the
  * usage scanner in every framing and at every split point, request
- * inspection, and key scrubbing.
+ * inspection.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +17,6 @@
 /* Fakes of the right shapes; none of them was ever a key. */
 #define K1	"AIzaSyDUMMYdummy0123456789abcdefghijKLM"
 #define K2	"AIzaSyB_other-key_0123456789ABCDEFGHIJK"
-#define KAQ	"AQ.Ab8RN6LdummyPoolKeyValue0123456789xyz"
 
 static void
 classify(int status, const char *body, struct gem_verdict *v)
@@ -1140,121 +1139,6 @@ START_TEST(t_estimate)
 }
 END_TEST
 
-/*
- * Key scrubbing.
- */
-static size_t
-scrub(char *buf, size_t cap, const char *in, const char *const *keys,
-    size_t n)
-{
-	size_t	 len = strlen(in);
-
-	ck_assert_uint_lt(len, cap);
-	memcpy(buf, in, len + 1);
-	return gem_scrub_keys(buf, len, cap, keys, n);
-}
-
-START_TEST(t_scrub)
-{
-	const char	*pool[] = { K2, KAQ };	/* strcmp order */
-	const char	*unsorted[] = { KAQ, NULL, K2 };
-	char		 buf[4096];
-	size_t		 n;
-
-	ck_assert_uint_eq(strlen(K1), 39);
-	ck_assert_uint_eq(strlen(K2), 39);
-
-	/* In the message and in a JSON metadata field, not in the pool. */
-	n = scrub(buf, sizeof(buf), b403_suspended, pool, 2);
-	ck_assert_uint_eq(n, strlen(buf));
-	ck_assert_ptr_null(strstr(buf, K1));
-	ck_assert_ptr_nonnull(strstr(buf,
-	    "Consumer 'api_key:AIza\xe2\x80\xa6jKLM' has been suspended."));
-	ck_assert_ptr_nonnull(strstr(buf,
-	    "\"containerInfo\": \"api_key:AIza\xe2\x80\xa6jKLM\""));
-	ck_assert_ptr_nonnull(strstr(buf, "\"projects/895908428397\""));
-	ck_assert_ptr_nonnull(strstr(buf,
-	    "\"generativelanguage.googleapis.com\""));
-
-	/* Several keys, pool ones of any shape, in a URL, at a full stop. */
-	n = scrub(buf, sizeof(buf), "GET /v1beta/models/m:g?key=" K2
-	    "&alt=sse; also " KAQ ". And " K1 ",", pool, 2);
-	ck_assert_str_eq(buf, "GET /v1beta/models/m:g?key=AIza\xe2\x80\xa6HIJK"
-	    "&alt=sse; also AQ.A\xe2\x80\xa6" "9xyz. And AIza\xe2\x80\xa6jKLM,");
-	ck_assert_uint_eq(n, strlen(buf));
-
-	/* The same with the pool unsorted and holding a NULL. */
-	n = scrub(buf, sizeof(buf), "also " KAQ ". And " K2, unsorted, 3);
-	ck_assert_str_eq(buf, "also AQ.A\xe2\x80\xa6" "9xyz. And "
-	    "AIza\xe2\x80\xa6HIJK");
-
-	/* At the very start and end, no room for a NUL (cap == len). */
-	memcpy(buf, K1 " " KAQ, 39 + 1 + strlen(KAQ));
-	n = gem_scrub_keys(buf, 39 + 1 + strlen(KAQ), 39 + 1 + strlen(KAQ),
-	    pool, 2);
-	ck_assert_uint_eq(n, 11 + 1 + 11);
-	ck_assert(memcmp(buf, "AIza\xe2\x80\xa6jKLM AQ.A\xe2\x80\xa6" "9xyz",
-	    n) == 0);
-
-	/* Not keys: left alone, byte for byte. */
-	{
-		const char *keep = "AIzaShort AIzaSyDUMMYdummy0123456789abcdefghijKLMx"
-		    " xAIza generativelanguage.googleapis.com "
-		    "QUl6YVN5RFVNTVlkdW1teTAxMjM0NTY3ODlhYmNkZWZnaGlq "
-		    "GenerateRequestsPerDayPerProjectPerModel-FreeTier "
-		    "AQ.Ab8RN6LdummyPoolKeyValue0123456789xy \xe2\x80\xa6";
-
-		n = scrub(buf, sizeof(buf), keep, pool, 2);
-		ck_assert_str_eq(buf, keep);
-		ck_assert_uint_eq(n, strlen(keep));
-	}
-
-	/* A key glued to other key characters is still a Google key. */
-	n = scrub(buf, sizeof(buf), "api_key" K1 ".", NULL, 0);
-	ck_assert_str_eq(buf, "api_keyAIza\xe2\x80\xa6jKLM.");
-
-	/* Twice is once. */
-	n = scrub(buf, sizeof(buf), b403_suspended, pool, 2);
-	ck_assert_uint_eq(gem_scrub_keys(buf, n, sizeof(buf), pool, 2), n);
-}
-END_TEST
-
-START_TEST(t_scrub_short_and_many)
-{
-	const char	*shortk[] = { "secret12" , "abc" };
-	char		**many, *text, buf[256];
-	size_t		 i, n, nmany = 5000;
-
-	/* Short keys mask to the ellipsis alone; 3 characters: not at all. */
-	n = scrub(buf, sizeof(buf), "k=secret12 abc secret123", shortk, 2);
-	ck_assert_str_eq(buf, "k=\xe2\x80\xa6 abc secret123");
-	ck_assert_uint_eq(n, strlen(buf));
-
-	/* Thousands of pool keys, sorted: a binary search per token. */
-	many = calloc(nmany, sizeof(*many));
-	ck_assert_ptr_nonnull(many);
-	for (i = 0; i < nmany; i++) {
-		many[i] = malloc(64);
-		ck_assert_ptr_nonnull(many[i]);
-		snprintf(many[i], 64, "AQ.pool%06zuKEYxxxxxxxxxxxxxxxxxxxxxxx", i);
-	}
-	text = malloc(64 * 1024);
-	ck_assert_ptr_nonnull(text);
-	for (n = 0; n + 64 < 60 * 1024;)
-		n += (size_t)sprintf(text + n, "word AQ.pool%06zuKEYxxxxxxxxxxxx "
-		    "token-%zu ", n % 7000, n);
-	n += (size_t)sprintf(text + n, "%s.", many[4321]);
-	n = gem_scrub_keys(text, n, 64 * 1024, (const char *const *)many,
-	    nmany);
-	ck_assert_ptr_null(strstr(text, many[4321]));
-	ck_assert_ptr_nonnull(strstr(text, "AQ.p\xe2\x80\xa6xxxx."));
-	for (i = 0; i < nmany; i++)
-		free(many[i]);
-	free(many);
-	free(text);
-}
-END_TEST
-
 Suite *
 gemini_suite(void)
 {
@@ -1289,11 +1173,6 @@ gemini_suite(void)
 	tcase_add_test(tc, t_model_from_path);
 	tcase_add_test(tc, t_model_from_body);
 	tcase_add_test(tc, t_estimate);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("scrub");
-	tcase_add_test(tc, t_scrub);
-	tcase_add_test(tc, t_scrub_short_and_many);
 	suite_add_tcase(s, tc);
 
 	return s;

@@ -13,5 +13,6 @@ Suite	*upstream_suite(void);
 Suite	*status_suite(void);
 Suite	*persist_suite(void);
 Suite	*reset_suite(void);
+Suite	*scrub_suite(void);
 
 #endif

@@ -252,14 +252,14 @@ def test_sigterm_lets_request_in_flight_finish():
     head, _ = _read_response(s)
     assert head.startswith(b"HTTP/1.1 200")
     # ... and the second is in flight when the stop comes.
-    s.sendall(b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+    s.sendall(b"POST /v1beta/models/m:generateContent HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
               b"\r\n12345")
     d.signal(signal.SIGTERM)
     d.wait_log("stopping")
     assert alive(d.master)
     s.sendall(b"67890")
     head, _ = _read_response(s)
-    assert head.startswith(b"HTTP/1.1 405"), head
+    assert head.startswith(b"HTTP/1.1 502"), head
     assert b"Connection: close" in head
     s.close()
     assert d.wait_exit() == 0
@@ -271,7 +271,7 @@ def test_sigterm_gives_up_after_timeout():
     d.start()
     ws = wait_for(lambda: len(d.workers()) >= 2 and d.workers())
     s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-    s.sendall(b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+    s.sendall(b"POST /v1beta/models/m:generateContent HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
               b"\r\n12345")
     wait_for(lambda: len(d.workers()) >= 2)
     time.sleep(0.2)

@@ -101,20 +101,20 @@ H = b"Host: x\r\n"
 # (what, request, status): each must get exactly one answer, in Gemini's
 # shape, and then the connection closed.
 SMUGGLING = [
-    ("CL + TE", b"POST /healthz HTTP/1.1\r\n" + H +
+    ("CL + TE", b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" + H +
      b"Content-Length: 50\r\nTransfer-Encoding: chunked\r\n\r\n"
      b"0\r\n\r\nGET /smuggled-1 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    ("TE + CL", b"POST /healthz HTTP/1.1\r\n" + H +
+    ("TE + CL", b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" + H +
      b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
      b"0\r\n\r\nGET /smuggled-2 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    ("two Content-Lengths", b"POST /healthz HTTP/1.1\r\n" + H +
+    ("two Content-Lengths", b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" + H +
      b"Content-Length: 5\r\nContent-Length: 41\r\n\r\n"
      b"hello" b"GET /smuggled-3 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    ("a Content-Length list", b"POST /healthz HTTP/1.1\r\n" + H +
+    ("a Content-Length list", b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" + H +
      b"Content-Length: 5, 41\r\n\r\nhello", 400),
-    ("a negative Content-Length", b"POST /healthz HTTP/1.1\r\n" + H +
+    ("a negative Content-Length", b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" + H +
      b"Content-Length: -1\r\n\r\n", 400),
-    ("a signed Content-Length", b"POST /healthz HTTP/1.1\r\n" + H +
+    ("a signed Content-Length", b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" + H +
      b"Content-Length: +5\r\n\r\nhello", 400),
     ("obs-fold", b"GET /healthz HTTP/1.1\r\n" + H +
      b"X-Folded: a\r\n b\r\n\r\n", 400),
@@ -123,19 +123,19 @@ SMUGGLING = [
     ("bare LF", b"GET /healthz HTTP/1.1\nHost: x\n\n", 400),
     ("one bare LF", b"GET /healthz HTTP/1.1\r\nHost: x\n\r\n", 400),
     ("bare CR", b"GET /healthz HTTP/1.1\r\nHost: x\rX-A: b\r\n\r\n", 400),
-    ("Transfer-Encoding: chunked, identity", b"POST /healthz HTTP/1.1\r\n" +
+    ("Transfer-Encoding: chunked, identity", b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" +
      H + b"Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n", 501),
-    ("Transfer-Encoding: xchunked", b"POST /healthz HTTP/1.1\r\n" + H +
+    ("Transfer-Encoding: xchunked", b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" + H +
      b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 501),
-    ("chunked twice", b"POST /healthz HTTP/1.1\r\n" + H +
+    ("chunked twice", b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" + H +
      b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
      b"0\r\n\r\n", 501),
-    ("Transfer-Encoding in HTTP/1.0", b"POST /healthz HTTP/1.0\r\n"
+    ("Transfer-Encoding in HTTP/1.0", b"POST /v1beta/models/m:generateContent HTTP/1.0\r\n"
      b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     ("space before colon", b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n",
      400),
     ("space before the colon of Content-Length",
-     b"POST /healthz HTTP/1.1\r\n" + H + b"Content-Length : 5\r\n\r\nhello",
+     b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" + H + b"Content-Length : 5\r\n\r\nhello",
      400),
     ("a NUL in a header", b"GET /healthz HTTP/1.1\r\n" + H +
      b"X-A: a\x00b\r\n\r\n", 400),
@@ -147,7 +147,7 @@ SMUGGLING = [
     ("HTTP/0.9", b"GET /healthz\r\n\r\n", 400),
     ("HTTP/2.0", b"GET /healthz HTTP/2.0\r\n" + H + b"\r\n", 400),
     ("the HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400),
-    ("an unknown expectation", b"POST /healthz HTTP/1.1\r\n" + H +
+    ("an unknown expectation", b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" + H +
      b"Expect: 200-ok\r\nContent-Length: 1\r\n\r\nx", 417),
     ("a request line of 70 KB", b"GET /" + b"a" * 70000 +
      b" HTTP/1.1\r\n" + H + b"\r\n", 414),
@@ -155,18 +155,18 @@ SMUGGLING = [
      b"".join(b"X-H%d: v\r\n" % i for i in range(100)) + b"\r\n", 431),
     ("a 65 KiB header field", b"GET /healthz HTTP/1.1\r\n" + H +
      b"X-Big: " + b"b" * (65 * 1024) + b"\r\n\r\n", 431),
-    ("a chunked body over max_body_bytes", b"POST /healthz HTTP/1.1\r\n" +
+    ("a chunked body over max_body_bytes", b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" +
      H + b"Transfer-Encoding: chunked\r\n\r\n" +
      b"".join(b"100\r\n" + b"c" * 256 + b"\r\n" for _ in range(5)) +
      b"0\r\n\r\n", 413),
-    ("a chunk size that overflows", b"POST /healthz HTTP/1.1\r\n" + H +
+    ("a chunk size that overflows", b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" + H +
      b"Transfer-Encoding: chunked\r\n\r\n"
      b"fffffffffffffffffffff\r\n", 400),
-    ("a chunk size of 2^64 + 1", b"POST /healthz HTTP/1.1\r\n" + H +
+    ("a chunk size of 2^64 + 1", b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" + H +
      b"Transfer-Encoding: chunked\r\n\r\n10000000000000001\r\nx\r\n", 400),
-    ("a chunk size that is not hex", b"POST /healthz HTTP/1.1\r\n" + H +
+    ("a chunk size that is not hex", b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" + H +
      b"Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n", 400),
-    ("chunk data without its CRLF", b"POST /healthz HTTP/1.1\r\n" + H +
+    ("chunk data without its CRLF", b"POST /v1beta/models/m:generateContent HTTP/1.1\r\n" + H +
      b"Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", 400),
 ]
 
@@ -211,7 +211,7 @@ def test_body_over_limit_refused_without_reading_it():
     _gemini_error(resps[0], 413)
     assert resps[0][1].get("connection") == "close"
     # Expect: 100-continue gets the 413 instead of the 100.
-    resps = _exchange(d, b"POST /healthz HTTP/1.1\r\nHost: x\r\n"
+    resps = _exchange(d, b"POST /v1beta/models/m:generateContent HTTP/1.1\r\nHost: x\r\n"
                       b"Expect: 100-continue\r\nContent-Length: 2000\r\n\r\n")
     assert len(resps) == 1
     _gemini_error(resps[0], 413)
@@ -225,7 +225,7 @@ def test_pipelined_requests_after_a_good_one_are_kept_apart():
     d = Daemon(workers=2)
     d.start()
     resps = _exchange(d, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-                      b"POST /healthz HTTP/1.1\r\nHost: x\r\n"
+                      b"POST /v1beta/models/m:generateContent HTTP/1.1\r\nHost: x\r\n"
                       b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n"
                       b"\r\n0\r\n\r\nGET /smuggled-4 HTTP/1.1\r\n"
                       b"Host: x\r\n\r\n")
@@ -382,7 +382,7 @@ def test_request_in_its_body_is_never_given_up():
     try:
         for _ in range(2):
             s = _connect(d)
-            s.sendall(b"POST /healthz HTTP/1.1\r\nHost: x\r\n"
+            s.sendall(b"POST /v1beta/models/m:generateContent HTTP/1.1\r\nHost: x\r\n"
                       b"Content-Length: 10\r\n\r\n12345")
             held.append(s)
         time.sleep(0.5)
@@ -392,7 +392,7 @@ def test_request_in_its_body_is_never_given_up():
         for s in held:
             assert _answered(s, 0) is None
             s.sendall(b"67890")
-            assert _answered(s, 5).startswith(b"HTTP/1.1 405"), s
+            assert _answered(s, 5).startswith(b"HTTP/1.1 502"), s
         assert _answered(c, 5).startswith(b"HTTP/1.1 200")
     finally:
         for s in held + [c]:
@@ -473,7 +473,7 @@ def test_oversized_everything():
 
     # An enormous chunked trailer: trailers make no body, so they are
     # bounded on their own.
-    sent, resps = _flood(d, b"POST /healthz HTTP/1.1\r\nHost: x\r\n"
+    sent, resps = _flood(d, b"POST /v1beta/models/m:generateContent HTTP/1.1\r\nHost: x\r\n"
                          b"Transfer-Encoding: chunked\r\n\r\n"
                          b"5\r\nhello\r\n0\r\nX-Trailer: ",
                          b"t" * 65536, big)
@@ -485,7 +485,7 @@ def test_oversized_everything():
 
     # A chunk-size line that never ends (extensions are ignored, not
     # kept, so they need a bound too).
-    sent, resps = _flood(d, b"POST /healthz HTTP/1.1\r\nHost: x\r\n"
+    sent, resps = _flood(d, b"POST /v1beta/models/m:generateContent HTTP/1.1\r\nHost: x\r\n"
                          b"Transfer-Encoding: chunked\r\n\r\n5;ext=",
                          b"e" * 65536, big)
     assert len(resps) == 1
