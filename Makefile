@@ -104,7 +104,8 @@ $(BROWSER_NPM): tests/browser/package.json tests/browser/package-lock.json
 
 integration: $(PROG) build/test/$(PROG) $(BROWSER_NPM)
 	python3 tests/standin/selftest.py
-	python3 tests/run_integration.py --bin build/test/$(PROG)
+	python3 tests/run_integration.py --bin build/test/$(PROG) \
+	    --plain-bin ./$(PROG)
 
 deps:
 	@sh tests/apt-install.sh $(DEPS_PKGS)

@@ -122,6 +122,7 @@ enum cfg_field {
 	F_KEEPALIVE_TIMEOUT_S,
 	F_UPSTREAM_TIMEOUT_S,
 	F_MAX_ATTEMPTS,
+	F_RESOLVER_VALID_S,
 	F_NFIELDS
 };
 
@@ -152,6 +153,7 @@ static const char *const cfg_fields[F_NFIELDS] = {
 	"keepalive_timeout_s",
 	"upstream_timeout_s",
 	"max_attempts",
+	"resolver_valid_s",
 };
 
 enum {
@@ -1498,7 +1500,9 @@ cfg_build(struct cfg_parse *p, const cJSON *root)
 	    cfg_int_field(p, f[F_UPSTREAM_TIMEOUT_S], "upstream_timeout_s", 300,
 	    1, CFG_SECS_MAX, &cfg->upstream_timeout_s) == -1 ||
 	    cfg_int_field(p, f[F_MAX_ATTEMPTS], "max_attempts", 4, 1,
-	    CFG_ATTEMPTS_MAX, &cfg->max_attempts) == -1)
+	    CFG_ATTEMPTS_MAX, &cfg->max_attempts) == -1 ||
+	    cfg_int_field(p, f[F_RESOLVER_VALID_S], "resolver_valid_s", 30, 0,
+	    CFG_SECS_MAX, &cfg->resolver_valid_s) == -1)
 		return -1;
 	return 0;
 }

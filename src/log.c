@@ -179,8 +179,9 @@ log_errno(int pri, const char *fmt, va_list ap)
 	errno = saved;
 }
 
+/* Something failed that the operator must see to: LOG_ERR. */
 void
-log_warn(const char *fmt, ...)
+log_err(const char *fmt, ...)
 {
 	va_list	 ap;
 
@@ -190,12 +191,33 @@ log_warn(const char *fmt, ...)
 }
 
 void
-log_warnx(const char *fmt, ...)
+log_errx(const char *fmt, ...)
 {
 	va_list	 ap;
 
 	va_start(ap, fmt);
 	vlog(LOG_ERR, fmt, ap);
+	va_end(ap);
+}
+
+/* Something went wrong and was dealt with: LOG_WARNING. */
+void
+log_warn(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_errno(LOG_WARNING, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_warnx(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vlog(LOG_WARNING, fmt, ap);
 	va_end(ap);
 }
 

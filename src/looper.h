@@ -113,6 +113,7 @@ struct config {
 	int		  keepalive_timeout_s;	/* idle between requests */
 	int		  upstream_timeout_s;	/* until the answer starts */
 	int		  max_attempts;		/* upstream sends per request */
+	int		  resolver_valid_s;	/* keep a name lookup this long */
 
 	int		  placeholder_keys;	/* keys are the defaults' placeholders */
 
@@ -255,6 +256,11 @@ struct ssl_st	*tls_client(int, const char *, struct ssl_session_st **,
 		    char *, size_t);
 void		 tls_strerror(struct ssl_st *, char *, size_t);
 
+/* resolve.c */
+struct addrinfo;
+int		 resolve_upstream(const char *, const char *, int, int64_t, int,
+		    const struct addrinfo **, char *, size_t);
+
 /* upstream.c */
 struct upstream	*up_new(const struct config *);
 void		 up_free(struct upstream *);
@@ -373,6 +379,10 @@ int	 log_reopen(void);
 void	 log_setlevel(int);
 int	 log_wants(int);
 void	 log_setowner(uid_t);
+void	 log_err(const char *, ...)
+	    __attribute__((__format__ (printf, 1, 2)));
+void	 log_errx(const char *, ...)
+	    __attribute__((__format__ (printf, 1, 2)));
 void	 log_warn(const char *, ...)
 	    __attribute__((__format__ (printf, 1, 2)));
 void	 log_warnx(const char *, ...)

@@ -187,6 +187,6 @@ main(int argc, char *argv[])
 		readyfd = daemonize();
 	looper.master_pid = getpid();
 	if (pidfile_write(looper.pfh) == -1)
-		log_warn("pidfile %s", pidpath);
+		log_err("pidfile %s", pidpath);
 	return master_main(readyfd);
 }

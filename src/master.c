@@ -237,7 +237,7 @@ spawn_worker(void)
 	}
 	switch (pid = fork()) {
 	case -1:
-		log_warn("fork");
+		log_err("fork");
 		board_release(looper.shm, slot);
 		return -1;
 	case 0:
@@ -303,7 +303,7 @@ reap(void)
 			continue;
 		if (WIFEXITED(status) &&
 		    WEXITSTATUS(status) == WRK_EXIT_FATAL) {
-			log_warnx("worker %ld cannot work (exit %d): "
+			log_errx("worker %ld cannot work (exit %d): "
 			    "not respawning, stopping", (long)pid,
 			    WEXITSTATUS(status));
 			stop_spawning = 1;
@@ -311,11 +311,11 @@ reap(void)
 			continue;
 		}
 		if (WIFSIGNALED(status))
-			log_warnx("worker %ld killed by signal %d%s",
+			log_errx("worker %ld killed by signal %d%s",
 			    (long)pid, WTERMSIG(status),
 			    c->stopping ? "" : ", replacing it");
 		else
-			log_warnx("worker %ld exited with %d, replacing it",
+			log_errx("worker %ld exited with %d, replacing it",
 			    (long)pid, WEXITSTATUS(status));
 		if (c->stopping)
 			continue;
@@ -415,7 +415,7 @@ grow_children(int want)
 	if (want <= nchildren)
 		return;
 	if ((n = reallocarray(children, want, sizeof(*n))) == NULL) {
-		log_warn("worker table");
+		log_err("worker table");
 		return;
 	}
 	memset(n + nchildren, 0, sizeof(*n) * (want - nchildren));
@@ -433,21 +433,21 @@ reload(void)
 
 	log_info("reloading %s", looper.conf_path);
 	if ((ncfg = cfg_load(looper.conf_path, err, sizeof(err))) == NULL) {
-		log_warnx("reload failed, keeping the running config: %s",
+		log_errx("reload failed, keeping the running config: %s",
 		    err);
 		record_reload(0, err);
 		return;
 	}
 	if (strcmp(ncfg->listen, ocfg->listen) != 0 &&
 	    (fd = master_listen(ncfg, err, sizeof(err))) == -1) {
-		log_warnx("reload failed, keeping the running config: %s",
+		log_errx("reload failed, keeping the running config: %s",
 		    err);
 		record_reload(0, err);
 		cfg_free(ncfg);
 		return;
 	}
 	if (master_publish(ncfg, err, sizeof(err)) == -1) {
-		log_warnx("reload failed, keeping the running config: %s",
+		log_errx("reload failed, keeping the running config: %s",
 		    err);
 		record_reload(0, err);
 		if (fd != -1)
@@ -615,7 +615,7 @@ master_main(int readyfd)
 		if (spawn_worker() == -1)
 			break;
 	if (wait_ready() == -1) {
-		log_warnx("workers did not start");
+		log_errx("workers did not start");
 		signal_children(SIGKILL, 0);
 		pidfile_remove(looper.pfh);
 		return 1;
@@ -655,7 +655,7 @@ master_main(int readyfd)
 		if (sig_usr1) {
 			sig_usr1 = 0;
 			if (log_reopen() == -1)
-				log_warn("reopening %s", looper.cfg->log_file);
+				log_err("reopening %s", looper.cfg->log_file);
 			else
 				log_info("log file reopened");
 			signal_children(SIGUSR1, 0);

@@ -637,7 +637,7 @@ persist_save(struct shm_header *h, const struct config *cfg, int force)
 		retry_load(h, cfg);
 	if (!ps.gate) {
 		if (!ps.gate_logged)
-			log_warnx("usage file %s: not written: it could not be "
+			log_errx("usage file %s: not written: it could not be "
 			    "read, and writing it would lose what it holds; "
 			    "trying to read it every %d s",
 			    cfg->usage_file, cfg->persist_interval_s);
@@ -645,7 +645,7 @@ persist_save(struct shm_header *h, const struct config *cfg, int force)
 		return -1;
 	}
 	if (snap_take(h, &s) == -1) {
-		log_warnx("usage file %s: out of memory", cfg->usage_file);
+		log_errx("usage file %s: out of memory", cfg->usage_file);
 		return -1;
 	}
 	root = snap_json(&s, cfg, now);
@@ -653,7 +653,7 @@ persist_save(struct shm_header *h, const struct config *cfg, int force)
 	text = root != NULL ? cJSON_PrintUnformatted(root) : NULL;
 	cJSON_Delete(root);
 	if (text == NULL) {
-		log_warnx("usage file %s: out of memory", cfg->usage_file);
+		log_errx("usage file %s: out of memory", cfg->usage_file);
 		return -1;
 	}
 	len = strlen(text);
@@ -665,7 +665,7 @@ persist_save(struct shm_header *h, const struct config *cfg, int force)
 	if (persist_write_file(ps.path, text, len, 0600, NULL, err,
 	    sizeof(err)) == -1) {
 		if (!ps.save_failing)
-			log_warnx("usage file %s: not written: %s; the "
+			log_errx("usage file %s: not written: %s; the "
 			    "previous file is kept, serving goes on, retrying "
 			    "every %d s (logged once until it works)", ps.path,
 			    err, cfg->persist_interval_s);
@@ -1566,7 +1566,7 @@ load(struct shm_header *h, const struct config *cfg, int64_t now,
 			return PERSIST_ABSENT;
 		}
 		if (!ps.load_failing)
-			log_warn("usage file %s: cannot read it; it is not "
+			log_err("usage file %s: cannot read it; it is not "
 			    "written until it can be read", path);
 		ps.load_failing = 1;
 		return PERSIST_ERROR;
@@ -1575,7 +1575,7 @@ load(struct shm_header *h, const struct config *cfg, int64_t now,
 	free(text);
 	if (rv == -2) {
 		if (!ps.load_failing)
-			log_warnx("usage file %s: %s; it is not written until "
+			log_errx("usage file %s: %s; it is not written until "
 			    "it can be read", path, err);
 		ps.load_failing = 1;
 		return PERSIST_ERROR;
@@ -1588,7 +1588,7 @@ load(struct shm_header *h, const struct config *cfg, int64_t now,
 	}
 	if (move_aside(path, to, sizeof(to)) == -1) {
 		if (!ps.load_failing)
-			log_warn("usage file %s: %s, and it cannot be moved "
+			log_err("usage file %s: %s, and it cannot be moved "
 			    "aside; it is not written until it can be", path,
 			    err);
 		ps.load_failing = 1;

@@ -78,7 +78,7 @@ priv_fail(const char *fmt, ...)
 	va_start(ap, fmt);
 	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_warnx("%s", msg);
+	log_errx("%s", msg);
 	if (!looper.foreground)
 		(void)fprintf(stderr, "%s: %s\n", LOOPER_NAME, msg);
 	_exit(WRK_EXIT_FATAL);

@@ -575,13 +575,13 @@ reset_publish(struct shm_header *h, struct config *cfg, int64_t next)
 	h->next_reset = next;
 	shm_unlock(h);
 	if (reset_format(cfg->timezone, next, when, sizeof(when)) == -1) {
-		log_warnx("daily reset: cannot format the next reset time");
+		log_errx("daily reset: cannot format the next reset time");
 		return;
 	}
 	if (strcmp(cfg->next_reset, when) == 0)
 		return;
 	if (reset_writeback(cfg->path, when, err, sizeof(err)) == -1) {
-		log_warnx("daily reset: %s not updated with %s=\"%s\": %s",
+		log_errx("daily reset: %s not updated with %s=\"%s\": %s",
 		    cfg->path, RESET_FIELD, when, err);
 		return;
 	}
@@ -595,7 +595,7 @@ next_from(const struct config *cfg, int64_t now)
 
 	next = reset_next(cfg->timezone, cfg->reset_hour, cfg->reset_min, now);
 	if (next == -1) {
-		log_warnx("daily reset: cannot compute the next %s in %s; "
+		log_errx("daily reset: cannot compute the next %s in %s; "
 		    "trying again in a day", cfg->reset_after, cfg->timezone);
 		next = now + DAY_MS;
 	}

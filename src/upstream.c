@@ -90,6 +90,7 @@ struct upstream {
 	int		 reused;	/* last request: older conn. */
 	int		 stale;		/* failed as a dead kept conn. does */
 	int		 resumed;	/* last handshake resumed */
+	int		 dns_valid_s;	/* resolver_valid_s */
 	int		 watch;		/* the client's socket, or -1 */
 	int		 gone;		/* it hung up while we waited */
 
@@ -361,25 +362,25 @@ fail:
  * A new connection: every address of the host in turn (IPv6 and IPv4, as
  * the resolver orders them), then the TLS handshake.  An address that is
  * not the last gets its share of the time left, so that one black hole
- * does not eat the whole deadline.  The name lookup itself is not bounded
- * by the deadline (getaddrinfo cannot be).
+ * does not eat the whole deadline.  The addresses come from resolve.c,
+ * which bounds a lookup by the deadline too.
  */
 static int
 up_connect(struct upstream *u, int64_t deadline)
 {
-	struct addrinfo	 hints, *res, *ai;
+	const struct addrinfo *res, *ai;
 	char		 why[UP_ERR_MAX];
 	int64_t		 now, slice;
-	int		 gai, n, left, fd = -1, r, serr, rv;
+	int		 n, left, fd = -1, r, serr, rv;
 	int		 offered;
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	if ((gai = getaddrinfo(u->host, u->port, &hints, &res)) != 0) {
-		up_seterr(u, "cannot resolve %s: %s", u->host,
-		    gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
+	if ((rv = resolve_upstream(u->host, u->port, u->dns_valid_s,
+	    deadline, u->watch, &res, why, sizeof(why))) != 0) {
+		if (rv == -2) {
+			u->gone = 1;
+			up_seterr(u, "the client went away");
+		} else
+			up_seterr(u, "%s", why);
 		return -1;
 	}
 	for (n = 0, ai = res; ai != NULL; ai = ai->ai_next)
@@ -394,7 +395,6 @@ up_connect(struct upstream *u, int64_t deadline)
 		if ((fd = up_connect_addr(u, ai, slice)) != -1 || u->gone)
 			break;
 	}
-	freeaddrinfo(res);
 	if (fd == -1)
 		return -1;
 
@@ -504,6 +504,7 @@ up_new(const struct config *cfg)
 	memset(u, 0, offsetof(struct upstream, buf));
 	u->fd = -1;
 	u->watch = -1;
+	u->dns_valid_s = cfg->resolver_valid_s;
 	if (strlcpy(u->host, cfg->upstream_host, sizeof(u->host)) >=
 	    sizeof(u->host) ||
 	    strlcpy(u->port, cfg->upstream_port, sizeof(u->port)) >=

@@ -48,7 +48,8 @@
 
 #define BUF_SIZE	(HTTP_MAX_HEAD + 16 * 1024)
 #define BODY_KEEP	(1024 * 1024)	/* a larger body buffer is freed */
-#define LINGER_MS	2000		/* lingering close, at most */
+#define LINGER_MS	1000		/* lingering close, at most, */
+#define LINGER_IDLE_MS	200		/* and no longer than this idle */
 
 /*
  * Slow request heads while the pool is full (see wait_client): a head may
@@ -779,13 +780,15 @@ body_shrink(struct conn *c)
  * sending the body of a request we refused, and closing a socket with
  * unread bytes sends a reset, which can destroy our answer before the
  * client has read it.  So stop writing, then read and throw away what
- * comes for a short while, until the client closes too.
+ * comes until the client closes too, for a short while only: bytes in
+ * flight arrive within a round trip, and a worker that lingers serves no
+ * one (nginx's lingering_time and lingering_timeout, made small).
  */
 static void
 linger(struct conn *c)
 {
 	char	 sink[4096];
-	int64_t	 end = mono_ms() + LINGER_MS;
+	int64_t	 end = mono_ms() + LINGER_MS, idle;
 	ssize_t	 n;
 
 	if (shutdown(c->fd, SHUT_WR) == -1)
@@ -797,7 +800,8 @@ linger(struct conn *c)
 		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
 		    errno != EINTR))
 			return;
-		if (wait_fd(c->fd, POLLIN, end, 0) != 1)
+		idle = mono_ms() + LINGER_IDLE_MS;
+		if (wait_fd(c->fd, POLLIN, idle < end ? idle : end, 0) != 1)
 			return;
 	}
 }
@@ -879,7 +883,7 @@ worker_main(int slot)
 	(void)mallopt(M_MMAP_THRESHOLD, BODY_KEEP / 4);
 	/* TLS first: the CA file may be readable by root only. */
 	if (tls_init(looper.cfg, errbuf, sizeof(errbuf)) == -1) {
-		log_warnx("worker: upstream TLS: %s", errbuf);
+		log_errx("worker: upstream TLS: %s", errbuf);
 		_exit(WRK_EXIT_FATAL);
 	}
 	priv_drop();	/* before PDEATHSIG: a change of uid clears it */
@@ -958,7 +962,7 @@ worker_main(int slot)
 				/* Pause instead of spinning (relayd). */
 				struct timespec ts = { 0, 100 * 1000 * 1000 };
 
-				log_warn("accept");
+				log_err("accept");
 				nanosleep(&ts, NULL);
 			}
 			continue;

@@ -3,6 +3,8 @@
 #
 #   ca.pem, ca.key               the test CA (EC P-256)
 #   server.pem, server.key       CN localhost, SAN DNS:localhost, IP:127.0.0.1, IP:::1,
+#                                DNS:gemini-looper.test (a name only tests/it/test_dns.py
+#                                resolves, with a DNS server of its own),
 #                                signed by the test CA
 #   other-ca.pem, other-ca.key   a second, unrelated CA
 #   bad-server.pem/.key          same names as server.pem, signed by the OTHER CA
@@ -78,7 +80,7 @@ EOF
 
 ca ca "gemini-looper test CA"
 ca other-ca "gemini-looper OTHER test CA"
-leaf server ca localhost "DNS:localhost,IP:127.0.0.1,IP:::1"
+leaf server ca localhost "DNS:localhost,DNS:gemini-looper.test,IP:127.0.0.1,IP:::1"
 leaf bad-server other-ca localhost "DNS:localhost,IP:127.0.0.1,IP:::1"
 leaf wronghost ca example.invalid "DNS:example.invalid"
 

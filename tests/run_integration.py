@@ -30,10 +30,14 @@ def _alarm(signum, frame):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
+    ap.add_argument("--plain-bin", default=os.path.join(
+        os.path.dirname(HERE), "gemini-looper"),
+        help="the build without sanitizers (memory measurements)")
     ap.add_argument("-k", default="")
     ap.add_argument("--timeout", type=int, default=120)
     args = ap.parse_args()
     lib.BIN = os.path.abspath(args.bin)
+    lib.PLAIN_BIN = os.path.abspath(args.plain_bin)
     tests = []
     itdir = os.path.join(HERE, "it")
     for name in sorted(os.listdir(itdir)):

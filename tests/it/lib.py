@@ -16,7 +16,8 @@ import subprocess
 import tempfile
 import time
 
-BIN = None
+BIN = None          # the daemon built with the sanitizers
+PLAIN_BIN = None    # the one built without (for memory measurements)
 _cleanups = []
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -96,7 +97,9 @@ def cmdline(pid):
 
 
 class Daemon:
-    def __init__(self, **overrides):
+    def __init__(self, bin=None, **overrides):
+        self.bin = bin or BIN
+        self.wrap = []      # a command that runs the binary (unshare ...)
         self.dir = tempfile.mkdtemp(prefix="gl-it-")
         _cleanups.append(lambda: shutil.rmtree(self.dir, True))
         self.port = free_port()
@@ -141,7 +144,8 @@ class Daemon:
 
     def run(self, *args, timeout=30):
         """Run the binary with args; returns CompletedProcess."""
-        return subprocess.run([BIN] + list(args), capture_output=True,
+        return subprocess.run(self.wrap + [self.bin] + list(args),
+                              capture_output=True,
                               text=True, timeout=timeout, cwd=self.dir)
 
     def start(self, *extra):
@@ -156,7 +160,7 @@ class Daemon:
     def start_fg(self, *extra):
         """Start in the foreground (-d); wait for the 'started' log line."""
         self.proc = subprocess.Popen(
-            [BIN, "-d", "-c", self.config_path] + list(extra),
+            [self.bin, "-d", "-c", self.config_path] + list(extra),
             cwd=self.dir, stderr=subprocess.PIPE, text=True)
         self.stderr_lines = []
         for line in self.proc.stderr:

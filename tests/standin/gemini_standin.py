@@ -30,7 +30,8 @@ Config (JSON; also changeable at run time through POST /__standin/config)
                                        # "To monitor your current usage" sentence (2026);
                                        # classic: QuotaFailure, Help, RetryInfo (2025)
      "implicit_cache_min_bytes": 1024, "embedding_dims": 16,
-     "openai_sse_separator": "\n\n"}
+     "openai_sse_separator": "\n\n",
+     "upload_url_key": false}            # X-Goog-Upload-Url carries key=
     Key states: active (default), invalid (same as unlisted: 400 API_KEY_INVALID),
     suspended (403 CONSUMER_SUSPENDED, full key echoed), blocked (403
     API_KEY_SERVICE_BLOCKED), leaked (403 "Your API key was reported as leaked..."),
@@ -54,11 +55,19 @@ Tokens
 
 Magic words in the prompt text (STANDIN:name=value)
     candidates=N  thoughts=N  chunks=N (stream events, default 3)
-    delay_ms=N (between stream events)  sleep_ms=N (before answering)
+    delay_ms=N (between stream events)  sleep_ms=N (before answering); a client
+               that closes the connection meanwhile stops the answer at once
+               (its log entry: completed false, ended)
     status=CODE (answer that error: 500 INTERNAL, 503 UNAVAILABLE, 429 bare, ...)
     echo_key=1 (with status=CODE: the error echoes the full key used, in its
                message and in ErrorInfo metadata, as Google does in some)
-    quota=rpm|tpm|rpd|tpd (answer a full quota 429 of that kind, nothing counted)
+    echo_key=glued|escaped|long (with status=CODE: the key glued to other key
+               characters; JSON-\\u- and %-escaped; or in a body over 64 KiB,
+               across byte 65536)
+    echo_key=header (the answer, error or not, carries the key in headers)
+    close=1 (the answer ends the connection: Connection: close)
+    quota=rpm|tpm|rpd|tpd (answer a full quota 429 of that kind, nothing counted;
+               countTokens too, for rpm and rpd)
     retry_ms=N (the retryDelay that this request's quota 429, forced or real,
                advertises, instead of the computed one)
     legacy_usage=1 (intermediate stream chunks without candidatesTokenCount)
@@ -181,6 +190,24 @@ def error_obj(code, status, message, details=None):
 def status_error(code, message=None):
     status, default = STATUS_MESSAGES.get(code, ("UNKNOWN", "Unknown error."))
     return error_obj(code, status, message or default)
+
+
+def echo_body(code, status, key, how):
+    """An error body, written by hand, that holds key the hostile ways:
+    glued to other key characters, JSON- and percent-escaped, or straddling
+    byte 65536 of a body longer than that."""
+    head = '{"error": {"code": %d, "message": "' % code
+    tail = '", "status": "%s"}}\n' % status
+    if how == "glued":
+        msg = "keys %s_x %s-y %s0 x%s %sZ" % (key, key, key, key, key)
+    elif how == "escaped":
+        msg = "escaped \\u%04x%s and \\u%04X%s and %%%02X%s" % (
+            ord(key[0]), key[1:], ord(key[0]), key[1:20] + "\\u%04x" % ord(key[20]) + key[21:],
+            ord(key[0]), key[1:])
+    else:
+        pad = 65536 - len(head) - 20
+        msg = "p" * pad + key + " " + "q" * 4096
+    return head + msg + tail
 
 
 def rand_id(n=22, alphabet=string.ascii_letters + string.digits + "-_"):
@@ -543,6 +570,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def std_headers(self, ctype):
         self.send_header("Content-Type", ctype)
+        for k, v in getattr(self, "echo_headers", {}).items():
+            self.send_header(k, v)
+        if getattr(self, "close_after", False):
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.send_header("Vary", "Origin, X-Origin, Referer")
         self.send_header("X-XSS-Protection", "0")
         self.send_header("X-Frame-Options", "SAMEORIGIN")
@@ -629,6 +661,22 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def pause(self, seconds):
+        """Waits seconds while generating, as Gemini does; False as soon
+        as the client closes the connection (Gemini then stops).  Nothing
+        arrives on a connection mid-answer but its end."""
+        end = time.time() + seconds
+        while not STOP.is_set():
+            left = end - time.time()
+            if left <= 0:
+                return True
+            try:
+                r, _, _ = select.select([self.connection], [], [], min(left, 0.5))
+            except (OSError, ValueError):
+                return False
+            if r:
+                return False
+
     def stall(self, seconds=3600.0):
         """Send nothing until the client goes away (or the stand-in stops)."""
         self.close_connection = True
@@ -679,6 +727,8 @@ class Handler(BaseHTTPRequestHandler):
             self.url_path.endswith(":streamGenerateContent")
             and (self.query.get("alt") or [""])[0] != "sse")
         self.entry = {"path": self.url_path, "method": self.command}
+        self.echo_headers = {}
+        self.close_after = False
         if not self.url_path.startswith("/__standin/"):
             self.entry["credentials"] = self.all_credentials()
             self.entry["host"] = self.headers.get("Host")
@@ -695,6 +745,11 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def finish_reply(self, st, r):
+        if isinstance(r.body, (str, bytes)):
+            # A body written by hand (escapes json.dumps never makes).
+            self.log_entry(st, r.code)
+            self.send_body(r.code, r.body, headers=r.headers)
+            return
         err = r.body.get("error") if isinstance(r.body, dict) else None
         if err is not None:
             self.entry.setdefault("error_status", err.get("status"))
@@ -1157,10 +1212,19 @@ class Handler(BaseHTTPRequestHandler):
         fault = magic.get("fault")
         if fault and self.early_faults(st, fault):
             return
+        key = self.entry.get("key")
+        echo = magic.get("echo_key")
+        self.close_after = magic.get("close") in ("1", "true")
+        if echo == "header" and key:
+            self.echo_headers = {"X-Debug-Key": key,
+                                 "Link": "<https://example.invalid/?key=%s>" % key,
+                                 "X-Escaped": "%" + "%02X" % ord(key[0]) + key[1:]}
         if "status" in magic:
             code = magic_int(magic, "status", 500, 100, 599)
             body = status_error(code)
-            if magic.get("echo_key") in ("1", "true") and self.entry.get("key"):
+            if echo in ("glued", "escaped", "long") and key:
+                raise Reply(code, echo_body(code, body["error"]["status"], key, echo))
+            if echo in ("1", "true") and key:
                 # Google echoes keys in some error bodies ("Consumer
                 # 'api_key:AIza...'"), in the message and in metadata.
                 body["error"]["message"] += " Consumer 'api_key:%s'." % self.entry["key"]
@@ -1184,8 +1248,12 @@ class Handler(BaseHTTPRequestHandler):
         total = prompt + cand + thoughts
         rec = self.log_entry(st, 200, prompt=prompt, candidates=cand, cached=cached,
                              thoughts=thoughts, total=total, fault=fault)
-        if sleep:
-            time.sleep(sleep)
+        if sleep and not self.pause(sleep):
+            with st.lock:
+                rec["completed"] = False
+                rec["ended"] = time.time()
+            self.close_connection = True
+            return
         rid = rand_id()
         legacy = magic.get("legacy_usage") in ("1", "true")
         streaming = mode in ("sse", "array", "oa_sse")
@@ -1251,8 +1319,9 @@ class Handler(BaseHTTPRequestHandler):
         self.start_chunked(200, ctype)
         sep = st.config.get("openai_sse_separator", "\n\n")
         for i, ev in enumerate(events):
-            if i and delay:
-                time.sleep(delay)
+            if i and delay and not self.pause(delay):
+                self.close_connection = True
+                return False
             if mode == "sse":
                 data = "data: " + oneline(ev) + "\r\n\r\n"
             elif mode == "oa_sse":
@@ -1293,6 +1362,10 @@ class Handler(BaseHTTPRequestHandler):
         self.entry["kind"] = "count"
         inner = body.get("generateContentRequest") or body
         text = gemini_text(inner)
+        # countTokens has a quota of its own: STANDIN:quota=rpm says it
+        # is spent (the generation quotas are untouched).
+        if parse_magic(text).get("quota") in ("rpm", "rpd"):
+            raise self.forced_quota(st, info, model, parse_magic(text)["quota"])
         n = tokens_of(len(text.encode())) + self.check_refs(st, info, inner)
         self.entry["request_tokens"] = n
         self.log_entry(st, 200, prompt=n, total=n)
@@ -1351,6 +1424,9 @@ class Handler(BaseHTTPRequestHandler):
                                    "data": bytearray(), "done": False}
             url = "%s%s?upload_id=%s&upload_protocol=resumable" % (
                 self.base_url(), self.url_path, uid)
+            if st.config.get("upload_url_key"):
+                url = "%s%s?key=%s&upload_id=%s&upload_protocol=resumable" % (
+                    self.base_url(), self.url_path, self.entry["key"], uid)
             self.log_entry(st, 200)
             self.send_body(200, b"", ctype="text/plain; charset=utf-8", headers={
                 "X-Goog-Upload-Status": "active",
