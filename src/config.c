@@ -48,9 +48,10 @@
 #define CFG_DEF_TIMEZONE	"UTC"
 
 /*
- * What cfg_create_default() writes: the seed's shape, placeholder keys, the
- * free tier's published limits, and Pacific time because that is when
- * Gemini resets its daily quotas.  A literal rather than cJSON_Print() so
+ * What cfg_create_default() writes: the seed's shape, placeholder keys,
+ * today's Flash models with their free-tier limits (checked 2026-12-02;
+ * see the README: Google shows them per project in AI Studio), and Pacific
+ * time because that is when Gemini resets its daily quotas.  A literal rather than cJSON_Print() so
  * the file reads like the seed's example (four-space indent) and so that
  * writing it cannot fail half-way through an allocation.
  */
@@ -64,23 +65,23 @@ static const char cfg_default_json[] =
     "        \"YOUR_SECONDARY_GEMINI_API_KEY_1\"\n"
     "    ],\n"
     "    \"models\": {\n"
-    "        \"gemini-2.5-pro\": {\n"
+    "        \"gemini-3.8-flash\": {\n"
     "            \"tpm_limit\": 250000,\n"
     "            \"tpd_limit\": null,\n"
     "            \"rpm_limit\": 5,\n"
-    "            \"rpd_limit\": 100\n"
+    "            \"rpd_limit\": 20\n"
     "        },\n"
-    "        \"gemini-2.5-flash\": {\n"
+    "        \"gemini-3.5-flash-lite\": {\n"
     "            \"tpm_limit\": 250000,\n"
     "            \"tpd_limit\": null,\n"
-    "            \"rpm_limit\": 10,\n"
-    "            \"rpd_limit\": 250\n"
+    "            \"rpm_limit\": 15,\n"
+    "            \"rpd_limit\": 500\n"
     "        }\n"
     "    },\n"
     "    \"reset_after\": \"00:00\",\n"
     "    \"next_quota_reset_datetime\": null,\n"
     "    \"timezone\": \"America/Los_Angeles\",\n"
-    "    \"default_model\": \"gemini-2.5-flash\",\n"
+    "    \"default_model\": \"gemini-3.8-flash\",\n"
     "    \"listen\": \"127.0.0.1:48888\",\n"
     "    \"upstream\": \"https://generativelanguage.googleapis.com\",\n"
     "    \"usage_file\": \"key_usage.json\",\n"

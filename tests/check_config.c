@@ -165,7 +165,9 @@ START_TEST(test_full)
 	    "  \"shutdown_timeout_s\": 0,\n"
 	    "  \"client_timeout_s\": 15,\n"
 	    "  \"keepalive_timeout_s\": 0,\n"
-	    "  \"upstream_timeout_s\": 600\n"
+	    "  \"upstream_timeout_s\": 600,\n"
+	    "  \"max_attempts\": 7,\n"
+	    "  \"resolver_valid_s\": 0\n"
 	    "}\n");
 	ck_assert_msg(cfg != NULL, "%s", err);
 
@@ -252,6 +254,8 @@ START_TEST(test_full)
 	ck_assert_int_eq(cfg->client_timeout_s, 15);
 	ck_assert_int_eq(cfg->keepalive_timeout_s, 0);
 	ck_assert_int_eq(cfg->upstream_timeout_s, 600);
+	ck_assert_int_eq(cfg->max_attempts, 7);
+	ck_assert_int_eq(cfg->resolver_valid_s, 0);
 	cfg_free(cfg);
 }
 END_TEST
@@ -310,6 +314,8 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg->client_timeout_s, 30);
 	ck_assert_int_eq(cfg->keepalive_timeout_s, 5);
 	ck_assert_int_eq(cfg->upstream_timeout_s, 300);
+	ck_assert_int_eq(cfg->max_attempts, 4);
+	ck_assert_int_eq(cfg->resolver_valid_s, 30);
 	ck_assert_int_eq(cfg->placeholder_keys, 0);
 	cfg_free(cfg);
 
@@ -390,15 +396,15 @@ START_TEST(test_create_default)
 	ck_assert_str_eq(cfg->keys[0].key, "YOUR_PRIORITY_GEMINI_API_KEY_1");
 	ck_assert_str_eq(cfg->keys[2].key, "YOUR_SECONDARY_GEMINI_API_KEY_1");
 	ck_assert_uint_eq(cfg->nmodels, 2);
-	ck_assert_str_eq(cfg->models[0].name, "gemini-2.5-pro");
+	ck_assert_str_eq(cfg->models[0].name, "gemini-3.8-flash");
 	ck_assert_int_eq(cfg->models[0].tpm_limit, 250000);
 	ck_assert_int_eq(cfg->models[0].tpd_limit, CFG_NOLIMIT);
 	ck_assert_int_eq(cfg->models[0].rpm_limit, 5);
-	ck_assert_int_eq(cfg->models[0].rpd_limit, 100);
-	ck_assert_str_eq(cfg->models[1].name, "gemini-2.5-flash");
-	ck_assert_int_eq(cfg->models[1].rpm_limit, 10);
-	ck_assert_int_eq(cfg->models[1].rpd_limit, 250);
-	ck_assert_str_eq(cfg->default_model, "gemini-2.5-flash");
+	ck_assert_int_eq(cfg->models[0].rpd_limit, 20);
+	ck_assert_str_eq(cfg->models[1].name, "gemini-3.5-flash-lite");
+	ck_assert_int_eq(cfg->models[1].rpm_limit, 15);
+	ck_assert_int_eq(cfg->models[1].rpd_limit, 500);
+	ck_assert_str_eq(cfg->default_model, "gemini-3.8-flash");
 	ck_assert_str_eq(cfg->reset_after, "00:00");
 	ck_assert_str_eq(cfg->next_reset, "");
 	ck_assert_str_eq(cfg->timezone, "America/Los_Angeles");
@@ -750,6 +756,12 @@ static const struct {
 	    "max_wait_s: must be a non-negative integer (got -1)" },
 	{ WITH("\"max_wait_s\": \"5\""),
 	    "max_wait_s: must be a non-negative integer (got a string)" },
+	{ WITH("\"max_attempts\": 0"),
+	    "max_attempts: must be a positive integer (got 0)" },
+	{ WITH("\"max_attempts\": 65"),
+	    "max_attempts: must be at most 64 (got 65)" },
+	{ WITH("\"resolver_valid_s\": -1"),
+	    "resolver_valid_s: must be a non-negative integer (got -1)" },
 	{ WITH("\"persist_interval_s\": 0"),
 	    "persist_interval_s: must be a positive integer (got 0)" },
 	{ WITH("\"shutdown_timeout_s\": 100000"),

@@ -97,6 +97,41 @@ START_TEST(test_header_lookup)
 }
 END_TEST
 
+/* Authorization: Bearer <token>, and nothing after the token. */
+START_TEST(test_bearer)
+{
+	static const struct {
+		const char	*v;
+		const char	*tok;	/* NULL: refused */
+	} cases[] = {
+		{ "Bearer abc", "abc" },
+		{ "bearer abc", "abc" },
+		{ "BEARER \t abc \t", "abc" },
+		{ "Bearer abc junk", NULL },
+		{ "Bearer abc\tjunk", NULL },
+		{ "Bearer", NULL },
+		{ "Bearer ", NULL },
+		{ "Bearerabc", NULL },
+		{ "Basic abc", NULL },
+		{ "", NULL },
+	};
+	const char	*t;
+	size_t		 i, n;
+
+	ck_assert_ptr_null(http_bearer(NULL, &n));
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		t = http_bearer(cases[i].v, &n);
+		if (cases[i].tok == NULL) {
+			ck_assert_msg(t == NULL, "accepted: %s", cases[i].v);
+			continue;
+		}
+		ck_assert_msg(t != NULL, "refused: %s", cases[i].v);
+		ck_assert_uint_eq(n, strlen(cases[i].tok));
+		ck_assert(memcmp(t, cases[i].tok, n) == 0);
+	}
+}
+END_TEST
+
 START_TEST(test_post_content_length)
 {
 	const char	*s = "POST /v1beta/models/gemini-2.5-flash:generateContent"
@@ -795,6 +830,7 @@ http_suite(void)
 	tc = tcase_create("head");
 	tcase_add_test(tc, test_simple_get);
 	tcase_add_test(tc, test_header_lookup);
+	tcase_add_test(tc, test_bearer);
 	tcase_add_test(tc, test_post_content_length);
 	tcase_add_test(tc, test_pipelined);
 	tcase_add_loop_test(tc, test_partial_heads, 0,

@@ -252,6 +252,99 @@ START_TEST(test_concurrent_reservations)
 }
 END_TEST
 
+/* Requests that cost no quota: any valid key, whatever its state. */
+START_TEST(test_quota_free_ignores_state)
+{
+	struct shm_header	*h = setup(-1, -1, -1, -1);
+	struct shm_pick		 p;
+	int			 all, k1, k2;
+
+	/* p1 sticky, then cooling; p2 exhausted; s1 invalid. */
+	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), 0);
+	shm_cool(h, &p, NOW + 30000, SHM_R_RPM);
+	shm_release(h, &p);
+	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), 0);
+	ck_assert_str_eq(p.key_str, "p2");
+	shm_exhaust(h, &p, SHM_R_RPD);
+	shm_release(h, &p);
+	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), 0);
+	ck_assert_str_eq(p.key_str, "s1");
+	shm_invalidate(h, &p, "test");
+	shm_release(h, &p);
+	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), -1);
+	ck_assert_int_eq(p.all_invalid, 0);
+	/* A models list still goes out, to the first key in order. */
+	ck_assert_int_eq(shm_pick(h, 0, -1, NULL, 0, -1, NOW, &p), 0);
+	ck_assert_str_eq(p.key_str, "p1");
+	ck_assert_int_eq(p.reserved, 0);
+	shm_settle(h, &p, NULL);
+	ck_assert_int_eq(shm_free_ms(h, 0, -1, NOW, &all), 0);
+	/* But never to an invalid key. */
+	k1 = slot_of(h, "p1");
+	k2 = slot_of(h, "p2");
+	shm_lock(h);
+	SHM_KEYS(h)[k1].invalid = 1;
+	SHM_KEYS(h)[k2].invalid = 1;
+	shm_unlock(h);
+	ck_assert_int_eq(shm_pick(h, 0, -1, NULL, 0, -1, NOW, &p), -1);
+	ck_assert_int_eq(p.all_invalid, 1);
+	ck_assert_int_eq(shm_free_ms(h, 0, -1, NOW, &all), -1);
+	ck_assert_int_eq(all, 1);
+	shm_destroy(h);
+}
+END_TEST
+
+/* When the earliest key frees, the keys this request tried included. */
+START_TEST(test_free_counts_tried_keys)
+{
+	struct shm_header	*h = setup(-1, -1, -1, -1);
+	struct shm_pick		 p;
+	int			 ex[3], all;
+	uint64_t		 errors;
+
+	/* p1 cooling 30 s, p2 (tried now) 20 s, s1 (tried) 25 s. */
+	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), 0);
+	shm_cool(h, &p, NOW + 30000, SHM_R_RPM);
+	shm_release(h, &p);
+	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), 0);
+	ck_assert_str_eq(p.key_str, "p2");
+	shm_cool(h, &p, NOW + 20000, SHM_R_RPM);
+	ex[0] = p.key;
+	shm_release(h, &p);
+	ck_assert_int_eq(shm_pick(h, 0, 10, ex, 1, -1, NOW, &p), 0);
+	ck_assert_str_eq(p.key_str, "s1");
+	shm_cool(h, &p, NOW + 25000, SHM_R_RPM);
+	ex[1] = p.key;
+	shm_release(h, &p);
+	ck_assert_int_eq(shm_pick(h, 0, 10, ex, 2, -1, NOW, &p), -1);
+	ck_assert_int_eq(p.wait_ms, 30000);	/* p1: the one left to use */
+	ck_assert_int_eq(p.free_ms, 20000);	/* p2: the earliest of all */
+	ck_assert_int_eq(shm_free_ms(h, 0, 10, NOW, &all), 20000);
+	ck_assert_int_eq(all, 0);
+	/* Excluding every key: none to wait for, one frees in 20 s. */
+	ex[2] = slot_of(h, "p1");
+	ck_assert_int_eq(shm_pick(h, 0, 10, ex, 3, -1, NOW, &p), -1);
+	ck_assert_int_eq(p.wait_ms, -1);
+	ck_assert_int_eq(p.free_ms, 20000);
+
+	/* A request whose client left before it went out: its room comes
+	 * back and no error is counted. */
+	ck_assert_int_eq(shm_pick(h, 1, 10, NULL, 0, -1, NOW, &p), 0);
+	shm_lock(h);
+	errors = SHM_USAGE(h, p.key, 1)->errors;
+	shm_unlock(h);
+	ex[0] = p.key;
+	shm_cancel(h, &p);
+	ck_assert_int_eq(p.key, -1);
+	shm_lock(h);
+	ck_assert_uint_eq(SHM_USAGE(h, ex[0], 1)->errors, errors);
+	ck_assert_uint_eq(SHM_USAGE(h, ex[0], 1)->rpd_used, 0);
+	ck_assert_uint_eq(SHM_USAGE(h, ex[0], 1)->tpd_used, 0);
+	shm_unlock(h);
+	shm_destroy(h);
+}
+END_TEST
+
 Suite *
 pick_suite(void)
 {
@@ -265,6 +358,8 @@ pick_suite(void)
 	tcase_add_test(tc, test_prefer);
 	tcase_add_test(tc, test_unknown_model);
 	tcase_add_test(tc, test_concurrent_reservations);
+	tcase_add_test(tc, test_quota_free_ignores_state);
+	tcase_add_test(tc, test_free_counts_tried_keys);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -57,8 +57,10 @@ def test_autocreated_config():
     st = os.stat(d.config_path)
     assert stat.S_IMODE(st.st_mode) == 0o600
     cfg = json.load(open(d.config_path))
-    assert "gemini-2.5-pro" in cfg["models"]
-    assert "gemini-2.5-flash" in cfg["models"]
+    # Today's Flash models with their free-tier limits (README).
+    assert cfg["models"]["gemini-3.8-flash"]["rpd_limit"] == 20
+    assert cfg["models"]["gemini-3.5-flash-lite"]["rpm_limit"] == 15
+    assert cfg["default_model"] == "gemini-3.8-flash"
     err = "".join(d.stderr_lines)
     assert "created" in err and "placeholder" in err, err
     d.proc.send_signal(signal.SIGTERM)
