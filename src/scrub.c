@@ -11,9 +11,10 @@
  *
  * How: the text is read as characters, twice when it holds a backslash or
  * a percent sign (once as it is, once decoded: JSON's \uXXXX and \x
- * escapes, and %XX).  At each character a bitmap of the secrets' first two
- * characters (8 KiB, it stays in the cache) rules out almost every
- * position; where it does not, the next P characters (P: the shortest
+ * escapes, and %XX).  Bytes that no secret starts with are skipped at
+ * once; at the others a bitmap of the secrets' first two characters
+ * (8 KiB, it stays in the cache) rules out almost every position; where
+ * it does not, the next P characters (P: the shortest
  * secret's length, at most 16) are hashed and looked up in an open-
  * addressed table, and a hit is compared in full.  The longest secret that
  * matches wins.
@@ -45,8 +46,12 @@ struct scrub {
 	size_t		  mask;		/* table slots - 1 */
 	uint64_t	 *th;		/* a slot's hash of a secret's first p */
 	uint32_t	 *ti;		/* its secret's index + 1; 0: empty */
+	uint8_t		  start[256];	/* bytes a secret (or "AIza") starts with */
 	uint8_t		  first2[65536 / 8];	/* bigrams secrets start with */
 };
+
+/* Without a set: Google keys alone. */
+static const uint8_t scrub_start_none[256] = { ['A'] = 1 };
 
 static int
 scrub_hex(int c)
@@ -193,7 +198,9 @@ scrub_fill(struct scrub *s, const char *const *secrets, size_t n)
 		l = (unsigned char)s->sec[i][0] << 8 |
 		    (unsigned char)s->sec[i][1];
 		s->first2[l >> 3] |= 1 << (l & 7);
+		s->start[(unsigned char)s->sec[i][0]] = 1;
 	}
+	s->start['A'] = 1;
 }
 
 /*
@@ -344,16 +351,25 @@ scrub_mask(const struct scrub_hit *hit, char *m)
 static size_t
 scrub_pass(const struct scrub *s, char *b, size_t len, int decode)
 {
+	const uint8_t	*start = s != NULL ? s->start : scrub_start_none;
 	struct scrub_hit hit;
 	unsigned char	 c0, c1;
 	char		 m[16];
-	size_t		 i = 0, j, w0, w1, w = 0, copied = 0, ml;
+	size_t		 i = 0, w0, w = 0, copied = 0, ml;
 
-	if (len < 2)
-		return len;
-	w0 = scrub_char(b, len, 0, decode, &c0);
-	while ((j = i + w0) < len) {
-		w1 = scrub_char(b, len, j, decode, &c1);
+	while (i + 1 < len) {
+		/* Fast over bytes no secret starts with.  Decoded, an escape
+		 * starts at its backslash or percent sign, and is stepped
+		 * over whole: no match starts inside one. */
+		if (!start[(unsigned char)b[i]] && (!decode ||
+		    (b[i] != '\\' && b[i] != '%'))) {
+			i++;
+			continue;
+		}
+		w0 = scrub_char(b, len, i, decode, &c0);
+		if (i + w0 >= len)
+			break;
+		(void)scrub_char(b, len, i + w0, decode, &c1);
 		if (((c0 == 'A' && c1 == 'I') || (s != NULL &&
 		    scrub_bigram(s, c0, c1))) && scrub_match(s, b, len, i,
 		    decode, &hit)) {
@@ -363,14 +379,9 @@ scrub_pass(const struct scrub *s, char *b, size_t len, int decode)
 			memcpy(b + w, m, ml);
 			w += ml;
 			copied = i = hit.end;
-			if (i >= len)
-				break;
-			w0 = scrub_char(b, len, i, decode, &c0);
 			continue;
 		}
-		i = j;
-		c0 = c1;
-		w0 = w1;
+		i += w0;
 	}
 	memmove(b + w, b + copied, len - copied);
 	return w + len - copied;
