@@ -160,7 +160,7 @@ uninstall:
 # regressions through the same targets built with gcc and ASan/UBSan.
 FUZZ_CC	 = clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = http scan classify config
+FUZZ_TARGETS = http scan classify config scrub
 FUZZ_LIBSRCS = src/http.c src/gemini.c src/config.c src/log.c src/util.c \
 		 src/scrub.c
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -g -O1 -Isrc -Ishm -Ibuild \
@@ -170,6 +170,7 @@ FUZZ_MAXLEN_http = 70000
 FUZZ_MAXLEN_scan = 32768
 FUZZ_MAXLEN_classify = 8192
 FUZZ_MAXLEN_config = 4096
+FUZZ_MAXLEN_scrub = 4096
 FUZZ_RUNS = $(FUZZ_TARGETS:%=fuzz-%)
 FUZZ_REPLAYS = $(FUZZ_TARGETS:%=build/test/replay_%)
 

@@ -17,7 +17,10 @@
  *    its client has gone.
  *
  * One cache per process (a worker talks to one upstream; test_key too).
- * IP literals are never looked up.  No locks; glibc runs the lookup in a
+ * IP literals are never looked up.  (glibc's lookup thread, and its
+ * stack, cost a worker some 30 KiB of memory of its own once it has
+ * looked up a name: a resolver process of the pool's, writing addresses
+ * into shared memory, would save that.)  No locks; glibc runs the lookup in a
  * thread of its own, which touches nothing but the request below.
  */
 #include <sys/socket.h>
@@ -43,6 +46,7 @@ static struct {
 	int64_t		 fresh_until;	/* mono ms: look up again after */
 	struct gaicb	 req;		/* the lookup under way */
 	int		 pending;
+	int		 numeric;	/* 1: an IP literal; -1: a name */
 } rs;
 
 /* Did the client (fd, -1: none) hang up? */
@@ -158,6 +162,19 @@ resolve_upstream(const char *host, const char *port, int valid_s,
 		rs.hints.ai_flags = AI_NUMERICSERV;
 	}
 	err[0] = '\0';
+	if (rs.ai == NULL && rs.numeric == 0) {
+		/* An IP literal needs no lookup, nor a thread to make it. */
+		rs.hints.ai_flags |= AI_NUMERICHOST;
+		rv = getaddrinfo(host, port, &rs.hints, &rs.ai);
+		rs.hints.ai_flags &= ~AI_NUMERICHOST;
+		rs.numeric = rv == 0 ? 1 : -1;
+		if (rv != 0)
+			rs.ai = NULL;
+	}
+	if (rs.numeric == 1) {
+		*out = rs.ai;
+		return 0;
+	}
 	if (resolve_done(valid_s, err, errlen) == -1 && rs.ai != NULL)
 		log_warnx("%s; going on with the addresses it had", err);
 	if (rs.ai != NULL) {

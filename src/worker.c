@@ -881,6 +881,8 @@ worker_main(int slot)
 	/* A fixed threshold (glibc's moves up to 32 MiB after a big free):
 	 * a large request body is mmap()ed, and free() gives it back. */
 	(void)mallopt(M_MMAP_THRESHOLD, BODY_KEEP / 4);
+	/* One arena: the resolver's thread (resolve.c) needs no other. */
+	(void)mallopt(M_ARENA_MAX, 1);
 	/* TLS first: the CA file may be readable by root only. */
 	if (tls_init(looper.cfg, errbuf, sizeof(errbuf)) == -1) {
 		log_errx("worker: upstream TLS: %s", errbuf);
