@@ -349,7 +349,8 @@ scrub_mask(const struct scrub_hit *hit, char *m)
 }
 
 static size_t
-scrub_pass(const struct scrub *s, char *b, size_t len, int decode)
+scrub_pass(const struct scrub *s, char *b, size_t len, int decode,
+    int *hits)
 {
 	const uint8_t	*start = s != NULL ? s->start : scrub_start_none;
 	struct scrub_hit hit;
@@ -379,6 +380,7 @@ scrub_pass(const struct scrub *s, char *b, size_t len, int decode)
 			memcpy(b + w, m, ml);
 			w += ml;
 			copied = i = hit.end;
+			(*hits)++;
 			continue;
 		}
 		i += w0;
@@ -391,13 +393,24 @@ scrub_pass(const struct scrub *s, char *b, size_t len, int decode)
  * Masks, in place, every secret of s (NULL: none) and every Google key in
  * b[0..len), as they stand and as they read once decoded.  Returns the new
  * length (never more than len).
+ *
+ * Until nothing is found: a mask shows its secret's last 4 characters,
+ * and they may begin another secret that overlapped it (or a Google key
+ * may swallow the start of a secret), which the next round then masks.
+ * Every mask is shorter than what it replaces, so the rounds end; a text
+ * with nothing in it takes one.  Scrubbing twice is once.
  */
 size_t
 scrub_text(const struct scrub *s, char *b, size_t len)
 {
-	len = scrub_pass(s, b, len, 0);
-	if (memchr(b, '\\', len) != NULL || memchr(b, '%', len) != NULL)
-		len = scrub_pass(s, b, len, 1);
+	int	 hits;
+
+	do {
+		hits = 0;
+		len = scrub_pass(s, b, len, 0, &hits);
+		if (memchr(b, '\\', len) != NULL || memchr(b, '%', len) != NULL)
+			len = scrub_pass(s, b, len, 1, &hits);
+	} while (hits > 0);
 	return len;
 }
 

@@ -208,6 +208,27 @@ START_TEST(t_scrub_short_and_many)
 }
 END_TEST
 
+/* Secrets that overlap: a mask shows its last 4 characters, which must
+ * not bring back another secret that began among them.  (Found by
+ * tests/fuzz/fuzz_scrub.c.) */
+START_TEST(t_scrub_overlaps)
+{
+	const char	*two[] = { "abcdefghijklmnop1234", "1234-the-other-secret" };
+	const char	*aq[] = { "AQ.Ab8RN6FuzzPoolKeyTwo0000000000000k002" };
+	char		 buf[256];
+
+	scrub(buf, sizeof(buf), "x abcdefghijklmnop1234-the-other-secret y",
+	    two, 2);
+	ck_assert_ptr_null(strstr(buf, two[1]));
+	ck_assert_ptr_null(strstr(buf, two[0]));
+	/* A Google-shaped run that swallows a secret's first characters. */
+	scrub(buf, sizeof(buf), "AIzaSyDUMMYdummyAM0123456789abcdef%41jK"
+	    "AQ.Ab8RN6F%75zzPoolKeyTwo0000000000000k002LM", aq, 1);
+	ck_assert_ptr_null(strstr(buf, "Ab8RN6FuzzPool"));
+	ck_assert_ptr_null(strstr(buf, "Ab8RN6F%75zzPool"));
+}
+END_TEST
+
 /* A key cut anywhere by the end of the text: its first part is no key. */
 START_TEST(t_scrub_every_cut)
 {
@@ -245,6 +266,7 @@ scrub_suite(void)
 	tcase_add_test(tc, t_scrub_tokens);
 	tcase_add_test(tc, t_scrub_short_and_many);
 	tcase_add_test(tc, t_scrub_every_cut);
+	tcase_add_test(tc, t_scrub_overlaps);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -8,7 +8,9 @@
  * text: the result is never longer; neither the key nor any secret of the
  * set stands in it, read as it is or decoded; scrubbing it again changes
  * nothing; and text without a secret or a Google-shaped key in it comes
- * back byte for byte.
+ * back byte for byte.  (This target found that a mask's last 4 characters
+ * can begin a secret that overlapped it: scrub_text() now goes round
+ * until nothing is found.)
  */
 #include <stdint.h>
 #include <stdlib.h>
