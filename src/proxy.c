@@ -668,13 +668,10 @@ send_head(struct px *x, int chunked, int64_t length, const char *body,
 	append(h, PX_HEAD_MAX, &len, "HTTP/1.1 %d %s\r\nDate: %s\r\n",
 	    r->status, http_reason(r->status), conn_date());
 	for (i = 0; i < r->nhdr; i++) {
-		char	*n = r->hdr[i].name, *v = r->hdr[i].value;
+		const char *n = r->hdr[i].name, *v = r->hdr[i].value;
 
 		if (drop_response_header(n))
 			continue;
-		/* No secret leaves in a header, whatever the status. */
-		n[scrub(n, strlen(n))] = '\0';
-		v[scrub(v, strlen(v))] = '\0';
 		if (strcasecmp(n, "x-goog-upload-url") == 0 &&
 		    rewrite_upload_url(x, v, url, sizeof(url)) == 0) {
 			if (query_param(strchr(v, '?') != NULL ?
@@ -686,7 +683,6 @@ send_head(struct px *x, int chunked, int64_t length, const char *body,
 				    x->pick.key);
 			}
 			v = url;
-			v[scrub(v, strlen(v))] = '\0';
 		}
 		append_field(h, PX_HEAD_MAX, &len, n, v);
 	}
@@ -710,6 +706,9 @@ send_head(struct px *x, int chunked, int64_t length, const char *body,
 		append(h, PX_HEAD_MAX, &len, "Connection: keep-alive\r\n");
 	if (append(h, PX_HEAD_MAX, &len, "\r\n") == -1)
 		return -1;
+	/* No secret leaves in a header, whatever the status: the whole
+	 * head is scrubbed at once (a mask only shortens a line). */
+	len = scrub(h, len);
 	c->status = r->status;
 	c->sent_head = 1;
 	iov[0].iov_base = h;

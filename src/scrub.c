@@ -37,6 +37,7 @@
 #define SCRUB_GKEY	39	/* "AIza" + 35 */
 #define SCRUB_ELLIPSIS	"\xe2\x80\xa6"	/* U+2026 in UTF-8 */
 #define SCRUB_NOTASCII	0x80	/* what a \u escape above 0x7f decodes to */
+#define SCRUB_NFIND	8	/* start bytes looked for with memchr() */
 
 struct scrub {
 	const char	**sec;		/* the secrets: the caller's strings */
@@ -47,6 +48,8 @@ struct scrub {
 	uint64_t	 *th;		/* a slot's hash of a secret's first p */
 	uint32_t	 *ti;		/* its secret's index + 1; 0: empty */
 	uint8_t		  start[256];	/* bytes a secret (or "AIza") starts with */
+	unsigned char	  find[SCRUB_NFIND];	/* the same, when that few */
+	int		  nfind;	/* how many; 0: too many, use start[] */
 	uint8_t		  first2[65536 / 8];	/* bigrams secrets start with */
 };
 
@@ -201,6 +204,62 @@ scrub_fill(struct scrub *s, const char *const *secrets, size_t n)
 		s->start[(unsigned char)s->sec[i][0]] = 1;
 	}
 	s->start['A'] = 1;
+	for (i = 0; i < 256; i++) {
+		if (!s->start[i])
+			continue;
+		if (s->nfind == SCRUB_NFIND) {
+			s->nfind = 0;	/* too many for memchr() */
+			break;
+		}
+		s->find[s->nfind++] = (unsigned char)i;
+	}
+}
+
+/*
+ * The next byte, at i or after, that a secret (or, decoded, an escape)
+ * may start with: a memchr() per such byte, each kept until passed, so
+ * that text is skipped as fast as memchr() goes.
+ */
+struct scrub_finder {
+	unsigned char	 c[SCRUB_NFIND + 2];
+	size_t		 at[SCRUB_NFIND + 2];	/* its next place; len: none */
+	int		 n;
+};
+
+static void
+scrub_finder_init(struct scrub_finder *f, const unsigned char *find, int n,
+    int decode)
+{
+	int	 k;
+
+	f->n = 0;
+	for (k = 0; k < n; k++)
+		f->c[f->n++] = find[k];
+	if (decode) {
+		f->c[f->n++] = '\\';
+		f->c[f->n++] = '%';
+	}
+	for (k = 0; k < f->n; k++)
+		f->at[k] = 0;
+}
+
+static size_t
+scrub_finder_next(struct scrub_finder *f, const char *b, size_t len,
+    size_t i)
+{
+	const char	*p;
+	size_t		 best = len;
+	int		 k;
+
+	for (k = 0; k < f->n; k++) {
+		if (f->at[k] < i) {
+			p = memchr(b + i, f->c[k], len - i);
+			f->at[k] = p != NULL ? (size_t)(p - b) : len;
+		}
+		if (f->at[k] < best)
+			best = f->at[k];
+	}
+	return best;
 }
 
 /*
@@ -352,17 +411,27 @@ static size_t
 scrub_pass(const struct scrub *s, char *b, size_t len, int decode,
     int *hits)
 {
+	static const unsigned char only_a[1] = { 'A' };
 	const uint8_t	*start = s != NULL ? s->start : scrub_start_none;
+	struct scrub_finder f;
 	struct scrub_hit hit;
 	unsigned char	 c0, c1;
 	char		 m[16];
 	size_t		 i = 0, w0, w = 0, copied = 0, ml;
+	int		 fast = s == NULL || s->nfind > 0;
 
+	if (fast)
+		scrub_finder_init(&f, s != NULL ? s->find : only_a,
+		    s != NULL ? s->nfind : 1, decode);
 	while (i + 1 < len) {
 		/* Fast over bytes no secret starts with.  Decoded, an escape
 		 * starts at its backslash or percent sign, and is stepped
-		 * over whole: no match starts inside one. */
-		if (!start[(unsigned char)b[i]] && (!decode ||
+		 * over whole: no match starts inside one.  (Bytes at and
+		 * after i are never written: masks go before them.) */
+		if (fast) {
+			if ((i = scrub_finder_next(&f, b, len, i)) + 1 >= len)
+				break;
+		} else if (!start[(unsigned char)b[i]] && (!decode ||
 		    (b[i] != '\\' && b[i] != '%'))) {
 			i++;
 			continue;
