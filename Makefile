@@ -102,7 +102,13 @@ $(BROWSER_NPM): tests/browser/package.json tests/browser/package-lock.json
 	npm ci --prefix tests/browser --no-audit --no-fund
 	@touch $@
 
-integration: $(PROG) build/test/$(PROG) $(BROWSER_NPM)
+# The SDK tests' packages (tests/sdk), the same way.
+SDK_NPM = tests/sdk/node_modules/.package-lock.json
+$(SDK_NPM): tests/sdk/package.json tests/sdk/package-lock.json
+	npm ci --prefix tests/sdk --no-audit --no-fund
+	@touch $@
+
+integration: $(PROG) build/test/$(PROG) $(BROWSER_NPM) $(SDK_NPM)
 	python3 tests/standin/selftest.py
 	python3 tests/run_integration.py --bin build/test/$(PROG) \
 	    --plain-bin ./$(PROG)
