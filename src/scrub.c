@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "looper.h"
 #include "scrub.h"
 
 #define SCRUB_MIN	4	/* shorter secrets are not looked for */
@@ -56,18 +57,6 @@ struct scrub {
 /* Without a set: Google keys alone. */
 static const uint8_t scrub_start_none[256] = { ['A'] = 1 };
 
-static int
-scrub_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* [A-Za-z0-9_-]: what follows "AIza" in a Google API key. */
 static int
 scrub_gch(int c)
@@ -90,8 +79,8 @@ scrub_char(const char *b, size_t len, size_t i, int decode, unsigned char *c)
 	if (!decode)
 		return 1;
 	if (b[i] == '%' && i + 2 < len &&
-	    (h[0] = scrub_hex((unsigned char)b[i + 1])) >= 0 &&
-	    (h[1] = scrub_hex((unsigned char)b[i + 2])) >= 0) {
+	    (h[0] = http_hexval((unsigned char)b[i + 1])) >= 0 &&
+	    (h[1] = http_hexval((unsigned char)b[i + 2])) >= 0) {
 		*c = (unsigned char)(h[0] << 4 | h[1]);
 		return 3;
 	}
@@ -99,7 +88,8 @@ scrub_char(const char *b, size_t len, size_t i, int decode, unsigned char *c)
 		return 1;
 	if (b[i + 1] == 'u' && i + 5 < len) {
 		for (v = 0, k = 0; k < 4; k++) {
-			if ((h[k] = scrub_hex((unsigned char)b[i + 2 + k])) < 0)
+			h[k] = http_hexval((unsigned char)b[i + 2 + k]);
+			if (h[k] < 0)
 				break;
 			v = v << 4 | h[k];
 		}

@@ -12,10 +12,11 @@
 
 #include "looper.h"
 #include "shm.h"
+#include "check_fixtures.h"
 #include "check_suites.h"
 
 /* Fakes of the right shapes; none of them was ever a key. */
-#define K1	"AIzaSyDUMMYdummy0123456789abcdefghijKLM"
+#define K1	FIX_KEY
 #define K2	"AIzaSyB_other-key_0123456789ABCDEFGHIJK"
 
 static void
@@ -351,18 +352,6 @@ static const char b400_other[] =
 "\"INVALID_ARGUMENT\", \"details\": [{\"@type\": \"type.googleapis.com/"
 "google.rpc.BadRequest\", \"fieldViolations\": [{\"description\": \"x\"}]}]}}";
 
-/* continue #10902: the full key echoed twice. */
-static const char b403_suspended[] =
-"{\n  \"error\": {\n    \"code\": 403,\n    \"message\": \"Permission denied: "
-"Consumer 'api_key:" K1 "' has been suspended.\",\n    \"status\": "
-"\"PERMISSION_DENIED\",\n    \"details\": [\n      {\n        \"@type\": "
-"\"type.googleapis.com/google.rpc.ErrorInfo\",\n        \"reason\": "
-"\"CONSUMER_SUSPENDED\",\n        \"domain\": \"googleapis.com\",\n"
-"        \"metadata\": {\n          \"consumer\": \"projects/895908428397\",\n"
-"          \"service\": \"generativelanguage.googleapis.com\",\n"
-"          \"containerInfo\": \"api_key:" K1 "\"\n        }\n      }\n    ]\n"
-"  }\n}\n";
-
 /* continue #10513. */
 static const char b403_leaked[] =
 "{\n  \"error\": {\n    \"code\": 403,\n    \"message\": \"Your API key was "
@@ -414,7 +403,7 @@ START_TEST(t_invalid_key)
 	ck_assert_int_eq(v.action, GEM_INVALID);
 	ck_assert_int_eq(v.reason, SHM_R_INVALID);
 
-	classify(403, b403_suspended, &v);
+	classify(403, fix_b403_suspended, &v);
 	ck_assert_int_eq(v.action, GEM_INVALID);
 	ck_assert_int_eq(v.reason, SHM_R_INVALID);
 	ck_assert_str_eq(v.why, "CONSUMER_SUSPENDED");
@@ -429,8 +418,8 @@ START_TEST(t_invalid_key)
 	ck_assert_str_eq(v.why, "API_KEY_SERVICE_BLOCKED");
 
 	/* Truncated suspension: the raw text still tells. */
-	gem_classify(403, b403_suspended, (size_t)(strstr(b403_suspended,
-	    "suspended.") - b403_suspended) + 10, &v);
+	gem_classify(403, fix_b403_suspended, (size_t)(strstr(fix_b403_suspended,
+	    "suspended.") - fix_b403_suspended) + 10, &v);
 	ck_assert_int_eq(v.action, GEM_INVALID);
 	ck_assert_ptr_null(strstr(v.why, "AIza"));
 }

@@ -11,25 +11,14 @@
 #include <check.h>
 
 #include "scrub.h"
+#include "check_fixtures.h"
 #include "check_suites.h"
 
 /* Fakes of the right shapes; none of them was ever a key. */
-#define K1	"AIzaSyDUMMYdummy0123456789abcdefghijKLM"
+#define K1	FIX_KEY
 #define K2	"AIzaSyB_other-key_0123456789ABCDEFGHIJK"
 #define KAQ	"AQ.Ab8RN6LdummyPoolKeyValue0123456789xyz"
 #define ELL	"\xe2\x80\xa6"
-
-/* Google's answer for a suspended key: the key in two places. */
-static const char b403_suspended[] =
-"{\n  \"error\": {\n    \"code\": 403,\n    \"message\": \"Permission denied: "
-"Consumer 'api_key:" K1 "' has been suspended.\",\n    \"status\": "
-"\"PERMISSION_DENIED\",\n    \"details\": [\n      {\n        \"@type\": "
-"\"type.googleapis.com/google.rpc.ErrorInfo\",\n        \"reason\": "
-"\"CONSUMER_SUSPENDED\",\n        \"domain\": \"googleapis.com\",\n"
-"        \"metadata\": {\n          \"consumer\": \"projects/895908428397\",\n"
-"          \"service\": \"generativelanguage.googleapis.com\",\n"
-"          \"containerInfo\": \"api_key:" K1 "\"\n        }\n      }\n    ]\n"
-"  }\n}\n";
 
 /* in, scrubbed with the secrets keys[0..n), into buf (a string). */
 static size_t
@@ -61,7 +50,7 @@ START_TEST(t_scrub)
 	ck_assert_uint_eq(strlen(K2), 39);
 
 	/* In the message and in a JSON metadata field, not in the pool. */
-	n = scrub(buf, sizeof(buf), b403_suspended, pool, 2);
+	n = scrub(buf, sizeof(buf), fix_b403_suspended, pool, 2);
 	ck_assert_uint_eq(n, strlen(buf));
 	ck_assert_ptr_null(strstr(buf, K1));
 	ck_assert_ptr_nonnull(strstr(buf,
@@ -109,7 +98,7 @@ START_TEST(t_scrub)
 	{
 		char	 once[4096];
 
-		n = scrub(once, sizeof(once), b403_suspended, pool, 2);
+		n = scrub(once, sizeof(once), fix_b403_suspended, pool, 2);
 		ck_assert_uint_eq(scrub(buf, sizeof(buf), once, pool, 2), n);
 		ck_assert_str_eq(buf, once);
 	}

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "looper.h"
 #include "scrub.h"
 #include "fuzz.h"
 
@@ -27,16 +28,11 @@ static const char *const pool[] = {
 };
 #define NPOOL	(sizeof(pool) / sizeof(pool[0]))
 
+/* The value of the hex digit at p, or -1. */
 static int
-hexval(int c)
+hex(const char *p)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	return http_hexval((unsigned char)*p);
 }
 
 /* b[0..n) read as scrub.c decodes it, into out; returns its length. */
@@ -47,16 +43,15 @@ decode(const char *b, size_t n, char *out)
 	int	 v, k, h;
 
 	while (i < n) {
-		if (b[i] == '%' && i + 2 < n && hexval(b[i + 1]) >= 0 &&
-		    hexval(b[i + 2]) >= 0) {
-			out[o++] = (char)(hexval(b[i + 1]) << 4 |
-			    hexval(b[i + 2]));
+		if (b[i] == '%' && i + 2 < n && hex(b + i + 1) >= 0 &&
+		    hex(b + i + 2) >= 0) {
+			out[o++] = (char)(hex(b + i + 1) << 4 | hex(b + i + 2));
 			i += 3;
 			continue;
 		}
 		if (b[i] == '\\' && i + 5 < n && b[i + 1] == 'u') {
 			for (v = 0, k = 0; k < 4; k++) {
-				if ((h = hexval(b[i + 2 + k])) < 0)
+				if ((h = hex(b + i + 2 + k)) < 0)
 					break;
 				v = v << 4 | h;
 			}

@@ -152,17 +152,22 @@ def _gone_logged(d, path_part):
                     "an access line with status=499")
 
 
+def _post(d, body):
+    """A generateContent sent on a socket of our own, left open."""
+    sock = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    sock.sendall(b"POST " + (GEN % FLASH).encode() + b" HTTP/1.1\r\n"
+                 b"Host: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    return sock
+
+
 def test_edges_client_gone_while_the_answer_is_generated():
     si = StandIn()
     d = proxy_daemon(si)
     d.start()
     since = si.last_seq()
-    text = "think long STANDIN:sleep_ms=15000"
-    sock = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-    body = gbody(text)
-    sock.sendall(b"POST " + (GEN % FLASH).encode() + b" HTTP/1.1\r\n"
-                 b"Host: x\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    body = gbody("think long STANDIN:sleep_ms=15000")
+    sock = _post(d, body)
     e = _standin_entry(si, since, lambda e: e.get("kind") == "generate")
     assert e.get("completed") is None and e["key"] == K1, e
     t_close = time.time()
@@ -233,10 +238,7 @@ def test_edges_client_gone_while_waiting_for_a_key():
     d.start()
     assert gen(d, FLASH, "fills the minute")[0] == 200
     since = si.last_seq()
-    sock = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-    body = gbody("waits")
-    sock.sendall(b"POST " + (GEN % FLASH).encode() + b" HTTP/1.1\r\n"
-                 b"Host: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    sock = _post(d, gbody("waits"))
     wait_for(lambda: _waiting(status_data(d)), 5, "a worker waiting")
     t_close = time.monotonic()
     sock.close()
