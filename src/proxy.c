@@ -36,9 +36,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "classify.h"
+#include "inspect.h"
 #include "looper.h"
 #include "scrub.h"
 #include "shm.h"
+#include "usagescan.h"
 
 #define PX_ERRBODY_MAX		(64 * 1024)	/* error answers read whole */
 #define PX_NAMESCAN_MAX		(64 * 1024)	/* answers scanned for names */

@@ -10,7 +10,10 @@
 
 #include <check.h>
 
+#include "classify.h"
+#include "inspect.h"
 #include "looper.h"
+#include "usagescan.h"
 #include "shm.h"
 #include "check_fixtures.h"
 #include "check_suites.h"

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "classify.h"
 #include "looper.h"
 #include "fuzz.h"
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "looper.h"
+#include "usagescan.h"
 #include "fuzz.h"
 
 #define BYTEWISE_MAX	4096	/* longer answers: whole and split only */
