@@ -31,6 +31,8 @@
 #include <cjson/cJSON.h>
 #include <openssl/evp.h>
 
+#include "config.h"
+#include "log.h"
 #include "looper.h"
 #include "scrub.h"
 

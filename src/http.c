@@ -18,7 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "looper.h"
+#include "http.h"
 
 #define HTTP_CHUNK_MAX		((uint64_t)1 << 62)	/* largest chunk */
 #define HTTP_CHUNK_LINE_MAX	4096	/* chunk-size line with extensions */

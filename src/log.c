@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "looper.h"
 
 static int	 log_fd = STDERR_FILENO;

@@ -23,8 +23,13 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "config.h"
+#include "log.h"
 #include "looper.h"
+#include "master.h"
+#include "priv.h"
 #include "shm.h"
+#include "tls.h"
 
 
 

@@ -37,8 +37,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
+#include "log.h"
 #include "looper.h"
+#include "master.h"
+#include "persist.h"
+#include "priv.h"
+#include "reset.h"
 #include "shm.h"
+#include "tls.h"
+#include "util.h"
+#include "worker.h"
 
 #define SPAWN_MAX_PER_TICK	32
 #define REAP_MAX_PER_TICK	8

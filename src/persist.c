@@ -62,8 +62,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "looper.h"
+#include "config.h"
+#include "log.h"
+#include "persist.h"
 #include "shm.h"
+#include "util.h"
 
 #define PERSIST_VERSION		1
 #define PERSIST_FILE_MAX	(1024LL * 1024 * 1024)

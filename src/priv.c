@@ -39,7 +39,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
+#include "log.h"
 #include "looper.h"
+#include "priv.h"
 
 /*
  * Master, at start and after a reload that succeeded: say whether the

@@ -37,11 +37,19 @@
 #include <unistd.h>
 
 #include "classify.h"
+#include "config.h"
+#include "http.h"
 #include "inspect.h"
+#include "log.h"
 #include "looper.h"
+#include "proxy.h"
+#include "route.h"
 #include "scrub.h"
 #include "shm.h"
+#include "upstream.h"
 #include "usagescan.h"
+#include "util.h"
+#include "worker.h"
 
 #define PX_ERRBODY_MAX		(64 * 1024)	/* error answers read whole */
 #define PX_NAMESCAN_MAX		(64 * 1024)	/* answers scanned for names */

@@ -40,7 +40,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "looper.h"
+#include "config.h"
+#include "log.h"
+#include "persist.h"
+#include "reset.h"
 #include "shm.h"
 
 #define RESET_FIELD	"next_quota_reset_datetime"

@@ -34,7 +34,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "looper.h"
+#include "log.h"
+#include "resolve.h"
+#include "util.h"
 
 #define RESOLVE_SLICE_MS	50	/* how often a wait looks at the client */
 

@@ -8,7 +8,10 @@
 
 #include <bsd/string.h>
 
-#include "looper.h"
+#include "proxy.h"
+#include "route.h"
+#include "status.h"
+#include "worker.h"
 
 /* Does the len bytes at path start with p? */
 int

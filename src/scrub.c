@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "looper.h"
+#include "http.h"
 #include "scrub.h"
 
 #define SCRUB_MIN	4	/* shorter secrets are not looked for */

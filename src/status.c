@@ -61,9 +61,16 @@
 #include <strings.h>
 #include <time.h>
 
+#include "config.h"
+#include "http.h"
 #include "looper.h"
+#include "route.h"
 #include "scrub.h"
 #include "shm.h"
+#include "status.h"
+#include "upstream.h"
+#include "util.h"
+#include "worker.h"
 
 /* The dashboard's files, generated from web/ by tests/embed.sh. */
 struct web_file {

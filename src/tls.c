@@ -38,7 +38,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "looper.h"
+#include "config.h"
+#include "log.h"
+#include "tls.h"
 
 static SSL_CTX			*tls_ctx;
 static const struct config	*tls_ctx_cfg;	/* tls_prepare() built it */

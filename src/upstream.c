@@ -48,7 +48,13 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "looper.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "resolve.h"
+#include "tls.h"
+#include "upstream.h"
+#include "util.h"
 
 #define UP_READ_MAX	(16 * 1024)	/* one TLS record's worth */
 #define UP_BUF_SIZE	(UP_MAX_HEAD + UP_READ_MAX)

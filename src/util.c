@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "looper.h"
+#include "util.h"
 
 /* Wall-clock milliseconds since the epoch: what until-times are kept in. */
 int64_t

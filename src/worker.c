@@ -43,8 +43,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
+#include "http.h"
+#include "log.h"
 #include "looper.h"
+#include "priv.h"
+#include "route.h"
 #include "shm.h"
+#include "tls.h"
+#include "util.h"
+#include "worker.h"
 
 #define BUF_SIZE	(HTTP_MAX_HEAD + 16 * 1024)
 #define BODY_KEEP	(1024 * 1024)	/* a larger body buffer is freed */

@@ -24,6 +24,8 @@
 #include <check.h>
 
 #include "check_suites.h"
+#include "config.h"
+#include "log.h"
 #include "looper.h"
 
 /* Every key holds "TESTKEY" and every token "TESTTOKEN": grep-able. */

@@ -10,13 +10,13 @@
 
 #include <check.h>
 
-#include "classify.h"
-#include "inspect.h"
-#include "looper.h"
-#include "usagescan.h"
-#include "shm.h"
 #include "check_fixtures.h"
 #include "check_suites.h"
+#include "classify.h"
+#include "config.h"
+#include "inspect.h"
+#include "shm.h"
+#include "usagescan.h"
 
 /* Fakes of the right shapes; none of them was ever a key. */
 #define K1	FIX_KEY

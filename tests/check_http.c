@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "check_suites.h"
-#include "looper.h"
+#include "http.h"
 
 static char			 buf[4 * HTTP_MAX_HEAD];
 static struct http_request	 req;

@@ -18,8 +18,11 @@
 #include <unistd.h>
 
 #include "check_suites.h"
-#include "looper.h"
+#include "config.h"
+#include "log.h"
+#include "persist.h"
 #include "shm.h"
+#include "util.h"
 
 struct fixture {
 	char		 dir[64];

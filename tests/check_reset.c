@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 #include "check_suites.h"
-#include "looper.h"
+#include "persist.h"
+#include "reset.h"
 
 #define LA	"America/Los_Angeles"
 #define HOUR	(3600LL * 1000)

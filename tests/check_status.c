@@ -13,9 +13,12 @@
 #include <bsd/string.h>
 #include <cjson/cJSON.h>
 
+#include "check_suites.h"
+#include "config.h"
 #include "looper.h"
 #include "shm.h"
-#include "check_suites.h"
+#include "status.h"
+#include "util.h"
 
 /* status.c's exports for tests (to move to looper.h with status.c's). */
 

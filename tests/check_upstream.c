@@ -34,7 +34,10 @@
 #include <unistd.h>
 
 #include "check_suites.h"
-#include "looper.h"
+#include "config.h"
+#include "tls.h"
+#include "upstream.h"
+#include "util.h"
 
 extern char	**environ;
 

@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "classify.h"
-#include "looper.h"
 #include "fuzz.h"
 
 #define DAY_MS		(24LL * 3600 * 1000)

@@ -26,8 +26,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "looper.h"
+#include "config.h"
 #include "fuzz.h"
+#include "log.h"
 
 #define SECRET_MIN	8	/* shorter ones are found in any text */
 #define SECRETS_MAX	64	/* checked per input */

@@ -17,8 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "looper.h"
 #include "fuzz.h"
+#include "http.h"
 
 static int
 tchar(unsigned char c)

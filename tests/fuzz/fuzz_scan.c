@@ -11,7 +11,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "looper.h"
 #include "usagescan.h"
 #include "fuzz.h"
 

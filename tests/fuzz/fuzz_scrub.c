@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "looper.h"
-#include "scrub.h"
 #include "fuzz.h"
+#include "http.h"
+#include "scrub.h"
 
 static const char *const pool[] = {
 	"AIzaSyFuzzPoolKeyNumberOne00000000k001",

@@ -1,0 +1,114 @@
+/*
+ * config.c: config.json read, checked and built into a struct config.
+ */
+#ifndef CONFIG_H
+#define CONFIG_H
+
+#include <sys/types.h>
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct scrub;
+
+#define CFG_KEY_MAX		128	/* longest API key accepted */
+#define CFG_NAME_MAX		128	/* longest model name */
+#define CFG_TOKEN_MAX		256	/* longest access/admin token */
+#define CFG_NOLIMIT		(-1)	/* a limit given as null */
+#define CFG_ATTEMPTS_MAX	64	/* largest max_attempts */
+
+enum cfg_tier {
+	CFG_TIER_PRIORITY = 0,
+	CFG_TIER_SECONDARY = 1
+};
+
+struct cfg_key {
+	char		 key[CFG_KEY_MAX];
+	char		 id[9];		/* first 8 hex digits of SHA-256 */
+	char		 masked[16];	/* "AIza…wxyz" */
+	enum cfg_tier	 tier;
+};
+
+struct cfg_model {
+	char		 name[CFG_NAME_MAX];
+	int64_t		 tpm_limit;	/* CFG_NOLIMIT for null */
+	int64_t		 tpd_limit;
+	int64_t		 rpm_limit;
+	int64_t		 rpd_limit;
+};
+
+/*
+ * A parsed and validated config.json.  Built whole by cfg_load(); nothing
+ * global is touched until it is valid, so a failed reload leaves the running
+ * config alone.  Paths are already made absolute against the config file's
+ * directory.  Strings are "" when the field is null or absent.
+ */
+struct config {
+	char		  path[PATH_MAX];	/* absolute path of the file */
+	char		  dir[PATH_MAX];	/* its directory */
+
+	char		  listen[300];		/* as written: "127.0.0.1:48888" */
+	char		  listen_host[256];	/* "127.0.0.1", "::1", "*" */
+	char		  listen_port[16];
+
+	char		  upstream[512];	/* "https://host[:port][/prefix]" */
+	char		  upstream_host[256];
+	char		  upstream_port[16];	/* "443" by default */
+	char		  upstream_prefix[256];	/* "" or "/prefix" without trailing / */
+	char		  upstream_ca_file[PATH_MAX];
+
+	int		  start_workers;
+	int		  min_spare;
+	int		  max_spare;
+	int		  max_workers;
+
+	char		  usage_file[PATH_MAX];
+	char		  pidfile[PATH_MAX];
+	char		  log_file[PATH_MAX];
+	int		  log_level;		/* LOG_ERR .. LOG_DEBUG */
+	char		  user[64];		/* "" for null */
+	uid_t		  user_uid;		/* user's, from getpwnam() */
+	gid_t		  user_gid;		/* its primary group */
+
+	char		**access_tokens;
+	size_t		  naccess_tokens;
+	char		  admin_token[CFG_TOKEN_MAX];
+
+	struct cfg_key	 *keys;		/* priority keys first, then secondary */
+	size_t		  nkeys;
+	size_t		  npriority;
+	struct cfg_model *models;
+	size_t		  nmodels;
+	char		  default_model[CFG_NAME_MAX];
+
+	int		  reset_hour;
+	int		  reset_min;
+	char		  reset_after[8];	/* "HH:MM" as written */
+	char		  next_reset[32];	/* "YYYY-MM-DD HH:MM" or "" */
+	char		  timezone[64];
+
+	int64_t		  max_body_bytes;
+	int		  max_wait_s;
+	int		  persist_interval_s;
+	int		  shutdown_timeout_s;
+	int		  client_timeout_s;	/* to receive a whole request */
+	int		  keepalive_timeout_s;	/* idle between requests */
+	int		  upstream_timeout_s;	/* until the answer starts */
+	int		  max_attempts;		/* upstream sends per request */
+	int		  resolver_valid_s;	/* keep a name lookup this long */
+
+	int		  placeholder_keys;	/* keys are the defaults' placeholders */
+
+	struct scrub	 *scrub;	/* keys and tokens, to mask (scrub.c) */
+};
+
+/* config.c */
+struct config	*cfg_load(const char *, char *, size_t);
+int		 cfg_create_default(const char *, char *, size_t);
+void		 cfg_free(struct config *);
+const struct cfg_model *cfg_model(const struct config *, const char *);
+void		 cfg_key_id(const char *, char [9]);
+void		 cfg_key_mask(const char *, char [16]);
+
+#endif /* CONFIG_H */

@@ -1,0 +1,66 @@
+/*
+ * http.c: HTTP/1.1 requests from clients, and the pieces answers share.
+ */
+#ifndef HTTP_H
+#define HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * HTTP/1.1 from clients.  The parser works on a buffer holding the start of
+ * a connection's unread bytes; names and values point into that buffer (the
+ * parser NUL-terminates them in place), so the request is valid until the
+ * buffer is reused.
+ */
+#define HTTP_MAX_HEAD		(64 * 1024)	/* request line + headers */
+#define HTTP_MAX_HEADERS	100
+
+struct http_header {
+	char		*name;
+	char		*value;
+};
+
+struct http_request {
+	char		*method;
+	char		*target;	/* origin-form "/path?query", as sent */
+	size_t		 path_len;	/* length of target up to '?' */
+	int		 minor;		/* HTTP/1.<minor> */
+	struct http_header hdr[HTTP_MAX_HEADERS];
+	size_t		 nhdr;
+	size_t		 head_len;	/* bytes of request line + headers */
+	int64_t		 content_length;	/* -1 when absent */
+	int		 chunked;	/* Transfer-Encoding: chunked */
+	int		 keepalive;	/* connection may be reused */
+	int		 expect_continue;
+};
+
+/* Incremental decoder of a chunked request body. */
+struct http_chunked {
+	int		 state;
+	uint64_t	 remain;	/* bytes left in the current chunk */
+	size_t		 line;		/* length of the size/trailer line so far */
+	int		 done;
+};
+
+enum http_parse {
+	HTTP_PARSE_ERROR = -1,
+	HTTP_PARSE_MORE = 0,
+	HTTP_PARSE_DONE = 1
+};
+
+/* http.c */
+extern const unsigned char http_tchar[256];	/* RFC 9110 tchar */
+int		 http_hexval(unsigned char);
+int		 http_parse_head(char *, size_t, struct http_request *, int *,
+		    const char **);
+const char	*http_header(const struct http_request *, const char *);
+const char	*http_lookup(const struct http_header *, size_t, const char *);
+const char	*http_bearer(const char *, size_t *);
+int		 http_chunked_decode(struct http_chunked *, const char *, size_t,
+		    size_t *, char *, size_t *, const char **);
+const char	*http_reason(int);
+const char	*http_status_name(int);
+int		 http_error_body(char *, size_t, int, const char *);
+
+#endif /* HTTP_H */
