@@ -32,6 +32,7 @@
 #include <openssl/evp.h>
 
 #include "config.h"
+#include "fileio.h"
 #include "log.h"
 #include "looper.h"
 #include "scrub.h"
@@ -351,74 +352,21 @@ cfg_clean(const char *s, char *buf, size_t len)
 	buf[i] = '\0';
 }
 
-/*
- * Read the whole file into a NUL-terminated buffer.  Reading until EOF
- * rather than trusting st_size keeps a file that grows under us whole.
- */
+/* Read the whole file into a NUL-terminated buffer. */
 static char *
 cfg_read(struct cfg_parse *p, size_t *lenp)
 {
-	struct stat	 st;
-	char		*buf = NULL, *nbuf;
-	size_t		 len = 0, cap = 0;
-	ssize_t		 n;
-	int		 fd, saved;
+	char	*buf;
 
-	if ((fd = open(p->path, O_RDONLY | O_CLOEXEC)) == -1) {
-		cfg_err(p, NULL, "%s", strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &st) == -1) {
-		cfg_err(p, NULL, "%s", strerror(errno));
-		goto fail;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		cfg_err(p, NULL, "%s", strerror(EISDIR));
-		goto fail;
-	}
-	for (;;) {
-		if (cap - len < 2) {
-			cap = cap == 0 ? (st.st_size > 0 &&
-			    st.st_size < CFG_FILE_MAX ? (size_t)st.st_size + 2 :
-			    8192) : cap * 2;
-			if (cap > CFG_FILE_MAX + 2)
-				cap = CFG_FILE_MAX + 2;
-			if ((nbuf = realloc(buf, cap)) == NULL) {
-				cfg_err(p, NULL, "%s", strerror(errno));
-				goto fail;
-			}
-			buf = nbuf;
-		}
-		n = read(fd, buf + len, cap - len - 1);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			cfg_err(p, NULL, "%s", strerror(errno));
-			goto fail;
-		}
-		if (n == 0)
-			break;
-		len += n;
-		if (len > CFG_FILE_MAX) {
+	if ((buf = fileio_read(p->path, CFG_FILE_MAX, 0, lenp, NULL)) ==
+	    NULL) {
+		if (errno == EFBIG)
 			cfg_err(p, NULL, "file too large (over %d bytes)",
 			    CFG_FILE_MAX);
-			goto fail;
-		}
+		else
+			cfg_err(p, NULL, "%s", strerror(errno));
 	}
-	close(fd);
-	if (buf == NULL && (buf = malloc(1)) == NULL) {
-		cfg_err(p, NULL, "%s", strerror(errno));
-		return NULL;
-	}
-	buf[len] = '\0';
-	*lenp = len;
 	return buf;
-fail:
-	saved = errno;
-	close(fd);
-	free(buf);
-	errno = saved;
-	return NULL;
 }
 
 /*

@@ -53,7 +53,6 @@
 #include <bsd/string.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -63,6 +62,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fileio.h"
 #include "log.h"
 #include "persist.h"
 #include "shm.h"
@@ -116,124 +116,6 @@ persist_fp(const char *key, char fp[FP_LEN + 1])
 		fp[FP_LEN] = '\0';
 	}
 	EVP_MD_CTX_free(ctx);
-}
-
-/* ---- Writing a file atomically. ---- */
-
-static int
-split_path(const char *path, char *dir, size_t dirlen, const char **base)
-{
-	const char	*slash = strrchr(path, '/');
-
-	if (slash == NULL) {
-		*base = path;
-		return strlcpy(dir, ".", dirlen) >= dirlen ? -1 : 0;
-	}
-	*base = slash + 1;
-	if (slash == path)
-		return strlcpy(dir, "/", dirlen) >= dirlen ? -1 : 0;
-	if ((size_t)(slash - path) >= dirlen)
-		return -1;
-	memcpy(dir, path, slash - path);
-	dir[slash - path] = '\0';
-	return 0;
-}
-
-/*
- * Replace path with buf, atomically: ".<name>.tmp" in the same directory
- * (rename works only within a file system), written, fsync'd, renamed
- * over path, and the directory fsync'd so the rename itself is durable.
- * mode is the new file's mode.  was, when not NULL, is path as the caller
- * read it: the new file gets its owner (as root: keep a config file's
- * owner), and path is replaced only if it is still that file, so that a
- * config the user saved meanwhile is not overwritten with an edit of the
- * one before (EAGAIN).  On failure path is untouched, the temp file
- * removed, and err says what failed.  Returns 0 or -1.  Used for the usage
- * file and for config.json (reset.c).
- */
-int
-persist_write_file(const char *path, const void *buf, size_t len,
-    mode_t mode, const struct stat *was, char *err, size_t errlen)
-{
-	struct stat	 now;
-	char		 dir[PATH_MAX], tmp[PATH_MAX];
-	const char	*base, *p = buf, *what;
-	size_t		 off = 0;
-	ssize_t		 w;
-	int		 fd = -1, dfd, n, saved;
-
-	if (split_path(path, dir, sizeof(dir), &base) == -1 || *base == '\0' ||
-	    (n = snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, base)) < 0 ||
-	    (size_t)n >= sizeof(tmp)) {
-		snprintf(err, errlen, "%s: path too long", path);
-		return -1;
-	}
-	what = "create";
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-	    mode & 0777);
-	if (fd == -1)
-		goto fail;
-	what = "chmod";
-	if (fchmod(fd, mode) == -1)
-		goto fail;
-	if (was != NULL && geteuid() == 0)
-		(void)fchown(fd, was->st_uid, was->st_gid);
-	what = "write";
-	while (off < len) {
-		w = write(fd, p + off, len - off);
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w == -1)
-			goto fail;
-		off += (size_t)w;
-	}
-	what = "fsync";
-	if (fsync(fd) == -1)
-		goto fail;
-	what = "close";
-	n = close(fd);
-	fd = -1;
-	if (n == -1)
-		goto fail;
-	/* Checked last: the window left is a stat and a rename wide. */
-	if (was != NULL && (stat(path, &now) == -1 ||
-	    now.st_dev != was->st_dev || now.st_ino != was->st_ino ||
-	    now.st_size != was->st_size ||
-	    now.st_mtim.tv_sec != was->st_mtim.tv_sec ||
-	    now.st_mtim.tv_nsec != was->st_mtim.tv_nsec)) {
-		(void)unlink(tmp);
-		snprintf(err, errlen, "%s: changed while it was being updated "
-		    "(left as it is)", path);
-		errno = EAGAIN;
-		return -1;
-	}
-	what = "rename";
-	if (rename(tmp, path) == -1)
-		goto fail;
-	/* The rename is in the directory: make that durable too. */
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
-		snprintf(err, errlen, "%s: open directory: %s", dir,
-		    strerror(errno));
-		return -1;
-	}
-	if (fsync(dfd) == -1 && errno != EINVAL) {
-		saved = errno;
-		close(dfd);
-		snprintf(err, errlen, "%s: fsync directory: %s", dir,
-		    strerror(saved));
-		return -1;
-	}
-	close(dfd);
-	return 0;
-fail:
-	saved = errno;
-	if (fd != -1)
-		close(fd);
-	if (strcmp(what, "create") != 0)
-		(void)unlink(tmp);
-	snprintf(err, errlen, "%s: %s: %s", tmp, what, strerror(saved));
-	errno = saved;
-	return -1;
 }
 
 /* ---- Snapshot: shm -> private memory, under the lock. ---- */
@@ -665,7 +547,7 @@ persist_save(struct shm_header *h, const struct config *cfg, int force)
 		cJSON_free(text);
 		return 0;
 	}
-	if (persist_write_file(ps.path, text, len, 0600, NULL, err,
+	if (fileio_write(ps.path, text, len, 0600, NULL, err,
 	    sizeof(err)) == -1) {
 		if (!ps.save_failing)
 			log_errx("usage file %s: not written: %s; the "
@@ -1496,55 +1378,8 @@ dir_exists(const char *path)
 	char		 dir[PATH_MAX];
 	const char	*base;
 
-	return split_path(path, dir, sizeof(dir), &base) == 0 &&
+	return fileio_split(path, dir, sizeof(dir), &base) == 0 &&
 	    stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* Read a whole regular file.  0, or -1 with errno. */
-static int
-read_all(const char *path, char **buf, size_t *len)
-{
-	struct stat	 st;
-	ssize_t		 r;
-	size_t		 off = 0;
-	int		 fd, saved;
-
-	*buf = NULL;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return -1;
-	if (fstat(fd, &st) == -1)
-		goto fail;
-	if (!S_ISREG(st.st_mode)) {
-		errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
-		goto fail;
-	}
-	if (st.st_size > PERSIST_FILE_MAX) {
-		errno = EFBIG;
-		goto fail;
-	}
-	if ((*buf = malloc((size_t)st.st_size + 1)) == NULL)
-		goto fail;
-	while (off < (size_t)st.st_size) {
-		r = read(fd, *buf + off, (size_t)st.st_size - off);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1)
-			goto fail;
-		if (r == 0)
-			break;
-		off += (size_t)r;
-	}
-	(*buf)[off] = '\0';
-	*len = off;
-	close(fd);
-	return 0;
-fail:
-	saved = errno;
-	close(fd);
-	free(*buf);
-	*buf = NULL;
-	errno = saved;
-	return -1;
 }
 
 /*
@@ -1562,7 +1397,8 @@ load(struct shm_header *h, const struct config *cfg, int64_t now,
 	size_t		 len;
 	int		 rv;
 
-	if (read_all(path, &text, &len) == -1) {
+	if ((text = fileio_read(path, PERSIST_FILE_MAX, FILEIO_REGULAR, &len,
+	    NULL)) == NULL) {
 		if (errno == ENOENT && dir_exists(path)) {
 			log_info("usage file %s: not there yet; starting from "
 			    "zero", path);

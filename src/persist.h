@@ -32,8 +32,6 @@ int		 persist_load(struct shm_header *, const struct config *,
 int		 persist_save(struct shm_header *, const struct config *, int);
 void		 persist_tick(struct shm_header *, const struct config *,
 		    int64_t);
-int		 persist_write_file(const char *, const void *, size_t, mode_t,
-		    const struct stat *, char *, size_t);
 void		 persist_fp(const char *, char [17]);
 
 #endif /* PERSIST_H */

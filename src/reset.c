@@ -32,7 +32,6 @@
 #include <bsd/string.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +40,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fileio.h"
 #include "log.h"
 #include "persist.h"
 #include "reset.h"
@@ -501,7 +501,7 @@ reset_edit(const char *in, size_t len, const char *value, char **out,
 
 /*
  * Write value into the config file at path as next_quota_reset_datetime,
- * atomically (persist_write_file: temp, fsync, rename, fsync the
+ * atomically (fileio_write: temp, fsync, rename, fsync the
  * directory) and keeping the file's mode and owner; never over a version
  * the user saved after we read it.  A symlink is followed: the file it
  * names is replaced, the link stays.  Returns 0 (also when the value was
@@ -514,41 +514,18 @@ reset_writeback(const char *path, const char *value, char *err,
 	struct stat	 st;
 	char		 real[PATH_MAX], *text = NULL, *out = NULL;
 	size_t		 len = 0, outlen;
-	ssize_t		 r;
-	int		 fd = -1, rv = -1;
+	int		 rv = -1;
 
 	if (realpath(path, real) == NULL) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if ((fd = open(real, O_RDONLY | O_CLOEXEC)) == -1 ||
-	    fstat(fd, &st) == -1) {
-		snprintf(err, errlen, "%s: %s", real, strerror(errno));
+	if ((text = fileio_read(real, CFG_TEXT_MAX, FILEIO_REGULAR, &len,
+	    &st)) == NULL) {
+		snprintf(err, errlen, "%s: %s", real, errno == EINVAL ?
+		    "not a regular file" : strerror(errno));
 		goto done;
 	}
-	if (!S_ISREG(st.st_mode) || st.st_size > CFG_TEXT_MAX) {
-		snprintf(err, errlen, "%s: not a regular file of sane size",
-		    real);
-		goto done;
-	}
-	if ((text = malloc((size_t)st.st_size + 1)) == NULL) {
-		snprintf(err, errlen, "%s: out of memory", real);
-		goto done;
-	}
-	while (len < (size_t)st.st_size) {
-		r = read(fd, text + len, (size_t)st.st_size - len);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
-			snprintf(err, errlen, "%s: read: %s", real,
-			    strerror(errno));
-			goto done;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-	}
-	text[len] = '\0';
 	if (reset_edit(text, len, value, &out, &outlen) == -1) {
 		snprintf(err, errlen, "%s: not a JSON object that can be "
 		    "edited (left as it is)", real);
@@ -558,11 +535,9 @@ reset_writeback(const char *path, const char *value, char *err,
 		rv = 0;
 		goto done;
 	}
-	rv = persist_write_file(real, out, outlen, st.st_mode & 07777, &st,
-	    err, errlen);
+	rv = fileio_write(real, out, outlen, st.st_mode & 07777, &st, err,
+	    errlen);
 done:
-	if (fd != -1)
-		close(fd);
 	free(text);
 	free(out);
 	return rv;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "check_suites.h"
+#include "fileio.h"
 #include "persist.h"
 #include "reset.h"
 
@@ -402,7 +403,7 @@ START_TEST(test_writeback_file)
 	/* The user saved the file after it was read: theirs stays. */
 	ck_assert_int_eq(stat(path, &st), 0);
 	spit(path, "{\"theirs\": 1}\n", 0640);
-	ck_assert_int_eq(persist_write_file(path, "{}\n", 3, 0640, &st, err,
+	ck_assert_int_eq(fileio_write(path, "{}\n", 3, 0640, &st, err,
 	    sizeof(err)), -1);
 	ck_assert_int_eq(errno, EAGAIN);
 	ck_assert_ptr_nonnull(strstr(err, "changed while"));
