@@ -450,6 +450,51 @@ http_header(const struct http_request *req, const char *name)
 }
 
 /*
+ * The value of parameter name in query q (what follows the '?'),
+ * percent-decoded into out ('+' stays '+': a token may hold one, and
+ * clients encode with encodeURIComponent).  Returns its length, or -1
+ * when absent, malformed or too long for out (which is then wiped: it may
+ * have held part of a secret).
+ */
+int
+http_query_param(const char *q, const char *name, char *out, size_t len)
+{
+	const char	*p, *e;
+	size_t		 nl = strlen(name), o;
+	int		 hi, lo;
+
+	if (len == 0 || q == NULL)
+		return -1;
+	for (p = q; *p != '\0'; p = *e == '\0' ? e : e + 1) {
+		e = p + strcspn(p, "&");
+		if ((size_t)(e - p) <= nl || strncmp(p, name, nl) != 0 ||
+		    p[nl] != '=')
+			continue;
+		for (p += nl + 1, o = 0; p < e; p++) {
+			if (o + 1 >= len)
+				goto bad;
+			if (*p == '%') {
+				if (e - p < 3 ||
+				    (hi = http_hexval((unsigned char)p[1])) ==
+				    -1 ||
+				    (lo = http_hexval((unsigned char)p[2])) ==
+				    -1)
+					goto bad;
+				out[o++] = (char)(hi << 4 | lo);
+				p += 2;
+			} else
+				out[o++] = *p;
+		}
+		out[o] = '\0';
+		return (int)o;
+	}
+	return -1;
+ bad:
+	explicit_bzero(out, len);
+	return -1;
+}
+
+/*
  * The token of an "Authorization: Bearer <token>" value (RFC 6750 2.1:
  * the scheme in any case, spaces, the token, nothing after it but
  * blanks), with its length in *len; NULL when the value is not that.

@@ -57,6 +57,7 @@ int		 http_parse_head(char *, size_t, struct http_request *, int *,
 const char	*http_header(const struct http_request *, const char *);
 const char	*http_lookup(const struct http_header *, size_t, const char *);
 const char	*http_bearer(const char *, size_t *);
+int		 http_query_param(const char *, const char *, char *, size_t);
 int		 http_chunked_decode(struct http_chunked *, const char *, size_t,
 		    size_t *, char *, size_t *, const char **);
 const char	*http_reason(int);

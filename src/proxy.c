@@ -82,7 +82,7 @@ struct px {
 	int			 model_slot;
 	int64_t			 est;
 	int			 prefer;	/* key slot owning a named object */
-	char			 upload_id[128];
+	char			 upload_id[1024];
 	int			 tried[PX_MAX_TRIED];
 	size_t			 ntried;
 	int			 retried_fault;
@@ -114,32 +114,6 @@ static size_t
 scrub(char *buf, size_t len)
 {
 	return scrub_text(looper.cfg->scrub, buf, len);
-}
-
-/* The value of query parameter name, copied into out; 0 if present. */
-static int
-query_param(const char *q, const char *name, char *out, size_t outlen)
-{
-	size_t		 n = strlen(name), v;
-	const char	*p, *end;
-
-	for (p = q; p != NULL && *p != '\0'; p = end + (*end == '&')) {
-		end = strchr(p, '&');
-		if (end == NULL)
-			end = p + strlen(p);
-		if ((size_t)(end - p) > n && strncmp(p, name, n) == 0 &&
-		    p[n] == '=') {
-			v = end - p - n - 1;
-			if (v >= outlen)
-				v = outlen - 1;
-			memcpy(out, p + n + 1, v);
-			out[v] = '\0';
-			return 0;
-		}
-		if (*end == '\0')
-			break;
-	}
-	return -1;
 }
 
 /* Constant-time: is tok[0..n) one of the access tokens? */
@@ -179,7 +153,8 @@ proxy_admit(struct conn *c)
 	    &n)) != NULL && token_ok(v, n))
 		return 0;
 	q = c->req.target + c->req.path_len;
-	if (*q == '?' && query_param(q + 1, "key", tok, sizeof(tok)) == 0) {
+	if (*q == '?' && http_query_param(q + 1, "key", tok,
+	    sizeof(tok)) >= 0) {
 		ok = token_ok(tok, strlen(tok));
 		explicit_bzero(tok, sizeof(tok));
 		if (ok)
@@ -229,8 +204,8 @@ find_owner(struct px *x)
 	static const char *const needles[] = { "files/", "cachedContents/" };
 
 	x->prefer = -1;
-	if (x->upload && x->query != NULL && query_param(x->query,
-	    "upload_id", x->upload_id, sizeof(x->upload_id)) == 0) {
+	if (x->upload && http_query_param(x->query, "upload_id",
+	    x->upload_id, sizeof(x->upload_id)) >= 0) {
 		snprintf(name, sizeof(name), "upload:%.80s", x->upload_id);
 		x->prefer = shm_affinity_get(looper.shm, name);
 		return;
@@ -669,7 +644,7 @@ send_head(struct px *x, int chunked, int64_t length, const char *body,
 	struct conn	*c = x->c;
 	struct up_resp	*r = &x->resp;
 	char		*h = px_anshead, url[2048], name[SHM_AFF_NAME];
-	char		 id[128], sz[32];
+	char		 id[1024], sz[32];
 	struct iovec	 iov[4];
 	size_t		 len = 0, i;
 	int		 head_only, niov = 1;
@@ -685,9 +660,9 @@ send_head(struct px *x, int chunked, int64_t length, const char *body,
 			continue;
 		if (strcasecmp(n, "x-goog-upload-url") == 0 &&
 		    rewrite_upload_url(x, v, url, sizeof(url)) == 0) {
-			if (query_param(strchr(v, '?') != NULL ?
-			    strchr(v, '?') + 1 : "", "upload_id", id,
-			    sizeof(id)) == 0) {
+			if (strchr(v, '?') != NULL &&
+			    http_query_param(strchr(v, '?') + 1, "upload_id",
+			    id, sizeof(id)) >= 0) {
 				snprintf(name, sizeof(name), "upload:%.80s",
 				    id);
 				shm_affinity_put(looper.shm, name,

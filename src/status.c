@@ -1558,47 +1558,7 @@ status_metrics_text(struct shm_header *h, int64_t now, size_t *lenp)
 
 /*
  * The admin token.
- *
- * The value of query parameter name in target ("/path?a=1&b=2"),
- * percent-decoded into out.  '+' stays '+': a token may hold one, and
- * the page encodes its parameters with encodeURIComponent.  Returns its
- * length, or -1 when absent, malformed or too long for out.
  */
-int
-status_query_param(const char *target, const char *name, char *out,
-    size_t len)
-{
-	const char	*p, *e;
-	size_t		 nl = strlen(name), o;
-	int		 hi, lo;
-
-	if (len == 0 || (p = strchr(target, '?')) == NULL)
-		return -1;
-	for (p++; *p != '\0'; p = *e == '\0' ? e : e + 1) {
-		e = p + strcspn(p, "&");
-		if ((size_t)(e - p) <= nl || strncmp(p, name, nl) != 0 ||
-		    p[nl] != '=')
-			continue;
-		for (p += nl + 1, o = 0; p < e; p++) {
-			if (o + 1 >= len)
-				goto bad;
-			if (*p == '%') {
-				if (e - p < 3 || (hi = http_hexval((unsigned char)p[1])) == -1 ||
-				    (lo = http_hexval((unsigned char)p[2])) == -1)
-					goto bad;
-				out[o++] = (char)(hi << 4 | lo);
-				p += 2;
-			} else
-				out[o++] = *p;
-		}
-		out[o] = '\0';
-		return (int)o;
-	}
-	return -1;
- bad:
-	explicit_bzero(out, len);
-	return -1;
-}
 
 static int
 st_token_eq(const char *want, const char *got, size_t gotlen)
@@ -1617,7 +1577,7 @@ st_token_eq(const char *want, const char *got, size_t gotlen)
 int
 status_token_ok(const char *want, const char *auth, const char *target)
 {
-	const char	*tok;
+	const char	*tok, *t;
 	char		 q[CFG_TOKEN_MAX * 3];
 	size_t		 tlen;
 	int		 n, ok = 0;
@@ -1627,7 +1587,8 @@ status_token_ok(const char *want, const char *auth, const char *target)
 	if ((tok = http_bearer(auth, &tlen)) != NULL &&
 	    st_token_eq(want, tok, tlen))
 		return 1;
-	if ((n = status_query_param(target, "token", q, sizeof(q))) >= 0) {
+	if ((t = strchr(target, '?')) != NULL &&
+	    (n = http_query_param(t + 1, "token", q, sizeof(q))) >= 0) {
 		ok = st_token_eq(want, q, (size_t)n);
 		explicit_bzero(q, sizeof(q));
 	}

@@ -97,6 +97,32 @@ START_TEST(test_header_lookup)
 }
 END_TEST
 
+/* A query parameter, percent-decoded. */
+START_TEST(test_query_param)
+{
+	char	 b[16];
+
+	ck_assert_int_eq(http_query_param("a=1&token=ab%2Bc+d&b",
+	    "token", b, sizeof(b)), 6);
+	ck_assert_str_eq(b, "ab+c+d");
+	ck_assert_int_eq(http_query_param("token=", "token", b,
+	    sizeof(b)), 0);
+	ck_assert_str_eq(b, "");
+	ck_assert_int_eq(http_query_param("tokens=1&xtoken=2", "token",
+	    b, sizeof(b)), -1);
+	ck_assert_int_eq(http_query_param(NULL, "token", b, sizeof(b)), -1);
+	ck_assert_int_eq(http_query_param("token=%zz", "token", b,
+	    sizeof(b)), -1);
+	ck_assert_int_eq(http_query_param("token=%4", "token", b,
+	    sizeof(b)), -1);
+	ck_assert_int_eq(http_query_param("token=0123456789abcdef",
+	    "token", b, sizeof(b)), -1);
+	ck_assert_int_eq(http_query_param("a&token=z", "token", b,
+	    sizeof(b)), 1);
+	ck_assert_str_eq(b, "z");
+}
+END_TEST
+
 /* Authorization: Bearer <token>, and nothing after the token. */
 START_TEST(test_bearer)
 {
@@ -831,6 +857,7 @@ http_suite(void)
 	tcase_add_test(tc, test_simple_get);
 	tcase_add_test(tc, test_header_lookup);
 	tcase_add_test(tc, test_bearer);
+	tcase_add_test(tc, test_query_param);
 	tcase_add_test(tc, test_post_content_length);
 	tcase_add_test(tc, test_pipelined);
 	tcase_add_loop_test(tc, test_partial_heads, 0,

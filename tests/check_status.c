@@ -66,31 +66,6 @@ START_TEST(test_local_time)
 }
 END_TEST
 
-START_TEST(test_query_param)
-{
-	char	 b[16];
-
-	ck_assert_int_eq(status_query_param("/x?a=1&token=ab%2Bc+d&b",
-	    "token", b, sizeof(b)), 6);
-	ck_assert_str_eq(b, "ab+c+d");
-	ck_assert_int_eq(status_query_param("/x?token=", "token", b,
-	    sizeof(b)), 0);
-	ck_assert_str_eq(b, "");
-	ck_assert_int_eq(status_query_param("/x?tokens=1&xtoken=2", "token",
-	    b, sizeof(b)), -1);
-	ck_assert_int_eq(status_query_param("/x", "token", b, sizeof(b)), -1);
-	ck_assert_int_eq(status_query_param("/x?token=%zz", "token", b,
-	    sizeof(b)), -1);
-	ck_assert_int_eq(status_query_param("/x?token=%4", "token", b,
-	    sizeof(b)), -1);
-	ck_assert_int_eq(status_query_param("/x?token=0123456789abcdef",
-	    "token", b, sizeof(b)), -1);
-	ck_assert_int_eq(status_query_param("/x?a&token=z", "token", b,
-	    sizeof(b)), 1);
-	ck_assert_str_eq(b, "z");
-}
-END_TEST
-
 START_TEST(test_token)
 {
 	ck_assert_int_eq(status_token_ok("", NULL, "/status"), 1);
@@ -929,7 +904,6 @@ status_suite(void)
 
 	tcase_add_test(tc, test_iso8601);
 	tcase_add_test(tc, test_local_time);
-	tcase_add_test(tc, test_query_param);
 	tcase_add_test(tc, test_token);
 	tcase_add_test(tc, test_input);
 	tcase_add_test(tc, test_verdict);
