@@ -65,6 +65,7 @@
 #include "http.h"
 #include "looper.h"
 #include "route.h"
+#include "reset.h"
 #include "scrub.h"
 #include "shm.h"
 #include "status.h"
@@ -281,43 +282,6 @@ status_iso8601(int64_t ms, char *buf, size_t len)
 	if (gmtime_r(&t, &tm) == NULL ||
 	    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
 		buf[0] = '\0';
-}
-
-/*
- * "YYYY-MM-DD HH:MM" in time zone tz (an IANA name, already checked by
- * config.c).  The C library converts only in the zone TZ names, so TZ is
- * set for the conversion and put back: nothing else in a worker converts
- * to local time, and a worker has a single thread.  Returns 0, or -1.
- */
-int
-status_local_time(int64_t ms, const char *tz, char *buf, size_t len)
-{
-	struct tm	 tm;
-	time_t		 t = (time_t)(ms / 1000);
-	const char	*old;
-	char		 saved[256];
-	int		 had = 0, ok;
-
-	if (len == 0)
-		return -1;
-	buf[0] = '\0';
-	if ((old = getenv("TZ")) != NULL &&
-	    strlcpy(saved, old, sizeof(saved)) < sizeof(saved))
-		had = 1;
-	if (setenv("TZ", tz != NULL && tz[0] != '\0' ? tz : "UTC", 1) == -1)
-		return -1;
-	tzset();
-	ok = localtime_r(&t, &tm) != NULL;
-	if (had)
-		(void)setenv("TZ", saved, 1);
-	else
-		(void)unsetenv("TZ");
-	tzset();
-	if (!ok || strftime(buf, len, "%Y-%m-%d %H:%M", &tm) == 0) {
-		buf[0] = '\0';
-		return -1;
-	}
-	return 0;
 }
 
 /*
@@ -879,7 +843,7 @@ st_head_json(const struct st_snap *s, const struct config *cfg)
 	status_iso8601(s->now, t, sizeof(t));
 	cJSON_AddStringToObject(o, "now", t);
 	if (s->next_reset > 0 &&
-	    status_local_time(s->next_reset, cfg->timezone, t, sizeof(t)) == 0)
+	    reset_format(cfg->timezone, s->next_reset, t, sizeof(t)) == 0)
 		cJSON_AddStringToObject(o, "next_quota_reset", t);
 	else if (cfg->next_reset[0] != '\0')
 		cJSON_AddStringToObject(o, "next_quota_reset", cfg->next_reset);

@@ -17,7 +17,6 @@ char		*status_data_json(struct shm_header *, const struct config *,
 		    int64_t, size_t *);
 char		*status_metrics_text(struct shm_header *, int64_t, size_t *);
 void		 status_iso8601(int64_t, char *, size_t);
-int		 status_local_time(int64_t, const char *, char *, size_t);
 int		 status_token_ok(const char *, const char *, const char *);
 int		 status_test_input(const char *, size_t, char *, size_t, char *,
 		    size_t, const char **);

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "looper.h"
 #include "shm.h"
+#include "reset.h"
 #include "status.h"
 #include "util.h"
 
@@ -48,19 +49,19 @@ START_TEST(test_local_time)
 	char	 b[32];
 
 	unsetenv("TZ");
-	ck_assert_int_eq(status_local_time(T0, "UTC", b, sizeof(b)), 0);
+	ck_assert_int_eq(reset_format("UTC", T0, b, sizeof(b)), 0);
 	ck_assert_str_eq(b, "2026-11-26 04:50");
-	ck_assert_int_eq(status_local_time(T0, "America/Los_Angeles", b,
+	ck_assert_int_eq(reset_format("America/Los_Angeles", T0, b,
 	    sizeof(b)), 0);
 	ck_assert_str_eq(b, "2026-11-25 20:50");
 	ck_assert_ptr_null(getenv("TZ"));
 	/* Summer time, and TZ put back as it was. */
 	setenv("TZ", "Asia/Tokyo", 1);
-	ck_assert_int_eq(status_local_time(T0 - 150LL * 86400 * 1000,
-	    "America/Los_Angeles", b, sizeof(b)), 0);
+	ck_assert_int_eq(reset_format("America/Los_Angeles",
+	    T0 - 150LL * 86400 * 1000, b, sizeof(b)), 0);
 	ck_assert_str_eq(b, "2026-06-28 21:50");
 	ck_assert_str_eq(getenv("TZ"), "Asia/Tokyo");
-	ck_assert_int_eq(status_local_time(T0, "", b, sizeof(b)), 0);
+	ck_assert_int_eq(reset_format("", T0, b, sizeof(b)), 0);
 	ck_assert_str_eq(b, "2026-11-26 04:50");
 	unsetenv("TZ");
 }
