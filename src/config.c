@@ -54,9 +54,10 @@
  * What cfg_create_default() writes: the seed's shape, placeholder keys,
  * today's Flash models with their free-tier limits (checked 2026-12-02;
  * see the README: Google shows them per project in AI Studio), and Pacific
- * time because that is when Gemini resets its daily quotas.  A literal rather than cJSON_Print() so
- * the file reads like the seed's example (four-space indent) and so that
- * writing it cannot fail half-way through an allocation.
+ * time because that is when Gemini resets its daily quotas.  A literal
+ * rather than cJSON_Print() so the file reads like the seed's example
+ * (four-space indent) and so that writing it cannot fail half-way through
+ * an allocation.
  */
 static const char cfg_default_json[] =
     "{\n"

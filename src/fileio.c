@@ -137,7 +137,8 @@ fileio_write(const char *path, const void *buf, size_t len,
 	ssize_t		 w;
 	int		 fd = -1, dfd, n, saved;
 
-	if (fileio_split(path, dir, sizeof(dir), &base) == -1 || *base == '\0' ||
+	if (fileio_split(path, dir, sizeof(dir), &base) == -1 ||
+	    *base == '\0' ||
 	    (n = snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, base)) < 0 ||
 	    (size_t)n >= sizeof(tmp)) {
 		snprintf(err, errlen, "%s: path too long", path);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "inspect.h"
+#include "jsontext.h"
 #include "wire.h"
 
 static int
@@ -74,56 +75,6 @@ gem_model_from_path(const char *path, size_t len, char *out, size_t outlen)
 	return 0;
 }
 
-static size_t
-gem_skip_ws(const char *b, size_t len, size_t i)
-{
-	while (i < len && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' ||
-	    b[i] == '\n'))
-		i++;
-	return i;
-}
-
-/* Past the string that starts at b[i] == '"'; len when it never ends. */
-static size_t
-gem_skip_string(const char *b, size_t len, size_t i)
-{
-	for (i++; i < len; i++) {
-		if (b[i] == '\\')
-			i++;
-		else if (b[i] == '"')
-			return i + 1;
-	}
-	return len;
-}
-
-/* Past the JSON value at b[i]; len when it never ends. */
-static size_t
-gem_skip_value(const char *b, size_t len, size_t i)
-{
-	size_t	 depth = 0;
-
-	if (i < len && b[i] == '"')
-		return gem_skip_string(b, len, i);
-	if (i < len && b[i] != '{' && b[i] != '[') {
-		while (i < len && b[i] != ',' && b[i] != '}' && b[i] != ']' &&
-		    b[i] != ' ' && b[i] != '\t' && b[i] != '\r' && b[i] != '\n')
-			i++;
-		return i;
-	}
-	while (i < len) {
-		if (b[i] == '"') {
-			i = gem_skip_string(b, len, i);
-			continue;
-		}
-		if (b[i] == '{' || b[i] == '[')
-			depth++;
-		else if ((b[i] == '}' || b[i] == ']') && --depth == 0)
-			return i + 1;
-		i++;
-	}
-	return len;
-}
-
 /*
  * The "model" member of a JSON request body (the OpenAI-compatible
  * endpoints name the model there, not in the path), without a leading
@@ -135,50 +86,49 @@ int
 gem_model_from_body(const char *body, size_t len, char *out, size_t outlen)
 {
 	static const char	 mpre[] = "models/";
-	size_t			 i, ks, ke, o;
+	const char		*end = body + len, *p, *k, *ke;
+	size_t			 o;
 	char			 c;
 
 	if (outlen == 0)
 		return -1;
 	out[0] = '\0';
-	i = gem_skip_ws(body, len, 0);
-	if (i == len || body[i] != '{')
+	p = jt_ws(body, end);
+	if (p == end || *p != '{')
 		return -1;
-	for (i++;;) {
-		i = gem_skip_ws(body, len, i);
-		if (i == len || body[i] != '"')
+	for (p++;;) {
+		p = jt_ws(p, end);
+		if (p == end || *p != '"' ||
+		    (ke = jt_string(k = p, end)) == NULL)
 			return -1;
-		ks = i + 1;
-		i = gem_skip_string(body, len, i);
-		if (i == len)
+		p = jt_ws(ke, end);
+		if (p == end || *p != ':')
 			return -1;
-		ke = i - 1;
-		i = gem_skip_ws(body, len, i);
-		if (i == len || body[i] != ':')
-			return -1;
-		i = gem_skip_ws(body, len, i + 1);
-		if (ke - ks == 5 && memcmp(body + ks, "model", 5) == 0)
+		p = jt_ws(p + 1, end);
+		if (ke - k == 7 && memcmp(k + 1, "model", 5) == 0)
 			break;
-		i = gem_skip_ws(body, len, gem_skip_value(body, len, i));
-		if (i == len || body[i] != ',')
+		if ((p = jt_value(p, end)) == NULL)
 			return -1;
-		i++;
+		p = jt_ws(p, end);
+		if (p == end || *p != ',')
+			return -1;
+		p++;
 	}
-	if (i == len || body[i] != '"')
+	if (p == end || *p != '"')
 		return -1;
-	for (i++, o = 0; i < len && body[i] != '"'; i++) {
-		c = body[i];
+	for (p++, o = 0; p < end && *p != '"'; p++) {
+		c = *p;
 		if (c == '\\') {
 			/* Only "\/" can be in a name we accept. */
-			if (i + 1 == len || body[i + 1] != '/')
+			if (p + 1 == end || p[1] != '/')
 				return -1;
-			c = body[++i];
+			c = *++p;
 		}
 		if (o + 1 >= outlen)
 			return -1;
 		out[o++] = c;
 	}
-	if (i == len)
+	if (p == end)
 		return -1;
 	out[o] = '\0';
 	if (strncmp(out, mpre, sizeof(mpre) - 1) == 0) {

@@ -41,6 +41,7 @@
 
 #include "config.h"
 #include "fileio.h"
+#include "jsontext.h"
 #include "log.h"
 #include "persist.h"
 #include "reset.h"
@@ -291,61 +292,6 @@ reset_plan(const struct reset_in *in, int64_t *next)
 
 /* ---- Editing config.json in place. ---- */
 
-static const char *
-json_ws(const char *p, const char *end)
-{
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return p;
-}
-
-/* p at '"': past the closing quote, or NULL. */
-static const char *
-json_string(const char *p, const char *end)
-{
-	for (p++; p < end; p++) {
-		if (*p == '\\') {
-			if (++p >= end)
-				return NULL;
-		} else if (*p == '"')
-			return p + 1;
-	}
-	return NULL;
-}
-
-/* Past one value starting at p (not blank), or NULL. */
-static const char *
-json_value(const char *p, const char *end)
-{
-	const char	*s = p;
-	int		 depth = 0;
-
-	if (p >= end)
-		return NULL;
-	if (*p == '"')
-		return json_string(p, end);
-	if (*p == '{' || *p == '[') {
-		while (p < end) {
-			if (*p == '"') {
-				if ((p = json_string(p, end)) == NULL)
-					return NULL;
-				continue;
-			}
-			if (*p == '{' || *p == '[')
-				depth++;
-			else if (*p == '}' || *p == ']')
-				depth--;
-			p++;
-			if (depth == 0)
-				return p;
-		}
-		return NULL;
-	}
-	while (p < end && strchr(",}] \t\r\n", *p) == NULL)
-		p++;
-	return p > s ? p : NULL;
-}
-
 static int
 key_is(const char *kstart, const char *kend, const char *name)
 {
@@ -403,17 +349,17 @@ reset_edit(const char *in, size_t len, const char *value, char **out,
 	p = in;
 	if (len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0)
 		p += 3;
-	p = json_ws(p, end);
+	p = jt_ws(p, end);
 	if (p >= end || *p != '{')
 		return -1;
-	for (p = json_ws(p + 1, end); p < end && *p != '}';) {
-		if (*p != '"' || (ke = json_string(k = p, end)) == NULL)
+	for (p = jt_ws(p + 1, end); p < end && *p != '}';) {
+		if (*p != '"' || (ke = jt_string(k = p, end)) == NULL)
 			return -1;
-		colon = json_ws(ke, end);
+		colon = jt_ws(ke, end);
 		if (colon >= end || *colon != ':')
 			return -1;
-		v = json_ws(colon + 1, end);
-		if ((ve = json_value(v, end)) == NULL)
+		v = jt_ws(colon + 1, end);
+		if ((ve = jt_value(v, end)) == NULL)
 			return -1;
 		if (first_k == NULL)
 			first_k = k;
@@ -425,13 +371,13 @@ reset_edit(const char *in, size_t len, const char *value, char **out,
 			ra_k = k;
 			ra_ve = ve;
 		}
-		p = json_ws(ve, end);
+		p = jt_ws(ve, end);
 		if (p < end && *p == ',')
-			p = json_ws(p + 1, end);
+			p = jt_ws(p + 1, end);
 		else if (p >= end || *p != '}')
 			return -1;
 	}
-	if (p >= end || json_ws(p + 1, end) != end)
+	if (p >= end || jt_ws(p + 1, end) != end)
 		return -1;
 
 	/* The neighbour whose style a new member copies. */
@@ -440,8 +386,8 @@ reset_edit(const char *in, size_t len, const char *value, char **out,
 	indent[0] = nl[0] = '\0';
 	if (nk != NULL) {
 		/* Its separator, from the key's closing quote to the value. */
-		ke = json_string(nk, end);
-		v = json_ws(json_ws(ke, end) + 1, end);
+		ke = jt_string(nk, end);
+		v = jt_ws(jt_ws(ke, end) + 1, end);
 		n = (size_t)(v - ke);
 		if (n < sizeof(sep) && memchr(ke, '\n', n) == NULL) {
 			memcpy(sep, ke, n);
