@@ -1008,14 +1008,168 @@ exchange(struct px *x, char *err, size_t errlen)
 	}
 }
 
+/* What a step of the request's loop says: go round again, or it is over. */
+enum px_next {
+	PX_AGAIN,
+	PX_DONE
+};
+
+/*
+ * A key to send with, reserved in x->pick: PX_AGAIN once there is one.
+ * No key can take the request: it waits, when one frees within
+ * max_wait_s and the client stays, else the client gets its answer
+ * (give_up), as it does once max_attempts requests went out.
+ */
+static enum px_next
+pick_or_wait(struct px *x)
+{
+	int64_t	 free_ms;
+	int	 all_invalid;
+
+	for (;;) {
+		if (x->sent >= looper.cfg->max_attempts) {
+			free_ms = shm_free_ms(looper.shm, x->model_slot, x->est,
+			    now_ms(), &all_invalid);
+			give_up(x, free_ms, all_invalid);
+			return PX_DONE;
+		}
+		if (shm_pick(looper.shm, x->model_slot, x->est, x->tried,
+		    x->ntried, x->prefer, now_ms(), &x->pick) == 0)
+			return PX_AGAIN;
+		if (x->wait_end == 0)
+			x->wait_end = mono_ms() +
+			    (int64_t)looper.cfg->max_wait_s * 1000;
+		if (x->pick.all_invalid || x->pick.wait_ms < 0 ||
+		    mono_ms() + x->pick.wait_ms > x->wait_end) {
+			give_up(x, x->pick.free_ms, x->pick.all_invalid);
+			return PX_DONE;
+		}
+		/* The seed's small delay: a key frees soon. */
+		board_set(looper.shm, looper.slot, SHM_W_UPSTREAM, NULL);
+		if (throttle_wait(x, x->pick.wait_ms + 1) == -1) {
+			client_gone(x);
+			return PX_DONE;
+		}
+		x->waited = 1;
+	}
+}
+
+/*
+ * The exchange failed before an answer's head came: the client left
+ * (the request counts if it went out), or the upstream could not be
+ * reached or did not answer, which is retried once on another key.
+ */
+static enum px_next
+exchange_failed(struct px *x, int sent_before, const char *err)
+{
+	int	 key = x->pick.key;
+
+	shm_note_upstream(looper.shm, &x->pick, 0, 0);
+	if (up_gone(up)) {
+		if (x->sent > sent_before)
+			shm_settle(looper.shm, &x->pick, NULL);
+		else
+			shm_cancel(looper.shm, &x->pick);
+		client_gone(x);
+		return PX_DONE;
+	}
+	up_close(up);
+	shm_release(looper.shm, &x->pick);
+	log_warnx("upstream: %s (key=%s model=%s)", err, x->pick.id,
+	    x->model);
+	x->held = strstr(err, "timeout") != NULL ? PX_HELD_TIMEOUT :
+	    PX_HELD_FAULT;
+	/* Before the answer started: once more, elsewhere. */
+	if (!x->retried_fault && x->prefer < 0) {
+		x->retried_fault = 1;
+		tried_add(x, key);
+		return PX_AGAIN;
+	}
+	give_up(x, -1, 0);
+	return PX_DONE;
+}
+
+/*
+ * An error answer: read it whole, classify it, apply the verdict to the
+ * key, and either pass it on or try again (another key, or the same one
+ * once its short cool-down is over).
+ */
+static enum px_next
+error_answer(struct px *x)
+{
+	struct gem_verdict	 v;
+	int			 key, over;
+
+	if (x->ebody == NULL &&
+	    (x->ebody = malloc(PX_ERRBODY_MAX + 1)) == NULL) {
+		up_close(up);
+		shm_release(looper.shm, &x->pick);
+		conn_error(x->c, 500, "out of memory", NULL);
+		return PX_DONE;
+	}
+	x->elen = read_error_body(x, x->ebody, PX_ERRBODY_MAX, &over);
+	if (x->elen < 0) {
+		shm_note_upstream(looper.shm, &x->pick, x->resp.status, 0);
+		if (up_gone(up)) {
+			shm_settle(looper.shm, &x->pick, NULL);
+			client_gone(x);
+			return PX_DONE;
+		}
+		up_close(up);
+		shm_release(looper.shm, &x->pick);
+		conn_error(x->c, 502, "the upstream's answer was cut short",
+		    NULL);
+		return PX_DONE;
+	}
+	x->ebody[x->elen] = '\0';
+	x->held_over = over;
+	gem_classify(x->resp.status, x->ebody, x->elen, &v);
+	/* A request that costs no quota says nothing about the model's
+	 * quota: its 429 leaves the key alone, and the next key is tried. */
+	if (x->est < 0 && (v.action == GEM_COOL || v.action == GEM_EXHAUST))
+		v.action = GEM_PASS;
+	shm_note_upstream(looper.shm, &x->pick, x->resp.status,
+	    v.action == GEM_EXHAUST ? SHM_Q_DAY : v.action == GEM_COOL &&
+	    v.reason != SHM_R_429 ? SHM_Q_MINUTE : SHM_Q_OTHER);
+	apply_verdict(x, &v);
+	key = x->pick.key;
+	shm_release(looper.shm, &x->pick);
+	switch (v.action) {
+	case GEM_PASS:
+		x->held = PX_HELD_ANSWER;
+		if (x->resp.status == 429 && x->prefer < 0) {
+			tried_add(x, key);
+			return PX_AGAIN;	/* another key may answer */
+		}
+		break;
+	case GEM_RETRY:
+		x->held = PX_HELD_ANSWER;
+		if (x->retried_fault || x->prefer >= 0)
+			break;
+		x->retried_fault = 1;
+		tried_add(x, key);
+		return PX_AGAIN;
+	default:
+		/* The key's state now keeps it out (or in, after a short
+		 * cool-down: it counts for the wait). */
+		return PX_AGAIN;
+	}
+	pass_error(x);
+	return PX_DONE;
+}
+
+/*
+ * The journey: pick a key (or wait for one), send the request and read
+ * the answer's head, then relay a good answer or weigh an error one, as
+ * often as the verdicts say and max_attempts allows.
+ */
 void
 proxy_handle(struct conn *c)
 {
-	struct px		 x;
-	struct gem_verdict	 v;
-	char			 err[256];
-	const char		*q;
-	int			 key, over, sent;
+	struct px	 x;
+	char		 err[256];
+	const char	*q;
+	int		 sent;
 
 	memset(&x, 0, offsetof(struct px, resp));
 	x.c = c;
@@ -1036,35 +1190,7 @@ proxy_handle(struct conn *c)
 	gem_scan_init(&x.scan, x.scan_mode);
 	up_watch(up, c->fd);
 
-	for (;;) {
-		if (x.sent >= looper.cfg->max_attempts) {
-			int	 inval;
-			int64_t	 free_ms = shm_free_ms(looper.shm,
-			    x.model_slot, x.est, now_ms(), &inval);
-
-			give_up(&x, free_ms, inval);
-			break;
-		}
-		if (shm_pick(looper.shm, x.model_slot, x.est, x.tried,
-		    x.ntried, x.prefer, now_ms(), &x.pick) == -1) {
-			if (x.wait_end == 0)
-				x.wait_end = mono_ms() +
-				    (int64_t)looper.cfg->max_wait_s * 1000;
-			if (!x.pick.all_invalid && x.pick.wait_ms >= 0 &&
-			    mono_ms() + x.pick.wait_ms <= x.wait_end) {
-				/* The seed's small delay: a key frees soon. */
-				board_set(looper.shm, looper.slot,
-				    SHM_W_UPSTREAM, NULL);
-				if (throttle_wait(&x, x.pick.wait_ms + 1) == -1) {
-					client_gone(&x);
-					break;
-				}
-				x.waited = 1;
-				continue;
-			}
-			give_up(&x, x.pick.free_ms, x.pick.all_invalid);
-			break;
-		}
+	while (pick_or_wait(&x) == PX_AGAIN) {
 		if (build_head(&x) == -1) {
 			shm_release(looper.shm, &x.pick);
 			conn_error(c, 431, "request head too large to forward",
@@ -1076,32 +1202,9 @@ proxy_handle(struct conn *c)
 		x.held = PX_HELD_NONE;
 		if (exchange(&x, err, sizeof(err)) == -1) {
 			wipe_head(&x);
-			shm_note_upstream(looper.shm, &x.pick, 0, 0);
-			if (up_gone(up)) {
-				/* Sent: a request, counted at its estimate;
-				 * not sent: nothing happened. */
-				if (x.sent > sent)
-					shm_settle(looper.shm, &x.pick, NULL);
-				else
-					shm_cancel(looper.shm, &x.pick);
-				client_gone(&x);
+			if (exchange_failed(&x, sent, err) == PX_DONE)
 				break;
-			}
-			key = x.pick.key;
-			up_close(up);
-			shm_release(looper.shm, &x.pick);
-			log_warnx("upstream: %s (key=%s model=%s)", err,
-			    x.pick.id, x.model);
-			x.held = strstr(err, "timeout") != NULL ?
-			    PX_HELD_TIMEOUT : PX_HELD_FAULT;
-			/* Before the answer started: once more, elsewhere. */
-			if (!x.retried_fault && x.prefer < 0) {
-				x.retried_fault = 1;
-				tried_add(&x, key);
-				continue;
-			}
-			give_up(&x, -1, 0);
-			break;
+			continue;
 		}
 		wipe_head(&x);
 		if (x.resp.status < 400) {
@@ -1109,69 +1212,8 @@ proxy_handle(struct conn *c)
 			relay(&x);
 			break;
 		}
-
-		/* An error: read it whole, then decide. */
-		if (x.ebody == NULL &&
-		    (x.ebody = malloc(PX_ERRBODY_MAX + 1)) == NULL) {
-			up_close(up);
-			shm_release(looper.shm, &x.pick);
-			conn_error(c, 500, "out of memory", NULL);
+		if (error_answer(&x) == PX_DONE)
 			break;
-		}
-		x.elen = read_error_body(&x, x.ebody, PX_ERRBODY_MAX, &over);
-		if (x.elen < 0) {
-			shm_note_upstream(looper.shm, &x.pick, x.resp.status, 0);
-			if (up_gone(up)) {
-				shm_settle(looper.shm, &x.pick, NULL);
-				client_gone(&x);
-				break;
-			}
-			up_close(up);
-			shm_release(looper.shm, &x.pick);
-			conn_error(c, 502, "the upstream's answer was cut short",
-			    NULL);
-			break;
-		}
-		x.ebody[x.elen] = '\0';
-		x.held_over = over;
-		gem_classify(x.resp.status, x.ebody, x.elen, &v);
-		/* A request that costs no quota says nothing about the
-		 * model's quota: its 429 leaves the key alone, and the next
-		 * key is tried. */
-		if (x.est < 0 && (v.action == GEM_COOL ||
-		    v.action == GEM_EXHAUST))
-			v.action = GEM_PASS;
-		shm_note_upstream(looper.shm, &x.pick, x.resp.status,
-		    v.action == GEM_EXHAUST ? SHM_Q_DAY :
-		    v.action == GEM_COOL && v.reason != SHM_R_429 ?
-		    SHM_Q_MINUTE : SHM_Q_OTHER);
-		apply_verdict(&x, &v);
-		key = x.pick.key;
-		shm_release(looper.shm, &x.pick);
-		switch (v.action) {
-		case GEM_PASS:
-			x.held = PX_HELD_ANSWER;
-			if (x.resp.status == 429 && x.prefer < 0) {
-				tried_add(&x, key);
-				continue;	/* another key may answer */
-			}
-			pass_error(&x);
-			break;
-		case GEM_RETRY:
-			x.held = PX_HELD_ANSWER;
-			if (x.retried_fault || x.prefer >= 0) {
-				pass_error(&x);
-				break;
-			}
-			x.retried_fault = 1;
-			tried_add(&x, key);
-			continue;
-		default:
-			/* The key's state now keeps it out (or in, after a
-			 * short cool-down: it counts for the wait). */
-			continue;
-		}
-		break;
 	}
 	log_usage(&x);
 	shm_note_request(looper.shm, x.model_slot, c->status,
