@@ -2,23 +2,26 @@
  * A request's journey to the upstream and back.  Called by the worker (via
  * route.c) for everything under /v1beta/, /v1/ and /upload/.
  *
- *   1. the client's credentials are checked (access_tokens) and dropped;
+ *   1. once the head is in, the client's credentials are checked
+ *      (access_tokens, proxy_admit) and never forwarded;
  *   2. the model is found (path, or the body on /openai/ paths) and a key is
  *      picked for it in shared memory, with room reserved (shm/pick.c);
  *      with no key free the request waits up to max_wait_s, else 429;
  *   3. the request goes upstream over the worker's kept-alive TLS
  *      connection with the pool key;
- *   4. an error answer is read whole (it is small) and classified
- *      (gemini.c): quota errors cool or exhaust the key, key errors mark it
- *      invalid, 5xx and dead connections are retried once on another key -
- *      all while nothing has been sent to the client;
+ *   4. an error answer is read whole (up to 64 KiB) and classified
+ *      (classify.c): quota errors cool or exhaust the key, key errors mark
+ *      it invalid, 5xx and dead connections are retried once on another
+ *      key - all while nothing has been sent to the client, and at most
+ *      max_attempts times;
  *   5. a good answer is relayed piece by piece as it arrives (SSE events
  *      reach the client one by one) while its usage is scanned on the fly,
  *      and the reservation is settled with the real counts.
  *
- * Locks: none held here; shm/pick.c and shm/affinity.c take hdr->lock for
- * each short step.  Any pool key in an error body is masked before it
- * reaches the client or a log.
+ * A client that closes its connection at any point stops the upstream
+ * request at once (499).  Locks: none held here; shm/pick.c and
+ * shm/affinity.c take hdr->lock for each short step.  No secret leaves:
+ * answer heads and error bodies are scrubbed (scrub.c).
  */
 #include <sys/socket.h>
 #include <sys/uio.h>

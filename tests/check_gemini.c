@@ -1,8 +1,7 @@
 /*
- * Unit tests of gemini.c: error classification against bodies shaped like
- * the ones captured in public issue threads (keys replaced by fakes), the
- * usage scanner in every framing and at every split point, request
- * inspection.
+ * Unit tests of Gemini's wire: classify.c against error bodies shaped like
+ * the ones captured in public issue threads (keys replaced by fakes),
+ * usagescan.c in every framing and at every split point, and inspect.c.
  */
 #include <stdio.h>
 #include <stdlib.h>

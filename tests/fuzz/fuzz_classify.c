@@ -1,5 +1,5 @@
 /*
- * Fuzz target: gem_classify() of src/gemini.c, the reading of an upstream
+ * Fuzz target: gem_classify() of src/classify.c, the reading of an upstream
  * answer that is not 2xx.
  *
  * The first two bytes pick the status (mostly the ones with rules: 429,

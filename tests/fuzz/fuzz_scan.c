@@ -1,5 +1,5 @@
 /*
- * Fuzz target: the streaming usage scanner of src/gemini.c.
+ * Fuzz target: the streaming usage scanner of src/usagescan.c.
  *
  * The first byte picks the mode (JSON, SSE, OpenAI) and the second where
  * the answer is cut; the rest is an upstream answer body.  Fed whole, in
