@@ -92,7 +92,6 @@ struct px {
 	int			 sent;		/* requests sent upstream */
 	int			 waited;	/* throttled at least once */
 	int64_t			 wait_end;	/* mono ms: no waiting after */
-	int			 gone;		/* the client went away */
 	int			 held;		/* PX_HELD_*: the answer so far */
 	char			*ebody;		/* an error answer, read whole */
 	ssize_t			 elen;
@@ -792,7 +791,6 @@ client_gone(struct px *x)
 		up_close(up);
 	x->c->status = 499;
 	x->c->close = 1;
-	x->gone = 1;
 }
 
 /*

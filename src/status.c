@@ -1844,8 +1844,6 @@ st_file(struct conn *c, const char *name, size_t len)
 	for (f = web_files; f->name != NULL; f++) {
 		if (strlen(f->name) != len || memcmp(f->name, name, len) != 0)
 			continue;
-		if (!st_get(c))
-			return;
 		conn_respond(c, 200, f->type,
 		    "Cache-Control: no-cache\r\n"
 		    "X-Content-Type-Options: nosniff\r\n"

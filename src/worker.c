@@ -628,8 +628,9 @@ head_ready(const char *buf, size_t from, size_t len)
  * A request refused once its head was in (route_admit, 413) has been
  * answered; its body is never read.  What of it arrived with the head is
  * wiped (it may hold a key) and dropped, and the connection closes after
- * a lingering close (serve).  Returns read_request's verdict: 1 (answered,
- * the connection goes on) for a request without a body, else -1.
+ * a lingering close (serve: body_unread stays set).  Returns
+ * read_request's verdict: 1 (answered, the connection goes on) for a
+ * request without a body, else -1.
  */
 static int
 refuse_body(struct conn *c)
@@ -640,7 +641,6 @@ refuse_body(struct conn *c)
 	explicit_bzero(c->buf + c->req.head_len, c->len - c->req.head_len);
 	c->len = c->next = c->req.head_len;
 	c->close = 1;	/* conn_respond() said so in its answer */
-	c->linger = 1;
 	return -1;
 }
 
@@ -823,7 +823,6 @@ serve(struct conn *c)
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->len = 0;
 	c->close = 0;
-	c->linger = 0;
 	for (;;) {
 		board_set(looper.shm, looper.slot, first ? SHM_W_READING :
 		    SHM_W_KEEPALIVE, NULL);
@@ -853,7 +852,8 @@ serve(struct conn *c)
 		body_shrink(c);
 	}
 	body_shrink(c);
-	if (c->linger)
+	/* A body never read may still be on its way (refuse_body). */
+	if (c->body_unread)
 		linger(c);
 	close(c->fd);
 	c->fd = -1;

@@ -24,7 +24,6 @@ struct conn {
 	int64_t			 deadline;	/* mono ms: the request's end */
 	int64_t			 started;	/* mono ms: first byte */
 	int			 close;		/* close after this answer */
-	int			 linger;	/* unread request bytes: linger */
 	int			 body_unread;	/* answering now leaves it unread */
 	int			 status;	/* sent, for the access log */
 	int			 sent_head;	/* response head already sent */

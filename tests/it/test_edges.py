@@ -8,8 +8,6 @@ and the credentials; a big body's memory given back; log levels; Bearer
 tokens with junk after them.
 """
 import json
-import os
-import re
 import signal
 import socket
 import time
@@ -17,7 +15,7 @@ import urllib.parse
 
 import lib
 from lib import wait_for
-from standin import (FLASH, PRO, K1, K2, K3, StandIn, proxy_daemon, mask)
+from standin import FLASH, K1, K2, K3, StandIn, proxy_daemon, mask
 from test_proxy import (JSON, Stream, cell, err_of, finish, gbody, gen, hget,
                         key_entry, no_full_keys, status_data, upload_file)
 
@@ -29,8 +27,8 @@ def access_lines(d, path_part):
             if " status=" in l and path_part in l]
 
 
-def exhaust_and_cool(d, si):
-    """Every key spent for FLASH today, PRO's sticky key cooling."""
+def exhaust_all(d):
+    """Every key spent for FLASH today."""
     st, h, raw = gen(d, FLASH, "spend it STANDIN:quota=rpd")
     assert st == 429, (st, raw[:300])
     sd = status_data(d)
@@ -47,7 +45,7 @@ def test_edges_quota_free_calls_never_refused_for_quota():
     si = StandIn()
     d = proxy_daemon(si)
     d.start()
-    exhaust_and_cool(d, si)
+    exhaust_all(d)
     since = si.last_seq()
     calls = [
         ("GET", "/v1beta/models", None),
