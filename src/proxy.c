@@ -1216,6 +1216,7 @@ proxy_handle(struct conn *c)
 		if (error_answer(&x) == PX_DONE)
 			break;
 	}
+	up_watch(up, -1);	/* the client's fd is closed and reused next */
 	log_usage(&x);
 	shm_note_request(looper.shm, x.model_slot, c->status,
 	    mono_ms() - c->started, x.sent > 1 ? x.sent - 1 : 0, x.waited);
