@@ -7,7 +7,6 @@
  * upstream after 48 hours anyway.
  */
 #include <string.h>
-#include <time.h>
 
 #include "shm.h"
 
@@ -51,17 +50,17 @@ shm_affinity_get(struct shm_header *h, const char *name)
 	return key;
 }
 
+/* name was made by key at created (ms since the epoch). */
 void
-shm_affinity_put(struct shm_header *h, const char *name, int key)
+shm_affinity_put(struct shm_header *h, const char *name, int key,
+    int64_t created)
 {
 	struct shm_affinity	*a = SHM_AFF(h), *e, *victim = NULL;
-	struct timespec		 ts;
 	uint32_t		 i, start;
 	size_t			 n = strlen(name);
 
 	if (h->max_affinity == 0 || n >= SHM_AFF_NAME || key < 0)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
 	start = fnv1a(name) % h->max_affinity;
 	shm_lock(h);
 	for (i = 0; i < PROBE && i < h->max_affinity; i++) {
@@ -80,8 +79,7 @@ shm_affinity_put(struct shm_header *h, const char *name, int key)
 	if (victim != NULL) {
 		memcpy(victim->name, name, n + 1);
 		victim->key = key;
-		victim->created = (int64_t)ts.tv_sec * 1000 +
-		    ts.tv_nsec / 1000000;
+		victim->created = created;
 		victim->in_use = 1;
 	}
 	shm_unlock(h);

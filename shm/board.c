@@ -84,6 +84,20 @@ board_served(struct shm_header *h, int slot)
 	__atomic_add_fetch(&SHM_SLOTS(h)[slot].requests, 1, __ATOMIC_RELAXED);
 }
 
+/* Master: the child forked for a slot board_claim() gave. */
+void
+board_set_pid(struct shm_header *h, int slot, pid_t pid)
+{
+	SHM_SLOTS(h)[slot].pid = pid;
+}
+
+/* A slot's state (enum shm_worker_state), as its worker last set it. */
+uint32_t
+board_state(const struct shm_header *h, int slot)
+{
+	return __atomic_load_n(&SHM_SLOTS(h)[slot].state, __ATOMIC_ACQUIRE);
+}
+
 /* Count live workers: idle ones wait in accept(), busy ones serve. */
 void
 board_count(const struct shm_header *h, int *total, int *idle, int *busy)

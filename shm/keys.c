@@ -1,6 +1,7 @@
 /*
- * The key x model tables: publishing a config into them, carrying state to
- * a bigger segment, and (for the proxy) choosing, reserving and settling.
+ * The key x model tables: publishing a config into them, and carrying
+ * their state, the scoreboard and the generation over to a bigger segment
+ * when a reload outgrows the old one.
  *
  * Every function here takes hdr->lock itself or ends in _locked.  Slots are
  * stable: a key that stays in the config across a reload keeps its slot and
@@ -8,6 +9,7 @@
  * against a slot that still means the same key.  Matching is by the key
  * itself (keys) and by name (models).
  */
+#include <bsd/string.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,20 +39,9 @@ shm_find_model_locked(struct shm_header *h, const char *name)
 	return -1;
 }
 
-static void
-copy_str(char *dst, size_t len, const char *src)
-{
-	size_t	 n = strlen(src);
-
-	if (n >= len)
-		n = len - 1;
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
-
 /* A slot changes hands: nothing of the old key may stick to the new. */
 static void
-clear_key_cells_locked(struct shm_header *h, uint32_t k)
+keys_clear_locked(struct shm_header *h, uint32_t k)
 {
 	struct shm_affinity	*a = SHM_AFF(h);
 	uint32_t		 i;
@@ -62,97 +53,103 @@ clear_key_cells_locked(struct shm_header *h, uint32_t k)
 }
 
 /* qsort/bsearch over slot numbers, by the key each slot holds. */
-static struct shm_key *sort_keys;
+static struct shm_key *keys_sorted;
 
 static int
-slot_cmp(const void *a, const void *b)
+keys_slot_cmp(const void *a, const void *b)
 {
-	return strcmp(sort_keys[*(const uint32_t *)a].key,
-	    sort_keys[*(const uint32_t *)b].key);
+	return strcmp(keys_sorted[*(const uint32_t *)a].key,
+	    keys_sorted[*(const uint32_t *)b].key);
 }
 
 static int
-spec_cmp(const void *key, const void *b)
+keys_spec_cmp(const void *key, const void *b)
 {
-	return strcmp((const char *)key, sort_keys[*(const uint32_t *)b].key);
+	return strcmp((const char *)key, keys_sorted[*(const uint32_t *)b].key);
 }
 
 /*
- * Make the tables say what the config says.  Keys are matched by value and
- * keep their slot and usage; removed keys free their slot; new keys take a
- * free slot.  Every key becomes valid again (invalid lasts until a reload).
- * Models no longer configured stay, metered with the default's limits, so
- * their counts are not lost.  Master only: it alone writes key strings and
- * slot ownership, so it may read them without the lock to build its index
- * (no allocation happens under the lock).  Returns -1 when the tables are
- * too small (the caller builds a bigger segment) or memory ran out.
+ * Which configured key already has a slot: found[i] is the slot of spec i
+ * (UINT32_MAX: none yet), keep[slot] is set for slots that stay.  Master
+ * only: it alone writes key strings and slot ownership, so it may read
+ * them without the lock (no allocation happens under it).
  */
-int
-shm_publish(struct shm_header *h, const struct shm_key_spec *ks, size_t nk,
-    const struct shm_model_spec *ms, size_t nm, size_t def)
+static int
+keys_match(struct shm_header *h, const struct shm_key_spec *ks, size_t nk,
+    uint32_t *found, unsigned char *keep)
 {
-	struct shm_key		*keys = SHM_KEYS(h);
-	struct shm_model	*models = SHM_MODELS(h);
-	uint32_t		*idx, *found, n, i, j, free_slot;
-	unsigned char		*keep;
-	int			 slot, rv = -1;
+	struct shm_key	*keys = SHM_KEYS(h);
+	uint32_t	*idx, *p, n, i, j;
 
-	if (nk > h->max_keys || nm > h->max_models || def >= nm)
+	if ((idx = calloc(h->max_keys + 1, sizeof(*idx))) == NULL)
 		return -1;
-	idx = calloc(h->max_keys + 1, sizeof(*idx));
-	found = calloc(nk + 1, sizeof(*found));
-	keep = calloc(h->max_keys + 1, 1);
-	if (idx == NULL || found == NULL || keep == NULL)
-		goto done;
 	for (n = 0, j = 0; j < h->nkeys; j++)
 		if (keys[j].in_use)
 			idx[n++] = j;
-	sort_keys = keys;
-	qsort(idx, n, sizeof(*idx), slot_cmp);
+	keys_sorted = keys;
+	qsort(idx, n, sizeof(*idx), keys_slot_cmp);
 	for (i = 0; i < nk; i++) {
-		uint32_t *p = bsearch(ks[i].key, idx, n, sizeof(*idx), spec_cmp);
-
+		p = bsearch(ks[i].key, idx, n, sizeof(*idx), keys_spec_cmp);
 		found[i] = p != NULL ? *p : UINT32_MAX;
 		if (p != NULL)
 			keep[*p] = 1;
 	}
+	free(idx);
+	return 0;
+}
 
-	shm_lock(h);
+/* A slot for a key new to the tables, or -1 when they are full. */
+static int
+keys_take_slot_locked(struct shm_header *h, uint32_t *free_slot,
+    const char *key)
+{
+	struct shm_key	*keys = SHM_KEYS(h);
+	uint32_t	 slot;
+
+	while (*free_slot < h->nkeys && keys[*free_slot].in_use)
+		(*free_slot)++;
+	if (*free_slot >= h->max_keys)
+		return -1;
+	slot = *free_slot;
+	/*
+	 * A slot past nkeys was never used, or was cleared when its key
+	 * left: it is zero already, and not writing it keeps its pages
+	 * unallocated.
+	 */
+	if (slot == h->nkeys)
+		h->nkeys++;
+	else {
+		memset(&keys[slot], 0, sizeof(keys[slot]));
+		keys_clear_locked(h, slot);
+	}
+	(void)strlcpy(keys[slot].key, key, sizeof(keys[slot].key));
+	keys[slot].in_use = 1;
+	return (int)slot;
+}
+
+static int
+keys_publish_locked(struct shm_header *h, const struct shm_key_spec *ks,
+    size_t nk, const uint32_t *found, const unsigned char *keep)
+{
+	struct shm_key	*keys = SHM_KEYS(h);
+	uint32_t	 i, j, free_slot = 0;
+	int		 slot;
+
 	for (j = 0; j < h->nkeys; j++) {
 		if (keys[j].in_use && !keep[j]) {
 			/* Gone from the config: wipe it, the key with it. */
-			clear_key_cells_locked(h, j);
+			keys_clear_locked(h, j);
 			memset(&keys[j], 0, sizeof(keys[j]));
 		}
 	}
-	free_slot = 0;
 	for (i = 0; i < nk; i++) {
-		if (found[i] != UINT32_MAX)
-			slot = (int)found[i];
-		else {
-			while (free_slot < h->nkeys && keys[free_slot].in_use)
-				free_slot++;
-			if (free_slot >= h->max_keys)
-				goto unlock;
-			slot = (int)free_slot;
-			/*
-			 * A slot past nkeys was never used, or was cleared
-			 * when its key left: it is zero already, and not
-			 * writing it keeps its pages unallocated.
-			 */
-			if (free_slot == h->nkeys)
-				h->nkeys++;
-			else {
-				memset(&keys[slot], 0, sizeof(keys[slot]));
-				clear_key_cells_locked(h, slot);
-			}
-			copy_str(keys[slot].key, sizeof(keys[slot].key),
-			    ks[i].key);
-			keys[slot].in_use = 1;
-		}
-		copy_str(keys[slot].id, sizeof(keys[slot].id), ks[i].id);
-		copy_str(keys[slot].masked, sizeof(keys[slot].masked),
-		    ks[i].masked);
+		slot = found[i] != UINT32_MAX ? (int)found[i] :
+		    keys_take_slot_locked(h, &free_slot, ks[i].key);
+		if (slot < 0)
+			return -1;
+		(void)strlcpy(keys[slot].id, ks[i].id, sizeof(keys[slot].id));
+		(void)strlcpy(keys[slot].masked, ks[i].masked,
+		    sizeof(keys[slot].masked));
 		keys[slot].tier = ks[i].tier;
 		keys[slot].order = i;
 		keys[slot].invalid = 0;
@@ -161,53 +158,93 @@ shm_publish(struct shm_header *h, const struct shm_key_spec *ks, size_t nk,
 	/* Trailing free slots need not be scanned. */
 	while (h->nkeys > 0 && !keys[h->nkeys - 1].in_use)
 		h->nkeys--;
+	return 0;
+}
+
+static void
+keys_limits(struct shm_model *m, const struct shm_model_spec *spec)
+{
+	m->tpm_limit = spec->tpm_limit;
+	m->tpd_limit = spec->tpd_limit;
+	m->rpm_limit = spec->rpm_limit;
+	m->rpd_limit = spec->rpd_limit;
+}
+
+static int
+keys_models_locked(struct shm_header *h, const struct shm_model_spec *ms,
+    size_t nm, size_t def)
+{
+	struct shm_model	*models = SHM_MODELS(h);
+	uint32_t		 i, j;
+	int			 slot;
 
 	for (j = 0; j < h->nmodels; j++)
 		models[j].configured = 0;
 	for (i = 0; i < nm; i++) {
-		slot = shm_find_model_locked(h, ms[i].name);
-		if (slot < 0) {
+		if ((slot = shm_find_model_locked(h, ms[i].name)) < 0) {
 			for (j = 0; j < h->nmodels && models[j].in_use; j++)
 				;
 			if (j >= h->max_models)
-				goto unlock;
+				return -1;
 			slot = (int)j;
 			/* Models are never freed: a slot past nmodels is
 			 * zero, and stays unallocated until used. */
 			h->nmodels++;
-			copy_str(models[slot].name, sizeof(models[slot].name),
-			    ms[i].name);
+			(void)strlcpy(models[slot].name, ms[i].name,
+			    sizeof(models[slot].name));
 			models[slot].in_use = 1;
 			models[slot].current_key = -1;
 		}
 		models[slot].configured = 1;
-		models[slot].tpm_limit = ms[i].tpm_limit;
-		models[slot].tpd_limit = ms[i].tpd_limit;
-		models[slot].rpm_limit = ms[i].rpm_limit;
-		models[slot].rpd_limit = ms[i].rpd_limit;
+		keys_limits(&models[slot], &ms[i]);
 		if (i == def)
 			h->default_model = slot;
 	}
 	/* Models seen in requests but not configured: the default's limits. */
-	for (j = 0; j < h->nmodels; j++) {
-		if (!models[j].in_use || models[j].configured)
-			continue;
-		models[j].tpm_limit = ms[def].tpm_limit;
-		models[j].tpd_limit = ms[def].tpd_limit;
-		models[j].rpm_limit = ms[def].rpm_limit;
-		models[j].rpd_limit = ms[def].rpd_limit;
-	}
-	/* A sticky key that left the config is no longer anyone's. */
 	for (j = 0; j < h->nmodels; j++)
-		if (models[j].current_key >= 0 &&
-		    !keys[models[j].current_key].in_use)
-			models[j].current_key = -1;
-	h->generation++;
-	rv = 0;
-unlock:
+		if (models[j].in_use && !models[j].configured)
+			keys_limits(&models[j], &ms[def]);
+	return 0;
+}
+
+/*
+ * Make the tables say what the config says.  Keys are matched by value and
+ * keep their slot and usage; removed keys free their slot; new keys take a
+ * free slot.  Every key becomes valid again (invalid lasts until a reload).
+ * Models no longer configured stay, metered with the default's limits, so
+ * their counts are not lost.  Master only.  Returns -1 when the tables are
+ * too small (the caller builds a bigger segment) or memory ran out.
+ */
+int
+shm_publish(struct shm_header *h, const struct shm_key_spec *ks, size_t nk,
+    const struct shm_model_spec *ms, size_t nm, size_t def)
+{
+	struct shm_key		*keys = SHM_KEYS(h);
+	struct shm_model	*models = SHM_MODELS(h);
+	uint32_t		*found, j;
+	unsigned char		*keep;
+	int			 rv = -1;
+
+	if (nk > h->max_keys || nm > h->max_models || def >= nm)
+		return -1;
+	found = calloc(nk + 1, sizeof(*found));
+	keep = calloc(h->max_keys + 1, 1);
+	if (found == NULL || keep == NULL ||
+	    keys_match(h, ks, nk, found, keep) == -1)
+		goto done;
+	shm_lock(h);
+	if (keys_publish_locked(h, ks, nk, found, keep) == 0 &&
+	    keys_models_locked(h, ms, nm, def) == 0) {
+		/* A sticky key that left the config is no longer anyone's. */
+		for (j = 0; j < h->nmodels; j++)
+			if (models[j].current_key >= 0 &&
+			    !keys[models[j].current_key].in_use)
+				models[j].current_key = -1;
+		h->generation++;
+		rv = 0;
+	}
 	shm_unlock(h);
 done:
-	free(idx);
 	free(found);
 	free(keep);
 	return rv;
@@ -216,7 +253,8 @@ done:
 /*
  * After a reload outgrew the old segment: copy what the old one knew about
  * the keys and models the new one holds (matched by key and by name), so
- * that usage, cooldowns and histories survive.  The caller has published the
+ * that usage, cooldowns and histories survive, and its scoreboard; the new
+ * segment's generation is the old one's plus one.  The caller has published the
  * config into dst already; src is no longer used by anyone it forks.
  */
 void
@@ -228,6 +266,11 @@ shm_carry(struct shm_header *dst, struct shm_header *src)
 	uint32_t		 i, j;
 	int			 s;
 
+	/* The master's children move over with their scoreboard slots. */
+	memcpy(SHM_SLOTS(dst), SHM_SLOTS(src), sizeof(struct shm_slot) *
+	    (src->max_workers < dst->max_workers ? src->max_workers :
+	    dst->max_workers));
+	dst->generation = src->generation + 1;
 	kmap = calloc(dst->nkeys + 1, sizeof(*kmap));
 	mmap_ = calloc(dst->nmodels + 1, sizeof(*mmap_));
 	if (kmap == NULL || mmap_ == NULL)

@@ -54,9 +54,12 @@ bucket_live(const struct shm_bucket *b, uint32_t s)
 	    b->stamp + SHM_WIN_SPAN + SHM_WIN_SECONDS > s;
 }
 
-/* Input tokens and requests of the last minute (reservations included). */
+/*
+ * Input tokens and requests of the last minute at s (reservations
+ * included), of a cell under the lock or of a copy.
+ */
 void
-shm_window_locked(const struct shm_usage *u, uint32_t s, uint64_t *tokens,
+shm_window(const struct shm_usage *u, uint32_t s, uint64_t *tokens,
     uint32_t *requests)
 {
 	int	 i;
@@ -72,6 +75,29 @@ shm_window_locked(const struct shm_usage *u, uint32_t s, uint64_t *tokens,
 }
 
 /*
+ * The buckets still in the window at s, oldest first (they leave it in
+ * that order).  Returns how many.
+ */
+int
+shm_window_live(const struct shm_usage *u, uint32_t s,
+    const struct shm_bucket *live[SHM_WIN_BUCKETS])
+{
+	const struct shm_bucket	*t;
+	int			 n = 0, i, j;
+
+	for (i = 0; i < SHM_WIN_BUCKETS; i++)
+		if (bucket_live(&u->win[i], s))
+			live[n++] = &u->win[i];
+	for (i = 1; i < n; i++)
+		for (j = i; j > 0 && live[j - 1]->stamp > live[j]->stamp; j--) {
+			t = live[j];
+			live[j] = live[j - 1];
+			live[j - 1] = t;
+		}
+	return n;
+}
+
+/*
  * When will the window have room for need tokens and one request more?
  * Returns ms since the epoch (now_ms when there is room already).
  */
@@ -79,23 +105,14 @@ static int64_t
 window_free_at(const struct shm_usage *u, uint32_t s, int64_t now,
     int64_t need, int64_t tlim, int64_t rlim)
 {
-	const struct shm_bucket	*live[SHM_WIN_BUCKETS], *t;
+	const struct shm_bucket	*live[SHM_WIN_BUCKETS];
 	uint64_t		 tok;
 	uint32_t		 req;
-	int			 n = 0, i, j;
+	int			 n, i;
 	int64_t			 at = now;
 
-	shm_window_locked(u, s, &tok, &req);
-	for (i = 0; i < SHM_WIN_BUCKETS; i++)
-		if (bucket_live(&u->win[i], s))
-			live[n++] = &u->win[i];
-	/* Oldest first: they leave the window in that order. */
-	for (i = 1; i < n; i++)
-		for (j = i; j > 0 && live[j - 1]->stamp > live[j]->stamp; j--) {
-			t = live[j];
-			live[j] = live[j - 1];
-			live[j - 1] = t;
-		}
+	shm_window(u, s, &tok, &req);
+	n = shm_window_live(u, s, live);
 	for (i = 0;; i++) {
 		if ((tlim < 0 || (int64_t)tok + need <= tlim) &&
 		    (rlim < 0 || (int64_t)req + 1 <= rlim))
@@ -107,17 +124,6 @@ window_free_at(const struct shm_usage *u, uint32_t s, int64_t now,
 		at = ((int64_t)live[i]->stamp + SHM_WIN_SPAN +
 		    SHM_WIN_SECONDS) * 1000;
 	}
-}
-
-/* A cell's state now: a cooldown that has run out is over. */
-uint32_t
-shm_cell_state_locked(const struct shm_header *h, const struct shm_usage *u,
-    int64_t now)
-{
-	(void)h;
-	if (u->state == SHM_COOLING && u->cooldown_until <= now)
-		return SHM_AVAILABLE;
-	return u->state;
 }
 
 static int64_t
@@ -150,8 +156,8 @@ key_wait_locked(struct shm_header *h, int k, int mi, int64_t est,
 
 	if (SHM_KEYS(h)[k].invalid)
 		return NEVER;
-	st = shm_cell_state_locked(h, u, now);
-	if (st == SHM_AVAILABLE && u->state == SHM_COOLING) {
+	st = shm_cell_state(m, u, now, NULL);
+	if (st != SHM_COOLING && u->state == SHM_COOLING) {
 		u->state = SHM_AVAILABLE;
 		u->reason = SHM_R_NONE;
 		u->cooldown_until = 0;
@@ -162,8 +168,8 @@ key_wait_locked(struct shm_header *h, int k, int mi, int64_t est,
 		return u->cooldown_until - now;
 	if (st == SHM_EXHAUSTED)
 		return h->next_reset > now ? h->next_reset - now : NEVER;
-	if ((m->tpd_limit >= 0 && (int64_t)u->tpd_used + est > m->tpd_limit) ||
-	    (m->rpd_limit >= 0 && (int64_t)u->rpd_used + 1 > m->rpd_limit))
+	/* Available, but does this request fit in what is left today? */
+	if (m->tpd_limit >= 0 && (int64_t)u->tpd_used + est > m->tpd_limit)
 		return h->next_reset > now ? h->next_reset - now : NEVER;
 	at = window_free_at(u, (uint32_t)(now / 1000), now, est,
 	    m->tpm_limit, m->rpm_limit);
@@ -445,16 +451,20 @@ shm_settle(struct shm_header *h, struct shm_pick *p,
 		}
 	}
 	if (t != NULL) {
-		u->prompt += t->prompt > 0 ? t->prompt : 0;
-		u->candidates += t->candidates > 0 ? t->candidates : 0;
-		u->cached += t->cached > 0 ? t->cached : 0;
-		u->thoughts += t->thoughts > 0 ? t->thoughts : 0;
-		u->total += t->total > 0 ? t->total : 0;
-		u->m_tokens[0] += t->prompt > 0 ? t->prompt : 0;
-		u->m_tokens[1] += t->candidates > 0 ? t->candidates : 0;
-		u->m_tokens[2] += t->cached > 0 ? t->cached : 0;
-		u->m_tokens[3] += t->thoughts > 0 ? t->thoughts : 0;
-		u->m_tokens[4] += t->total > 0 ? t->total : 0;
+		const int64_t	 v[SHM_TOK_N] = {
+			[SHM_TOK_PROMPT] = t->prompt,
+			[SHM_TOK_CANDIDATES] = t->candidates,
+			[SHM_TOK_CACHED] = t->cached,
+			[SHM_TOK_THOUGHTS] = t->thoughts,
+			[SHM_TOK_TOTAL] = t->total
+		};
+		int		 i;
+
+		for (i = 0; i < SHM_TOK_N; i++)
+			if (v[i] > 0) {
+				u->tokens[i] += (uint64_t)v[i];
+				u->m_tokens[i] += (uint64_t)v[i];
+			}
 	}
 	u->requests++;
 	minute_add(SHM_KEYS(h)[p->key].history, minute,
@@ -555,13 +565,8 @@ shm_invalidate(struct shm_header *h, const struct shm_pick *p,
 	shm_unlock(h);
 }
 
-/*
- * The slot of a model by name, adding a model that is not configured (it
- * is metered under its own name with the default model's limits).  When
- * the table is full, the default model's slot.
- */
-int
-shm_model_slot(struct shm_header *h, const char *name)
+static int
+model_slot(struct shm_header *h, const char *name, int exact)
 {
 	struct shm_model	*m = SHM_MODELS(h), *d;
 	int			 i;
@@ -571,7 +576,7 @@ shm_model_slot(struct shm_header *h, const char *name)
 	if ((i = shm_find_model_locked(h, name)) >= 0)
 		goto out;
 	if (h->nmodels >= h->max_models || h->default_model < 0) {
-		i = h->default_model;
+		i = exact ? -1 : h->default_model;
 		goto out;
 	}
 	/* Slots past nmodels were never used: already zero. */
@@ -594,28 +599,21 @@ out:
 }
 
 /*
- * The daily reset: per-day counters and exhaustion cleared for every key
- * and model at once, as every worker sees it.
+ * The slot of a model by name, adding a model that is not configured (it
+ * is metered under its own name with the default model's limits).  When
+ * the table is full, the default model's slot.
  */
-void
-shm_daily_reset(struct shm_header *h, int64_t next)
+int
+shm_model_slot(struct shm_header *h, const char *name)
 {
-	struct shm_usage	*u;
-	uint32_t		 k, m;
+	return model_slot(h, name, 0);
+}
 
-	shm_lock(h);
-	for (k = 0; k < h->nkeys; k++)
-		for (m = 0; m < h->nmodels; m++) {
-			u = SHM_USAGE(h, k, m);
-			u->tpd_used = u->rpd_used = 0;
-			u->prompt = u->candidates = u->cached = 0;
-			u->thoughts = u->total = u->requests = u->errors = 0;
-			if (u->state == SHM_EXHAUSTED) {
-				u->state = SHM_AVAILABLE;
-				u->reason = SHM_R_NONE;
-			}
-		}
-	h->last_reset = time_now_ms();
-	h->next_reset = next;
-	shm_unlock(h);
+/* The same, but -1 when the table is full or the name too long. */
+int
+shm_model_named(struct shm_header *h, const char *name)
+{
+	if (strlen(name) >= SHM_NAME_MAX)
+		return -1;
+	return model_slot(h, name, 1);
 }

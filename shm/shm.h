@@ -50,7 +50,8 @@ enum shm_reason {
 	SHM_R_TPD,		/* input tokens per day */
 	SHM_R_RPD,		/* requests per day */
 	SHM_R_429,		/* a bare 429 */
-	SHM_R_INVALID		/* API_KEY_INVALID and friends */
+	SHM_R_INVALID,		/* API_KEY_INVALID and friends */
+	SHM_R_N
 };
 
 enum shm_worker_state {
@@ -62,6 +63,27 @@ enum shm_worker_state {
 	SHM_W_WRITING,		/* writing the answer */
 	SHM_W_KEEPALIVE,	/* between requests on a kept-alive connection */
 	SHM_W_CLOSING		/* exiting */
+};
+
+/* Token counts kept per cell, by kind (usageMetadata's five counts). */
+enum shm_tok {
+	SHM_TOK_PROMPT = 0,	/* promptTokenCount */
+	SHM_TOK_CANDIDATES,	/* candidatesTokenCount */
+	SHM_TOK_CACHED,		/* cachedContentTokenCount */
+	SHM_TOK_THOUGHTS,	/* thoughtsTokenCount */
+	SHM_TOK_TOTAL,		/* totalTokenCount */
+	SHM_TOK_N
+};
+
+/* Answers counted by status class: 0 none (no answer), then 1xx..5xx. */
+#define SHM_CLASS_N	6
+
+/* Quota classes of upstream 429s, for m_429[]. */
+enum shm_quota {
+	SHM_Q_MINUTE = 0,
+	SHM_Q_DAY,
+	SHM_Q_OTHER,
+	SHM_Q_N
 };
 
 struct shm_bucket {
@@ -100,7 +122,7 @@ struct shm_model {
 	int64_t		 rpd_limit;
 	struct shm_minute history[SHM_HISTORY];
 	/* Since the segment was made, for /metrics: never reset. */
-	uint64_t	 m_answers[6];	/* to clients, by class: 0 none, 1..5 */
+	uint64_t	 m_answers[SHM_CLASS_N];	/* to clients, by class */
 	uint64_t	 m_retries;	/* requests sent again to another key */
 	uint64_t	 m_waits;	/* requests that waited for a key */
 	uint64_t	 m_dur[SHM_DUR_BUCKETS];	/* <= shm_dur_le[i] */
@@ -115,25 +137,15 @@ struct shm_usage {
 	int64_t		 cooldown_until;	/* ms since epoch, 0 when none */
 	uint64_t	 tpd_used;	/* input tokens since the reset (+reserved) */
 	uint64_t	 rpd_used;	/* requests since the reset (+reserved) */
-	uint64_t	 prompt;	/* what the upstream reported today */
-	uint64_t	 candidates;
-	uint64_t	 cached;
-	uint64_t	 thoughts;
-	uint64_t	 total;
+	uint64_t	 tokens[SHM_TOK_N];	/* the upstream's counts today */
 	uint64_t	 requests;	/* successful requests today */
 	uint64_t	 errors;
 	struct shm_bucket win[SHM_WIN_BUCKETS];
 	/* Since the segment was made, for /metrics: never reset. */
-	uint64_t	 m_status[6];	/* upstream answers: 0 none, 1xx..5xx */
-	uint64_t	 m_429[3];	/* upstream 429s: SHM_Q_MINUTE.. */
-	uint64_t	 m_tokens[5];	/* prompt, candidates, cached, thoughts,
-					   total */
+	uint64_t	 m_status[SHM_CLASS_N];	/* upstream answers by class */
+	uint64_t	 m_429[SHM_Q_N];	/* upstream 429s by quota */
+	uint64_t	 m_tokens[SHM_TOK_N];
 };
-
-/* Quota classes of upstream 429s, for m_429[]. */
-#define SHM_Q_MINUTE	0
-#define SHM_Q_DAY	1
-#define SHM_Q_OTHER	2
 
 struct shm_slot {
 	pid_t		 pid;
@@ -274,6 +286,7 @@ int		 shm_find_key_locked(struct shm_header *, const char *);
 
 /* pick.c: choosing, reserving, settling */
 int		 shm_model_slot(struct shm_header *, const char *);
+int		 shm_model_named(struct shm_header *, const char *);
 int		 shm_pick(struct shm_header *, int, int64_t, const int *, size_t,
 		    int, int64_t, struct shm_pick *);
 int64_t		 shm_free_ms(struct shm_header *, int, int64_t, int64_t,
@@ -288,24 +301,107 @@ void		 shm_exhaust(struct shm_header *, const struct shm_pick *,
 		    uint32_t);
 void		 shm_invalidate(struct shm_header *, const struct shm_pick *,
 		    const char *);
-void		 shm_window_locked(const struct shm_usage *, uint32_t,
+void		 shm_window(const struct shm_usage *, uint32_t,
 		    uint64_t *, uint32_t *);
-uint32_t	 shm_cell_state_locked(const struct shm_header *,
-		    const struct shm_usage *, int64_t);
+int		 shm_window_live(const struct shm_usage *, uint32_t,
+		    const struct shm_bucket *[SHM_WIN_BUCKETS]);
 uint64_t	 shm_minute_get(const struct shm_minute *, uint32_t,
 		    uint32_t *);
-void		 shm_daily_reset(struct shm_header *, int64_t);
+
+/* events.c: what the master records */
+void		 shm_note_start(struct shm_header *, int64_t);
+void		 shm_note_reload(struct shm_header *, int64_t, int,
+		    const char *);
+void		 shm_resets(struct shm_header *, int64_t *, int64_t *);
+void		 shm_set_next_reset(struct shm_header *, int64_t);
+void		 shm_restore_last_reset(struct shm_header *, int64_t);
+void		 shm_daily_reset(struct shm_header *, int64_t, int64_t);
+
+/* Usage read back from a file, resolved to slots (restore.c). */
+struct shm_restore_cell {
+	int			 k;	/* key slot */
+	int			 m;	/* model slot */
+	struct shm_usage	 u;
+};
+
+struct shm_restore_hist {
+	int			 slot;		/* key or model slot */
+	int			 current;	/* a model's sticky key, -1 */
+	struct shm_minute	 hist[SHM_HISTORY];
+};
+
+struct shm_restore_aff {
+	char			 name[SHM_AFF_NAME];
+	int			 k;
+	int64_t			 created;
+};
+
+struct shm_restore {
+	struct shm_restore_cell	*cells;
+	size_t			 ncells;
+	struct shm_restore_hist	*khist;
+	size_t			 nkhist;
+	struct shm_restore_hist	*mhist;
+	size_t			 nmhist;
+	struct shm_restore_aff	*aff;
+	size_t			 naff;
+};
+
+/* restore.c */
+void		 shm_restore(struct shm_header *, const struct shm_restore *,
+		    int, int64_t);
 
 /* stats.c: counters for /metrics */
 extern const double shm_dur_le[SHM_DUR_BUCKETS];
+extern const char *const shm_tok_names[SHM_TOK_N];
+extern const char *const shm_class_names[SHM_CLASS_N];
+extern const char *const shm_reason_names[SHM_R_N];
 void		 shm_note_upstream(struct shm_header *, const struct shm_pick *,
 		    int, int);
 void		 shm_note_request(struct shm_header *, int, int, int64_t, int,
 		    int);
 
+/*
+ * A copy of the tables for readers that show or save them (snapshot.c).
+ * keys[] and usage[] hold nkeys rows (slots in use have in_use set); the
+ * keys' text is wiped.
+ */
+struct shm_snap {
+	int64_t			 now;
+	uint64_t		 generation;
+	uint32_t		 nkeys;
+	uint32_t		 nmodels;
+	int32_t			 default_model;
+	int32_t			 last_reload_ok;
+	uint32_t		 lock_recoveries;
+	int64_t			 started;
+	int64_t			 last_reset;
+	int64_t			 next_reset;
+	int64_t			 last_reload;
+	char			 last_reload_msg[256];
+	struct shm_key		*keys;
+	struct shm_model	*models;
+	struct shm_usage	*usage;		/* nkeys x nmodels */
+	struct shm_affinity	*aff;		/* SHM_SNAP_AFFINITY: in use */
+	size_t			 naff;
+};
+
+#define SHM_SNAP_AFFINITY	0x1
+#define SHM_SNAP_CELL(s, k, m) \
+	(&(s)->usage[(size_t)(k) * (s)->nmodels + (size_t)(m)])
+
+/* snapshot.c */
+int		 shm_snap_take(struct shm_header *, unsigned, int64_t,
+		    void (*)(void *, uint32_t, const char *), void *,
+		    struct shm_snap *);
+void		 shm_snap_free(struct shm_snap *);
+uint32_t	 shm_cell_state(const struct shm_model *,
+		    const struct shm_usage *, int64_t, uint32_t *);
+
 /* affinity.c */
 int		 shm_affinity_get(struct shm_header *, const char *);
-void		 shm_affinity_put(struct shm_header *, const char *, int);
+void		 shm_affinity_put(struct shm_header *, const char *, int,
+		    int64_t);
 
 /* board.c */
 int		 board_claim(struct shm_header *, pid_t);
@@ -313,6 +409,8 @@ void		 board_release(struct shm_header *, int);
 void		 board_set(struct shm_header *, int, enum shm_worker_state,
 		    const char *);
 void		 board_served(struct shm_header *, int);
+void		 board_set_pid(struct shm_header *, int, pid_t);
+uint32_t	 board_state(const struct shm_header *, int);
 void		 board_count(const struct shm_header *, int *, int *, int *);
 int		 board_find(const struct shm_header *, pid_t);
 const char	*board_state_name(uint32_t);

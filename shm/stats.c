@@ -14,6 +14,29 @@ const double shm_dur_le[SHM_DUR_BUCKETS] = {
 	0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 1e308
 };
 
+/* The names the usage file, the JSON and /metrics give the counts. */
+const char *const shm_tok_names[SHM_TOK_N] = {
+	[SHM_TOK_PROMPT] = "prompt",
+	[SHM_TOK_CANDIDATES] = "candidates",
+	[SHM_TOK_CACHED] = "cached",
+	[SHM_TOK_THOUGHTS] = "thoughts",
+	[SHM_TOK_TOTAL] = "total"
+};
+
+const char *const shm_class_names[SHM_CLASS_N] = {
+	"none", "1xx", "2xx", "3xx", "4xx", "5xx"
+};
+
+const char *const shm_reason_names[SHM_R_N] = {
+	[SHM_R_NONE] = "none",
+	[SHM_R_TPM] = "tpm",
+	[SHM_R_RPM] = "rpm",
+	[SHM_R_TPD] = "tpd",
+	[SHM_R_RPD] = "rpd",
+	[SHM_R_429] = "429",
+	[SHM_R_INVALID] = "invalid"
+};
+
 static int
 status_class(int status)
 {
@@ -38,7 +61,7 @@ shm_note_upstream(struct shm_header *h, const struct shm_pick *p, int status,
 	    strcmp(SHM_KEYS(h)[p->key].key, p->key_str) == 0) {
 		u = SHM_USAGE(h, p->key, p->model);
 		u->m_status[status_class(status)]++;
-		if (status == 429 && quota >= 0 && quota <= SHM_Q_OTHER)
+		if (status == 429 && quota >= 0 && quota < SHM_Q_N)
 			u->m_429[quota]++;
 	}
 	shm_unlock(h);

@@ -197,15 +197,9 @@ master_publish(struct config *cfg, char *err, size_t errlen)
 		}
 		if (old != NULL) {
 			shm_carry(h, old);
-			h->generation = old->generation + 1;
-			/* Our scoreboard slots move over with our children. */
-			memcpy(SHM_SLOTS(h), SHM_SLOTS(old),
-			    sizeof(struct shm_slot) *
-			    (old->max_workers < h->max_workers ?
-			    old->max_workers : h->max_workers));
 			shm_destroy(old);
 		} else
-			h->started = now_ms();
+			shm_note_start(h, now_ms());
 		looper.shm = h;
 		log_info("shared memory: %zu bytes for %u keys, %u models, "
 		    "%u workers", (size_t)h->size, h->max_keys, h->max_models,
@@ -254,7 +248,7 @@ spawn_worker(void)
 		worker_main(slot);
 		/* NOTREACHED */
 	}
-	SHM_SLOTS(looper.shm)[slot].pid = pid;
+	board_set_pid(looper.shm, slot, pid);
 	c->pid = pid;
 	c->slot = slot;
 	c->started = mono_ms();
@@ -303,8 +297,7 @@ reap(void)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if ((c = child_find(pid)) == NULL)
 			continue;
-		ready = __atomic_load_n(&SHM_SLOTS(looper.shm)[c->slot].state,
-		    __ATOMIC_ACQUIRE) != SHM_W_STARTING;
+		ready = board_state(looper.shm, c->slot) != SHM_W_STARTING;
 		board_release(looper.shm, c->slot);
 		lived = mono_ms() - c->started;
 		c->pid = 0;
@@ -357,7 +350,6 @@ static void
 maintain_pool(void)
 {
 	const struct config	*cfg = looper.cfg;
-	struct shm_slot		*s = SHM_SLOTS(looper.shm);
 	int			 i, total = 0, idle = 0, spawn, excess;
 	uint32_t		 st;
 
@@ -367,8 +359,7 @@ maintain_pool(void)
 		if (children[i].pid <= 0 || children[i].stopping)
 			continue;
 		total++;
-		st = __atomic_load_n(&s[children[i].slot].state,
-		    __ATOMIC_ACQUIRE);
+		st = board_state(looper.shm, children[i].slot);
 		if (st == SHM_W_IDLE || st == SHM_W_STARTING)
 			idle++;
 	}
@@ -393,8 +384,7 @@ maintain_pool(void)
 	for (i = nchildren - 1; i >= 0 && excess > 0; i--) {
 		if (children[i].pid <= 0 || children[i].stopping)
 			continue;
-		st = __atomic_load_n(&s[children[i].slot].state,
-		    __ATOMIC_ACQUIRE);
+		st = board_state(looper.shm, children[i].slot);
 		if (st != SHM_W_IDLE)
 			continue;
 		/* SIGUSR2: exit if idle, or after the current request. */
@@ -407,13 +397,7 @@ maintain_pool(void)
 static void
 record_reload(int ok, const char *msg)
 {
-	struct shm_header	*h = looper.shm;
-
-	shm_lock(h);
-	h->last_reload = now_ms();
-	h->last_reload_ok = ok;
-	strlcpy(h->last_reload_msg, msg, sizeof(h->last_reload_msg));
-	shm_unlock(h);
+	shm_note_reload(looper.shm, now_ms(), ok, msg);
 }
 
 static void
@@ -562,8 +546,7 @@ wait_ready(void)
 		for (up = 0, j = 0; j < nchildren; j++) {
 			if (children[j].pid <= 0)
 				continue;
-			st = __atomic_load_n(&SHM_SLOTS(looper.shm)[
-			    children[j].slot].state, __ATOMIC_ACQUIRE);
+			st = board_state(looper.shm, children[j].slot);
 			if (st != SHM_W_STARTING)
 				up++;
 		}

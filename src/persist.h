@@ -32,6 +32,6 @@ int		 persist_load(struct shm_header *, const struct config *,
 int		 persist_save(struct shm_header *, const struct config *, int);
 void		 persist_tick(struct shm_header *, const struct config *,
 		    int64_t);
-void		 persist_fp(const char *, char [17]);
+void		 persist_fp(const char *, char [17]);	/* PERSIST_FP_LEN + 1 */
 
 #endif /* PERSIST_H */

@@ -668,7 +668,7 @@ send_head(struct px *x, int chunked, int64_t length, const char *body,
 				snprintf(name, sizeof(name), "upload:%.80s",
 				    id);
 				shm_affinity_put(looper.shm, name,
-				    x->pick.key);
+				    x->pick.key, now_ms());
 			}
 			v = url;
 		}
@@ -738,7 +738,8 @@ note_created(struct px *x, const char *buf, size_t n)
 			p++;
 		if (p < end && *p == '"' &&
 		    object_name(p + 1, end, name, sizeof(name)) == 0) {
-			shm_affinity_put(looper.shm, name, x->pick.key);
+			shm_affinity_put(looper.shm, name, x->pick.key,
+			    now_ms());
 			return;
 		}
 	}

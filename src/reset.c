@@ -495,9 +495,7 @@ reset_publish(struct shm_header *h, struct config *cfg, int64_t next)
 {
 	char	 when[32], err[PATH_MAX + 256];
 
-	shm_lock(h);
-	h->next_reset = next;
-	shm_unlock(h);
+	shm_set_next_reset(h, next);
 	if (reset_format(cfg->timezone, next, when, sizeof(when)) == -1) {
 		log_errx("daily reset: cannot format the next reset time");
 		return;
@@ -560,7 +558,7 @@ reset_init(struct shm_header *h, struct config *cfg,
 		    in.file_next <= now ? in.file_next : c, was, sizeof(was));
 		log_info("daily reset: the one due at %s %s was missed while "
 		    "the daemon was down: resetting now", was, cfg->timezone);
-		shm_daily_reset(h, next);
+		shm_daily_reset(h, now, next);
 		(void)persist_save(h, cfg, 1);
 	}
 	reset_publish(h, cfg, next);
@@ -579,7 +577,7 @@ reset_tick(struct shm_header *h, struct config *cfg, int64_t now)
 	if (due <= 0 || now < due)
 		return 0;
 	next = next_from(cfg, now);
-	shm_daily_reset(h, next);
+	shm_daily_reset(h, now, next);
 	(void)reset_format(cfg->timezone, next, when, sizeof(when));
 	log_info("daily reset: daily counters and exhaustion cleared; next "
 	    "at %s %s", when, cfg->timezone);
@@ -601,10 +599,7 @@ reset_reload(struct shm_header *h, const struct config *ocfg,
 {
 	int64_t	 cur, c = 0, last, next;
 
-	shm_lock(h);
-	cur = h->next_reset;
-	last = h->last_reset;
-	shm_unlock(h);
+	shm_resets(h, &last, &cur);
 	if (strcmp(ocfg->reset_after, ncfg->reset_after) != 0 ||
 	    strcmp(ocfg->timezone, ncfg->timezone) != 0) {
 		next = next_from(ncfg, now);

@@ -125,7 +125,7 @@ START_TEST(test_publish_keeps_usage)
 	s2 = shm_find_key_locked(h, "k2");
 	shm_unlock(h);
 	ck_assert_int_ge(s2, 0);
-	SHM_USAGE(h, s2, 0)->total = 1234;
+	SHM_USAGE(h, s2, 0)->tokens[SHM_TOK_TOTAL] = 1234;
 	k[s2].invalid = 1;
 	gen = h->generation;
 	/* k1 goes, k4 comes, k2 stays. */
@@ -136,10 +136,10 @@ START_TEST(test_publish_keeps_usage)
 	ck_assert_int_eq(shm_find_key_locked(h, "k1"), -1);
 	ck_assert_int_eq(shm_find_key_locked(h, "k3"), -1);
 	ck_assert_int_ge(shm_find_key_locked(h, "k4"), 0);
-	ck_assert_uint_eq(SHM_USAGE(h, shm_find_key_locked(h, "k4"), 0)->total,
-	    0);
+	ck_assert_uint_eq(SHM_USAGE(h, shm_find_key_locked(h, "k4"),
+	    0)->tokens[SHM_TOK_TOTAL], 0);
 	shm_unlock(h);
-	ck_assert_uint_eq(SHM_USAGE(h, s2, 0)->total, 1234);
+	ck_assert_uint_eq(SHM_USAGE(h, s2, 0)->tokens[SHM_TOK_TOTAL], 1234);
 	ck_assert_uint_eq(k[s2].invalid, 0);	/* a reload clears invalid */
 	shm_destroy(h);
 }
@@ -152,7 +152,7 @@ START_TEST(test_carry)
 	int			 s;
 
 	publish3(a, "k1", "k2", "k3");
-	SHM_USAGE(a, 2, 1)->prompt = 42;
+	SHM_USAGE(a, 2, 1)->tokens[SHM_TOK_PROMPT] = 42;
 	SHM_MODELS(a)[1].current_key = 2;
 	publish3(b, "k3", "k9", NULL);
 	shm_carry(b, a);
@@ -160,7 +160,7 @@ START_TEST(test_carry)
 	s = shm_find_key_locked(b, "k3");
 	shm_unlock(b);
 	ck_assert_int_eq(s, 0);
-	ck_assert_uint_eq(SHM_USAGE(b, s, 1)->prompt, 42);
+	ck_assert_uint_eq(SHM_USAGE(b, s, 1)->tokens[SHM_TOK_PROMPT], 42);
 	ck_assert_int_eq(SHM_MODELS(b)[1].current_key, s);
 	shm_destroy(a);
 	shm_destroy(b);

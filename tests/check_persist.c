@@ -233,8 +233,8 @@ START_TEST(test_round_trip)
 	/* An expired cooldown is not worth keeping. */
 	p = pick_of(h, "key-three", "m1");
 	shm_cool(h, &p, now - 1000, SHM_R_429);
-	shm_affinity_put(h, "files/abc", slot(h, "key-three"));
-	shm_affinity_put(h, "files/two", slot(h, "key-two"));
+	shm_affinity_put(h, "files/abc", slot(h, "key-three"), now);
+	shm_affinity_put(h, "files/two", slot(h, "key-two"), now);
 	SHM_MODELS(h)[mslot(h, "m0")].current_key = slot(h, "key-one");
 
 	ck_assert_int_eq(persist_save(h, &f.cfg, 1), 0);
@@ -267,29 +267,29 @@ START_TEST(test_round_trip)
 
 	a = cell(h, "key-one", "m0");
 	b = cell(g, "key-one", "m0");
-	ck_assert_uint_eq(b->prompt, 107);
-	ck_assert_uint_eq(b->total, 159);
+	ck_assert_uint_eq(b->tokens[SHM_TOK_PROMPT], 107);
+	ck_assert_uint_eq(b->tokens[SHM_TOK_TOTAL], 159);
 	ck_assert_uint_eq(b->requests, 2);
 	ck_assert_uint_eq(b->tpd_used, a->tpd_used);
 	ck_assert_uint_eq(b->rpd_used, a->rpd_used);
-	ck_assert_uint_eq(b->candidates, a->candidates);
+	ck_assert_uint_eq(b->tokens[SHM_TOK_CANDIDATES], a->tokens[SHM_TOK_CANDIDATES]);
 	/* The per-minute window survived: TPM still counts them. */
 	ck_assert_mem_eq(b->win, a->win, sizeof(a->win));
 	b = cell(g, "key-one", "m1");
 	ck_assert_uint_eq(b->state, SHM_COOLING);
 	ck_assert_uint_eq(b->reason, SHM_R_RPM);
 	ck_assert_int_eq(b->cooldown_until, now + 600 * 1000);
-	ck_assert_uint_eq(b->total, 50);
+	ck_assert_uint_eq(b->tokens[SHM_TOK_TOTAL], 50);
 	b = cell(g, "key-three", "m0");
 	ck_assert_uint_eq(b->state, SHM_EXHAUSTED);
 	ck_assert_uint_eq(b->reason, SHM_R_RPD);
 	b = cell(g, "key-three", "m1");
 	ck_assert_uint_eq(b->state, SHM_AVAILABLE);
-	ck_assert_uint_eq(b->total, 2);
+	ck_assert_uint_eq(b->tokens[SHM_TOK_TOTAL], 2);
 	/* The new key starts from zero; nobody got key-two's usage. */
 	for (i = 0; i < 2; i++) {
 		b = cell(g, "key-new", models[i]);
-		ck_assert_uint_eq(b->total + b->requests + b->tpd_used, 0);
+		ck_assert_uint_eq(b->tokens[SHM_TOK_TOTAL] + b->requests + b->tpd_used, 0);
 		ck_assert_uint_eq(b->state, SHM_AVAILABLE);
 	}
 	/* The unlisted model came back, metered under its own name. */
@@ -338,8 +338,8 @@ START_TEST(test_colliding_ids)
 	g = segment(keys2, ids, 2, models, 1);
 	ck_assert_int_eq(persist_load(g, &f.cfg, now_ms(), &pi),
 	    PERSIST_LOADED);
-	ck_assert_uint_eq(cell(g, "key-A", "m0")->total, 100);
-	ck_assert_uint_eq(cell(g, "key-B", "m0")->total, 0);
+	ck_assert_uint_eq(cell(g, "key-A", "m0")->tokens[SHM_TOK_TOTAL], 100);
+	ck_assert_uint_eq(cell(g, "key-B", "m0")->tokens[SHM_TOK_TOTAL], 0);
 	shm_destroy(g);
 
 	/* Written by hand, without fp: ambiguous ids are skipped. */
@@ -363,10 +363,10 @@ START_TEST(test_colliding_ids)
 	}
 	ck_assert_int_eq(persist_load(g, &f.cfg, now_ms(), &pi),
 	    PERSIST_LOADED);
-	ck_assert_uint_eq(cell(g, "key-A", "m0")->total, 0);
+	ck_assert_uint_eq(cell(g, "key-A", "m0")->tokens[SHM_TOK_TOTAL], 0);
 	/* fp wins over a wrong id; a unique id matches alone. */
-	ck_assert_uint_eq(cell(g, "key-B", "m0")->total, 7);
-	ck_assert_uint_eq(cell(g, "key-C", "m0")->total, 6);
+	ck_assert_uint_eq(cell(g, "key-B", "m0")->tokens[SHM_TOK_TOTAL], 7);
+	ck_assert_uint_eq(cell(g, "key-C", "m0")->tokens[SHM_TOK_TOTAL], 6);
 	shm_destroy(h);
 	shm_destroy(g);
 	cleanup(&f);
@@ -524,7 +524,7 @@ START_TEST(test_unreadable_not_overwritten)
 	ck_assert_int_eq(rmdir(f.path), 0);
 	ck_assert_int_eq(rename(keep, f.path), 0);
 	ck_assert_int_eq(persist_save(g, &f.cfg, 0), 0);
-	ck_assert_uint_eq(cell(g, "key-one", "m0")->total, 35);
+	ck_assert_uint_eq(cell(g, "key-one", "m0")->tokens[SHM_TOK_TOTAL], 35);
 	ck_assert_uint_eq(cell(g, "key-one", "m0")->requests, 2);
 	shm_destroy(h);
 	shm_destroy(g);
@@ -571,20 +571,20 @@ START_TEST(test_stale_day)
 	ck_assert_int_eq(pi.next_reset, now - 1000);
 	u = cell(g, "key-one", "m0");
 	ck_assert_uint_eq(u->state, SHM_AVAILABLE);
-	ck_assert_uint_eq(u->total, 0);
+	ck_assert_uint_eq(u->tokens[SHM_TOK_TOTAL], 0);
 	/* The last minute is the last minute, whatever the day. */
 	{
 		uint64_t	 tok;
 		uint32_t	 req;
 
-		shm_window_locked(u, s, &tok, &req);
+		shm_window(u, s, &tok, &req);
 		ck_assert_uint_eq(tok, 40);
 		ck_assert_uint_eq(req, 1);
 	}
 	u = cell(g, "key-one", "m1");
 	ck_assert_uint_eq(u->state, SHM_COOLING);
 	ck_assert_int_eq(u->cooldown_until, now + 60000);
-	ck_assert_uint_eq(u->total, 0);
+	ck_assert_uint_eq(u->tokens[SHM_TOK_TOTAL], 0);
 	shm_destroy(g);
 
 	/* Malformed parts are skipped, the rest is read. */
@@ -596,8 +596,8 @@ START_TEST(test_stale_day)
 	spit(f.path, text);
 	g = segment(keys, ids, 1, models, 2);
 	ck_assert_int_eq(persist_load(g, &f.cfg, now, &pi), PERSIST_LOADED);
-	ck_assert_uint_eq(cell(g, "key-one", "m0")->total, 0);
-	ck_assert_uint_eq(cell(g, "key-one", "m1")->total, 4);
+	ck_assert_uint_eq(cell(g, "key-one", "m0")->tokens[SHM_TOK_TOTAL], 0);
+	ck_assert_uint_eq(cell(g, "key-one", "m1")->tokens[SHM_TOK_TOTAL], 4);
 	shm_destroy(g);
 	cleanup(&f);
 }

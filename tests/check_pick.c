@@ -129,19 +129,19 @@ START_TEST(test_tpm_reservation_and_settle)
 	shm_settle(h, &p, &t);
 	s = slot_of(h, "p1");
 	shm_lock(h);
-	shm_window_locked(SHM_USAGE(h, s, 0), NOW / 1000, &tok, &req);
+	shm_window(SHM_USAGE(h, s, 0), NOW / 1000, &tok, &req);
 	shm_unlock(h);
 	ck_assert_uint_eq(tok, 100);
 	ck_assert_uint_eq(req, 1);
 	ck_assert_uint_eq(SHM_USAGE(h, s, 0)->tpd_used, 100);
-	ck_assert_uint_eq(SHM_USAGE(h, s, 0)->prompt, 100);
-	ck_assert_uint_eq(SHM_USAGE(h, s, 0)->total, 105);
+	ck_assert_uint_eq(SHM_USAGE(h, s, 0)->tokens[SHM_TOK_PROMPT], 100);
+	ck_assert_uint_eq(SHM_USAGE(h, s, 0)->tokens[SHM_TOK_TOTAL], 105);
 	ck_assert_uint_eq(SHM_USAGE(h, s, 0)->requests, 1);
 	/* Release q: its reservation disappears entirely. */
 	shm_release(h, &q);
 	s = slot_of(h, "p2");
 	shm_lock(h);
-	shm_window_locked(SHM_USAGE(h, s, 0), NOW / 1000, &tok, &req);
+	shm_window(SHM_USAGE(h, s, 0), NOW / 1000, &tok, &req);
 	shm_unlock(h);
 	ck_assert_uint_eq(tok, 0);
 	ck_assert_uint_eq(req, 0);
@@ -168,7 +168,7 @@ START_TEST(test_exhaust_invalid)
 	/* Another model is still served. */
 	ck_assert_int_eq(shm_pick(h, 1, 1, NULL, 0, -1, NOW, &p), 0);
 	/* The daily reset brings them back. */
-	shm_daily_reset(h, NOW + 86400000);
+	shm_daily_reset(h, NOW, NOW + 86400000);
 	ck_assert_int_eq(shm_pick(h, 0, 1, NULL, 0, -1, NOW, &p), 0);
 	/* Invalid keys: out for every model; all invalid -> all_invalid. */
 	for (i = 0; i < 3; i++) {
@@ -189,7 +189,7 @@ START_TEST(test_prefer)
 	struct shm_pick		 p;
 	int			 s = slot_of(h, "s1");
 
-	shm_affinity_put(h, "files/abc", s);
+	shm_affinity_put(h, "files/abc", s, NOW);
 	ck_assert_int_eq(shm_affinity_get(h, "files/abc"), s);
 	ck_assert_int_eq(shm_affinity_get(h, "files/zzz"), -1);
 	ck_assert_int_eq(shm_pick(h, 0, 1, NULL, 0, s, NOW, &p), 0);

@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "check_suites.h"
+#include "admin.h"
 #include "config.h"
 #include "looper.h"
 #include "shm.h"
@@ -69,22 +70,22 @@ END_TEST
 
 START_TEST(test_token)
 {
-	ck_assert_int_eq(status_token_ok("", NULL, "/status"), 1);
-	ck_assert_int_eq(status_token_ok("s3cr+t", NULL, "/status"), 0);
-	ck_assert_int_eq(status_token_ok("s3cr+t", "Bearer s3cr+t",
+	ck_assert_int_eq(admin_token_ok("", NULL, "/status"), 1);
+	ck_assert_int_eq(admin_token_ok("s3cr+t", NULL, "/status"), 0);
+	ck_assert_int_eq(admin_token_ok("s3cr+t", "Bearer s3cr+t",
 	    "/status"), 1);
-	ck_assert_int_eq(status_token_ok("s3cr+t", "bearer  s3cr+t",
+	ck_assert_int_eq(admin_token_ok("s3cr+t", "bearer  s3cr+t",
 	    "/status"), 1);
-	ck_assert_int_eq(status_token_ok("s3cr+t", "Bearer s3cr+", "/s"), 0);
-	ck_assert_int_eq(status_token_ok("s3cr+t", "Bearer s3cr+tt", "/s"), 0);
-	ck_assert_int_eq(status_token_ok("s3cr+t", "Basic s3cr+t", "/s"), 0);
-	ck_assert_int_eq(status_token_ok("s3cr+t", NULL,
+	ck_assert_int_eq(admin_token_ok("s3cr+t", "Bearer s3cr+", "/s"), 0);
+	ck_assert_int_eq(admin_token_ok("s3cr+t", "Bearer s3cr+tt", "/s"), 0);
+	ck_assert_int_eq(admin_token_ok("s3cr+t", "Basic s3cr+t", "/s"), 0);
+	ck_assert_int_eq(admin_token_ok("s3cr+t", NULL,
 	    "/api/status_data?token=s3cr%2Bt"), 1);
-	ck_assert_int_eq(status_token_ok("s3cr+t", NULL,
+	ck_assert_int_eq(admin_token_ok("s3cr+t", NULL,
 	    "/api/status_data?token=s3cr+t"), 1);
-	ck_assert_int_eq(status_token_ok("s3cr+t", "Bearer wrong",
+	ck_assert_int_eq(admin_token_ok("s3cr+t", "Bearer wrong",
 	    "/metrics?token=s3cr+t"), 1);
-	ck_assert_int_eq(status_token_ok("s3cr+t", NULL,
+	ck_assert_int_eq(admin_token_ok("s3cr+t", NULL,
 	    "/metrics?token=s3cr"), 0);
 }
 END_TEST
@@ -92,7 +93,7 @@ END_TEST
 static int
 input(const char *body, char *key, char *model, const char **why)
 {
-	return status_test_input(body, strlen(body), key, CFG_KEY_MAX, model,
+	return admin_test_input(body, strlen(body), key, CFG_KEY_MAX, model,
 	    CFG_NAME_MAX, why);
 }
 
@@ -140,10 +141,10 @@ START_TEST(test_verdict)
 {
 	char	 msg[512], body[1024];
 
-	ck_assert_int_eq(status_test_verdict(200, NULL, 0, KA, msg,
+	ck_assert_int_eq(admin_test_verdict(200, NULL, 0, KA, msg,
 	    sizeof(msg)), 1);
 	ck_assert_str_eq(msg, "key accepted");
-	ck_assert_int_eq(status_test_verdict(429, NULL, 0, KA, msg,
+	ck_assert_int_eq(admin_test_verdict(429, NULL, 0, KA, msg,
 	    sizeof(msg)), 1);
 	ck_assert_str_eq(msg, "key valid but out of quota");
 
@@ -152,7 +153,7 @@ START_TEST(test_verdict)
 	    " \"Permission denied: Consumer 'api_key:%s' has been suspended.\","
 	    " \"status\": \"PERMISSION_DENIED\", \"details\": [{\"metadata\":"
 	    " {\"consumer\": \"%s\"}}]}}", KA, KA);
-	ck_assert_int_eq(status_test_verdict(403, body, strlen(body), KA, msg,
+	ck_assert_int_eq(admin_test_verdict(403, body, strlen(body), KA, msg,
 	    sizeof(msg)), 0);
 	ck_assert_ptr_null(strstr(msg, KA));
 	ck_assert_ptr_nonnull(strstr(msg, "has been suspended"));
@@ -161,19 +162,19 @@ START_TEST(test_verdict)
 #define NOT_VALID	"API key not valid. Please pass a valid API key."
 	snprintf(body, sizeof(body), "[{\"error\": {\"code\": 400, "
 	    "\"message\": \"" NOT_VALID "\"}}]");
-	ck_assert_int_eq(status_test_verdict(400, body, strlen(body), KD, msg,
+	ck_assert_int_eq(admin_test_verdict(400, body, strlen(body), KD, msg,
 	    sizeof(msg)), 0);
 	ck_assert_str_eq(msg, NOT_VALID);
 
 	snprintf(body, sizeof(body), "<html>bad gateway</html>");
-	ck_assert_int_eq(status_test_verdict(502, body, strlen(body), KA, msg,
+	ck_assert_int_eq(admin_test_verdict(502, body, strlen(body), KA, msg,
 	    sizeof(msg)), 0);
 	ck_assert_str_eq(msg, "upstream answered 502");
 
 	/* A key too short for the scrubber is still never echoed. */
 	snprintf(body, sizeof(body), "{\"error\": {\"message\": \"bad key "
 	    "xyz\"}}");
-	ck_assert_int_eq(status_test_verdict(401, body, strlen(body), "xyz",
+	ck_assert_int_eq(admin_test_verdict(401, body, strlen(body), "xyz",
 	    msg, sizeof(msg)), 0);
 	ck_assert_ptr_null(strstr(msg, "xyz"));
 }
@@ -701,7 +702,7 @@ START_TEST(test_odd_model)
 	cJSON_Delete(d);
 	free(out);
 
-	out = status_metrics_text(h, now_ms(), &len);
+	out = metrics_text(h, now_ms(), &len);
 	ck_assert_ptr_nonnull(out);
 	ck_assert_ptr_nonnull(strstr(out, "gemini_looper_tpm_used"
 	    "{key=\"aaaaaaaa\",model=\"od\\\"d\\\\m\\nx\x01\"} 0\n"));
@@ -726,7 +727,7 @@ START_TEST(test_metrics)
 	h->started = now_ms() - 90000;
 	h->next_reset = T0;
 	board_set(h, board_claim(h, 77), SHM_W_UPSTREAM, NULL);
-	out = status_metrics_text(h, now_ms(), &len);
+	out = metrics_text(h, now_ms(), &len);
 	ck_assert_ptr_nonnull(out);
 	ck_assert_uint_eq(strlen(out), len);
 	no_keys(out);
@@ -874,7 +875,7 @@ START_TEST(test_status_big)
 	free(out);
 
 	clock_gettime(CLOCK_MONOTONIC, &a);
-	out = status_metrics_text(h, now_ms(), &len);
+	out = metrics_text(h, now_ms(), &len);
 	clock_gettime(CLOCK_MONOTONIC, &b);
 	ms_prom = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
 	ck_assert_ptr_nonnull(out);
