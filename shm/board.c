@@ -118,6 +118,31 @@ board_count(const struct shm_header *h, int *total, int *idle, int *busy)
 	}
 }
 
+/*
+ * The slots in use, copied into out (room for max_workers) for showing;
+ * a field torn by its worker's write is only shown.  Returns how many.
+ */
+size_t
+board_copy(const struct shm_header *h, struct shm_slot *out)
+{
+	const struct shm_slot	*s = SHM_SLOTS(h);
+	uint32_t		 i, st;
+	size_t			 n = 0;
+
+	for (i = 0; i < h->max_workers; i++) {
+		st = __atomic_load_n(&s[i].state, __ATOMIC_ACQUIRE);
+		if (st == SHM_W_FREE)
+			continue;
+		out[n] = s[i];
+		out[n].state = st;
+		out[n].requests = __atomic_load_n(&s[i].requests,
+		    __ATOMIC_RELAXED);
+		out[n].req[sizeof(out[n].req) - 1] = '\0';
+		n++;
+	}
+	return n;
+}
+
 int
 board_find(const struct shm_header *h, pid_t pid)
 {

@@ -35,6 +35,7 @@
 #define SHM_AFFINITY		4096	/* files/cachedContents -> key */
 #define SHM_AFF_NAME		96
 #define SHM_DUR_BUCKETS		12	/* request-duration histogram */
+#define SHM_REQ_MAX		64	/* a scoreboard slot's request line */
 
 enum shm_cell_state {
 	SHM_AVAILABLE = 0,
@@ -154,7 +155,7 @@ struct shm_slot {
 	uint64_t	 requests;	/* served since it started */
 	int64_t		 started;	/* ms since epoch */
 	int64_t		 req_start;	/* ms since epoch, 0 when idle */
-	char		 req[64];	/* "POST /v1beta/models/x:gen..." */
+	char		 req[SHM_REQ_MAX];	/* "POST /v1beta/models/x:gen..." */
 };
 
 struct shm_affinity {
@@ -412,6 +413,7 @@ void		 board_served(struct shm_header *, int);
 void		 board_set_pid(struct shm_header *, int, pid_t);
 uint32_t	 board_state(const struct shm_header *, int);
 void		 board_count(const struct shm_header *, int *, int *, int *);
+size_t		 board_copy(const struct shm_header *, struct shm_slot *);
 int		 board_find(const struct shm_header *, pid_t);
 const char	*board_state_name(uint32_t);
 

@@ -228,37 +228,37 @@ view_clean_req(char *req, size_t len)
 	scrub_str(looper.cfg != NULL ? looper.cfg->scrub : NULL, req);
 }
 
-/* The scoreboard, read without the lock: a torn field is only shown. */
+/* The scoreboard, as board.c copies it. */
 static int
 view_workers(struct shm_header *h, struct view *v)
 {
-	const struct shm_slot	*slots = SHM_SLOTS(h);
+	struct shm_slot		*slots;
 	struct view_worker	*w;
-	uint32_t		 i, st;
-	int64_t			 start;
+	size_t			 i, n;
 
+	slots = calloc(h->max_workers + 1, sizeof(*slots));
 	v->workers = calloc(h->max_workers + 1, sizeof(*v->workers));
-	if (v->workers == NULL)
+	if (slots == NULL || v->workers == NULL) {
+		free(slots);
 		return -1;
-	for (i = 0; i < h->max_workers; i++) {
-		st = __atomic_load_n(&slots[i].state, __ATOMIC_ACQUIRE);
-		if (st == SHM_W_FREE)
-			continue;
+	}
+	n = board_copy(h, slots);
+	for (i = 0; i < n; i++) {
 		w = &v->workers[v->nworkers++];
 		w->pid = slots[i].pid;
-		w->state = st;
-		w->requests = __atomic_load_n(&slots[i].requests,
-		    __ATOMIC_RELAXED);
-		start = slots[i].req_start;
-		w->busy_ms = start > 0 && start <= v->now ? v->now - start : 0;
+		w->state = slots[i].state;
+		w->requests = slots[i].requests;
+		w->busy_ms = slots[i].req_start > 0 &&
+		    slots[i].req_start <= v->now ?
+		    v->now - slots[i].req_start : 0;
 		memcpy(w->req, slots[i].req, sizeof(w->req));
-		w->req[sizeof(w->req) - 1] = '\0';
 		view_clean_req(w->req, sizeof(w->req));
-		if (st == SHM_W_IDLE || st == SHM_W_STARTING)
+		if (w->state == SHM_W_IDLE || w->state == SHM_W_STARTING)
 			v->idle++;
-		else if (st != SHM_W_CLOSING)
+		else if (w->state != SHM_W_CLOSING)
 			v->busy++;
 	}
+	free(slots);
 	return 0;
 }
 

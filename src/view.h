@@ -51,7 +51,7 @@ struct view_worker {
 	uint32_t	 state;		/* enum shm_worker_state */
 	uint64_t	 requests;
 	int64_t		 busy_ms;
-	char		 req[64];	/* scrubbed */
+	char		 req[SHM_REQ_MAX];	/* scrubbed */
 };
 
 struct view {
