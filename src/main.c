@@ -87,8 +87,9 @@ daemonize(void)
 	return p[1];
 }
 
-int
-main(int argc, char *argv[])
+/* The options; returns 1 for -t, exits for -V, -h and mistakes. */
+static int
+main_options(int argc, char *argv[])
 {
 	static const struct option longopts[] = {
 		{ "config",	required_argument,	NULL, 'c' },
@@ -99,14 +100,8 @@ main(int argc, char *argv[])
 		{ "help",	no_argument,		NULL, 'h' },
 		{ NULL,		0,			NULL, 0 }
 	};
-	struct config	*cfg;
-	char		 err[1024];
-	const char	*pidpath;
-	struct stat	 st;
-	pid_t		 other;
-	int		 ch, test = 0, readyfd = -1;
+	int	 ch, test = 0;
 
-	setproctitle_init(argc, argv, environ);
 	looper.conf_path = "config.json";
 	while ((ch = getopt_long(argc, argv, "c:dp:tVh", longopts,
 	    NULL)) != -1) {
@@ -125,31 +120,82 @@ main(int argc, char *argv[])
 			break;
 		case 'V':
 			printf("%s %s\n", LOOPER_NAME, LOOPER_VERSION);
-			return 0;
+			exit(0);
 		default:
 			usage();
 		}
 	}
 	if (optind != argc)
 		usage();
+	return test;
+}
 
-	/* Until daemonized, everything goes to stderr. */
-	log_init(1, NULL, LOG_INFO);
+/*
+ * The config, made with defaults when there is none (not for -t).
+ * NULL when it cannot be read or made (said on stderr).
+ */
+static struct config *
+main_config(int test)
+{
+	struct config	*cfg;
+	struct stat	 st;
+	char		 err[1024];
 
 	if (!test && stat(looper.conf_path, &st) == -1 && errno == ENOENT) {
 		if (cfg_create_default(looper.conf_path, err,
 		    sizeof(err)) == -1) {
 			fprintf(stderr, "%s\n", err);
-			return 1;
+			return NULL;
 		}
 		log_warnx("%s did not exist: created it with defaults "
 		    "(mode 0600); put your Gemini API keys in it",
 		    looper.conf_path);
 	}
-	if ((cfg = cfg_load(looper.conf_path, err, sizeof(err))) == NULL) {
+	if ((cfg = cfg_load(looper.conf_path, err, sizeof(err))) == NULL)
 		fprintf(stderr, "%s\n", err);
-		return 1;
+	return cfg;
+}
+
+/* The pidfile taken, the socket bound, the segment made: 0, or -1. */
+static int
+main_acquire(struct config *cfg, const char *pidpath)
+{
+	char	 err[1024];
+	pid_t	 other;
+
+	looper.pfh = pidfile_open(pidpath, 0644, &other);
+	if (looper.pfh == NULL) {
+		if (errno == EEXIST)
+			fprintf(stderr, "%s: already running, pid %ld "
+			    "(pidfile %s)\n", LOOPER_NAME, (long)other,
+			    pidpath);
+		else
+			fprintf(stderr, "%s: pidfile %s: %s\n", LOOPER_NAME,
+			    pidpath, strerror(errno));
+		return -1;
 	}
+	if ((looper.listen_fd = master_listen(cfg, err, sizeof(err))) == -1 ||
+	    master_publish(cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s\n", err);
+		pidfile_remove(looper.pfh);
+		return -1;
+	}
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct config	*cfg;
+	const char	*pidpath;
+	int		 test, readyfd = -1;
+
+	setproctitle_init(argc, argv, environ);
+	test = main_options(argc, argv);
+	/* Until daemonized, everything goes to stderr. */
+	log_init(1, NULL, LOG_INFO);
+	if ((cfg = main_config(test)) == NULL)
+		return 1;
 	if (test) {
 		printf("configuration ok\n");
 		cfg_free(cfg);
@@ -166,28 +212,8 @@ main(int argc, char *argv[])
 
 	pidpath = looper.pidfile_arg != NULL ? looper.pidfile_arg :
 	    cfg->pidfile;
-	looper.pfh = pidfile_open(pidpath, 0644, &other);
-	if (looper.pfh == NULL) {
-		if (errno == EEXIST) {
-			fprintf(stderr, "%s: already running, pid %ld "
-			    "(pidfile %s)\n", LOOPER_NAME, (long)other,
-			    pidpath);
-			return 1;
-		}
-		fprintf(stderr, "%s: pidfile %s: %s\n", LOOPER_NAME, pidpath,
-		    strerror(errno));
+	if (main_acquire(cfg, pidpath) == -1)
 		return 1;
-	}
-	if ((looper.listen_fd = master_listen(cfg, err, sizeof(err))) == -1) {
-		fprintf(stderr, "%s\n", err);
-		pidfile_remove(looper.pfh);
-		return 1;
-	}
-	if (master_publish(cfg, err, sizeof(err)) == -1) {
-		fprintf(stderr, "%s\n", err);
-		pidfile_remove(looper.pfh);
-		return 1;
-	}
 	if (!looper.foreground)
 		readyfd = daemonize();
 	looper.master_pid = getpid();

@@ -425,29 +425,13 @@ reload(void)
 	int		 fd = -1, i;
 
 	log_info("reloading %s", looper.conf_path);
-	if ((ncfg = cfg_load(looper.conf_path, err, sizeof(err))) == NULL) {
-		log_errx("reload failed, keeping the running config: %s",
-		    err);
-		record_reload(0, err);
-		return;
-	}
+	if ((ncfg = cfg_load(looper.conf_path, err, sizeof(err))) == NULL)
+		goto fail;
 	if (strcmp(ncfg->listen, ocfg->listen) != 0 &&
-	    (fd = master_listen(ncfg, err, sizeof(err))) == -1) {
-		log_errx("reload failed, keeping the running config: %s",
-		    err);
-		record_reload(0, err);
-		cfg_free(ncfg);
-		return;
-	}
-	if (master_publish(ncfg, err, sizeof(err)) == -1) {
-		log_errx("reload failed, keeping the running config: %s",
-		    err);
-		record_reload(0, err);
-		if (fd != -1)
-			close(fd);
-		cfg_free(ncfg);
-		return;
-	}
+	    (fd = master_listen(ncfg, err, sizeof(err))) == -1)
+		goto fail;
+	if (master_publish(ncfg, err, sizeof(err)) == -1)
+		goto fail;
 	if (fd != -1) {
 		close(looper.listen_fd);
 		looper.listen_fd = fd;
@@ -475,6 +459,13 @@ reload(void)
 	for (i = 0; i < ncfg->start_workers; i++)
 		if (spawn_worker() == -1)
 			break;
+	return;
+ fail:
+	log_errx("reload failed, keeping the running config: %s", err);
+	record_reload(0, err);
+	if (fd != -1)
+		close(fd);
+	cfg_free(ncfg);
 }
 
 static void
@@ -557,49 +548,55 @@ wait_ready(void)
 	return -1;
 }
 
-int
-master_main(int readyfd)
+/*
+ * Signals: all blocked except while the master sleeps in sigsuspend()
+ * (waitmask); the handlers only set flags.
+ */
+static void
+master_signals(sigset_t *waitmask)
 {
+	static const int	 sigs[] = {
+		SIGHUP, SIGTERM, SIGINT, SIGCHLD, SIGUSR1, SIGALRM
+	};
 	struct sigaction	 sa;
-	struct itimerval	 itv;
-	struct persist_info	 pi;
-	sigset_t		 block, waitmask;
-	int			 i, fd;
-
-	setproctitle("master");
-	if (!looper.foreground)
-		log_init(0, looper.cfg->log_file, looper.cfg->log_level);
+	sigset_t		 block;
+	size_t			 i;
 
 	sigemptyset(&block);
-	sigaddset(&block, SIGHUP);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGCHLD);
-	sigaddset(&block, SIGUSR1);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaddset(&block, sigs[i]);
 	sigaddset(&block, SIGUSR2);
-	sigaddset(&block, SIGALRM);
-	sigprocmask(SIG_BLOCK, &block, &waitmask);
-	sigdelset(&waitmask, SIGHUP);
-	sigdelset(&waitmask, SIGTERM);
-	sigdelset(&waitmask, SIGINT);
-	sigdelset(&waitmask, SIGCHLD);
-	sigdelset(&waitmask, SIGUSR1);
-	sigdelset(&waitmask, SIGALRM);
-
+	sigprocmask(SIG_BLOCK, &block, waitmask);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = master_sig;
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGCHLD, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGALRM, &sa, NULL);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		sigdelset(waitmask, sigs[i]);
+		sigaction(sigs[i], &sa, NULL);
+	}
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+}
 
-	/* What the last run counted, before any worker can count more. */
-	(void)persist_load(looper.shm, looper.cfg, now_ms(), &pi);
+/*
+ * The usage file, the reset schedule, the first workers; then the parent
+ * that waits on readyfd is told.  0, or -1 when the workers did not come
+ * up (they are killed).
+ */
+static int
+master_start(int readyfd)
+{
+	static const char *const usage[] = {
+		[PERSIST_LOADED] = "restored",
+		[PERSIST_ABSENT] = "none yet",
+		[PERSIST_CORRUPT] = "moved aside"
+	};
+	struct persist_info	 pi;
+	int			 i, fd, rv;
+
+	/* What the last run counted, before any worker can count more.  An
+	 * unreadable file is retried on every save (persist.c says so). */
+	rv = persist_load(looper.shm, looper.cfg, now_ms(), &pi);
 	reset_init(looper.shm, looper.cfg, &pi, now_ms());
 
 	grow_children(looper.shm->max_workers);
@@ -609,13 +606,13 @@ master_main(int readyfd)
 	if (wait_ready() == -1) {
 		log_errx("workers did not start");
 		signal_children(SIGKILL, 0);
-		pidfile_remove(looper.pfh);
-		return 1;
+		return -1;
 	}
 	log_info("%s %s started: master pid %ld, listening on %s, %d workers,"
-	    " %zu keys, %zu models", LOOPER_NAME, LOOPER_VERSION,
+	    " %zu keys, %zu models, usage %s", LOOPER_NAME, LOOPER_VERSION,
 	    (long)getpid(), looper.cfg->listen, looper.cfg->start_workers,
-	    looper.cfg->nkeys, looper.cfg->nmodels);
+	    looper.cfg->nkeys, looper.cfg->nmodels,
+	    rv >= 0 && rv <= PERSIST_CORRUPT ? usage[rv] : "unreadable");
 	if (readyfd != -1) {
 		(void)write(readyfd, "1", 1);
 		close(readyfd);
@@ -624,7 +621,23 @@ master_main(int readyfd)
 			close(fd);
 		}
 	}
+	return 0;
+}
 
+int
+master_main(int readyfd)
+{
+	struct itimerval	 itv;
+	sigset_t		 waitmask;
+
+	setproctitle("master");
+	if (!looper.foreground)
+		log_init(0, looper.cfg->log_file, looper.cfg->log_level);
+	master_signals(&waitmask);
+	if (master_start(readyfd) == -1) {
+		pidfile_remove(looper.pfh);
+		return 1;
+	}
 	memset(&itv, 0, sizeof(itv));
 	itv.it_interval.tv_sec = 1;
 	itv.it_value.tv_sec = 1;

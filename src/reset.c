@@ -321,33 +321,24 @@ json_field_is(const char *text, size_t len, const char *value)
 	return ok;
 }
 
-/*
- * Set the top-level next_quota_reset_datetime of a JSON text to value,
- * touching no other byte: an existing member's value is replaced; a
- * missing member is inserted after reset_after (or as the first member)
- * in the style of its neighbour (same indent and separator, or inline in a
- * one-line file).  The result is checked with cJSON.  in[len] must be
- * NUL.  Returns 0 with a malloc'd *out (NUL-terminated), or -1 when the
- * text is not a JSON object.
- */
-int
-reset_edit(const char *in, size_t len, const char *value, char **out,
-    size_t *outlen)
-{
-	const char	*end = in + len, *p, *k, *ke, *colon, *v, *ve;
-	const char	*first_k = NULL, *ra_k = NULL, *ra_ve = NULL;
-	const char	*rep_v = NULL, *rep_ve = NULL, *nk, *at, *ls;
-	char		 ins[512], sep[32], indent[128], nl[3];
-	const char	*brk;
-	size_t		 n, ilen;
-	char		*o;
-	int		 m;
+/* Where the members of a config's top-level object lie. */
+struct edit_scan {
+	const char	*first_k;	/* the first member's key */
+	const char	*ra_k;		/* reset_after's key and value's end */
+	const char	*ra_ve;
+	const char	*rep_v;		/* next_quota_reset_datetime's value */
+	const char	*rep_ve;
+	const char	*close;		/* the object's closing brace */
+};
 
-	*out = NULL;
-	if (json_field_is(in, len, value) == -1)
-		return -1;	/* not JSON: leave it alone */
-	p = in;
-	if (len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0)
+/* Walk the top-level object of in[0..end).  0, or -1 when it is none. */
+static int
+edit_scan(const char *in, const char *end, struct edit_scan *e)
+{
+	const char	*p = in, *k, *ke, *colon, *v, *ve;
+
+	memset(e, 0, sizeof(*e));
+	if (end - in >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0)
 		p += 3;
 	p = jt_ws(p, end);
 	if (p >= end || *p != '{')
@@ -361,15 +352,15 @@ reset_edit(const char *in, size_t len, const char *value, char **out,
 		v = jt_ws(colon + 1, end);
 		if ((ve = jt_value(v, end)) == NULL)
 			return -1;
-		if (first_k == NULL)
-			first_k = k;
-		if (rep_v == NULL && key_is(k, ke, RESET_FIELD)) {
-			rep_v = v;
-			rep_ve = ve;
+		if (e->first_k == NULL)
+			e->first_k = k;
+		if (e->rep_v == NULL && key_is(k, ke, RESET_FIELD)) {
+			e->rep_v = v;
+			e->rep_ve = ve;
 		}
-		if (ra_k == NULL && key_is(k, ke, RESET_AFTER)) {
-			ra_k = k;
-			ra_ve = ve;
+		if (e->ra_k == NULL && key_is(k, ke, RESET_AFTER)) {
+			e->ra_k = k;
+			e->ra_ve = ve;
 		}
 		p = jt_ws(ve, end);
 		if (p < end && *p == ',')
@@ -379,57 +370,113 @@ reset_edit(const char *in, size_t len, const char *value, char **out,
 	}
 	if (p >= end || jt_ws(p + 1, end) != end)
 		return -1;
+	e->close = p;
+	return 0;
+}
 
-	/* The neighbour whose style a new member copies. */
-	nk = ra_k != NULL ? ra_k : first_k;
-	(void)strlcpy(sep, ": ", sizeof(sep));
-	indent[0] = nl[0] = '\0';
-	if (nk != NULL) {
-		/* Its separator, from the key's closing quote to the value. */
-		ke = jt_string(nk, end);
-		v = jt_ws(jt_ws(ke, end) + 1, end);
-		n = (size_t)(v - ke);
-		if (n < sizeof(sep) && memchr(ke, '\n', n) == NULL) {
-			memcpy(sep, ke, n);
-			sep[n] = '\0';
-		}
-		/* Its indent, when it starts a line of its own. */
-		for (ls = nk; ls > in && (ls[-1] == ' ' ||
-		    ls[-1] == '\t'); ls--)
-			;
-		if (ls > in && ls[-1] == '\n' &&
-		    (size_t)(nk - ls) < sizeof(indent)) {
-			memcpy(indent, ls, nk - ls);
-			indent[nk - ls] = '\0';
-			(void)strlcpy(nl, ls - 1 > in && ls[-2] == '\r' ?
-			    "\r\n" : "\n", sizeof(nl));
-		}
+/* How a member is written next to nk: separator, indent, line break. */
+struct edit_style {
+	char	 sep[32];
+	char	 indent[128];
+	char	 nl[3];
+};
+
+static void
+edit_style(const char *in, const char *end, const char *nk,
+    struct edit_style *st)
+{
+	const char	*ke, *v, *ls;
+	size_t		 n;
+
+	(void)strlcpy(st->sep, ": ", sizeof(st->sep));
+	st->indent[0] = st->nl[0] = '\0';
+	if (nk == NULL)
+		return;
+	/* Its separator, from the key's closing quote to the value. */
+	ke = jt_string(nk, end);
+	v = jt_ws(jt_ws(ke, end) + 1, end);
+	n = (size_t)(v - ke);
+	if (n < sizeof(st->sep) && memchr(ke, '\n', n) == NULL) {
+		memcpy(st->sep, ke, n);
+		st->sep[n] = '\0';
 	}
-	brk = nl[0] != '\0' ? nl : " ";
-	if (rep_v != NULL) {
-		m = snprintf(ins, sizeof(ins), "\"%s\"", value);
-		at = rep_v;
-		ve = rep_ve;
-	} else if (ra_k != NULL) {
+	/* Its indent, when it starts a line of its own. */
+	for (ls = nk; ls > in && (ls[-1] == ' ' || ls[-1] == '\t'); ls--)
+		;
+	if (ls > in && ls[-1] == '\n' &&
+	    (size_t)(nk - ls) < sizeof(st->indent)) {
+		memcpy(st->indent, ls, nk - ls);
+		st->indent[nk - ls] = '\0';
+		(void)strlcpy(st->nl, ls - 1 > in && ls[-2] == '\r' ?
+		    "\r\n" : "\n", sizeof(st->nl));
+	}
+}
+
+/*
+ * What to write, and the span [*at, *ve) of in it replaces.  The length,
+ * or -1 when it does not fit.
+ */
+static int
+edit_insert(const struct edit_scan *e, const char *in, const char *end,
+    const char *value, char *ins, size_t inslen, const char **at,
+    const char **ve)
+{
+	struct edit_style	 st;
+	const char		*brk;
+	int			 m;
+
+	edit_style(in, end, e->ra_k != NULL ? e->ra_k : e->first_k, &st);
+	brk = st.nl[0] != '\0' ? st.nl : " ";
+	if (e->rep_v != NULL) {
+		m = snprintf(ins, inslen, "\"%s\"", value);
+		*at = e->rep_v;
+		*ve = e->rep_ve;
+	} else if (e->ra_k != NULL) {
 		/* After reset_after's value: ",<nl><indent>member". */
-		m = snprintf(ins, sizeof(ins), ",%s%s\"%s\"%s\"%s\"", brk,
-		    indent, RESET_FIELD, sep, value);
-		at = ve = ra_ve;
-	} else if (first_k != NULL) {
+		m = snprintf(ins, inslen, ",%s%s\"%s\"%s\"%s\"", brk,
+		    st.indent, RESET_FIELD, st.sep, value);
+		*at = *ve = e->ra_ve;
+	} else if (e->first_k != NULL) {
 		/* Before the first member: "member,<nl><indent>". */
-		m = snprintf(ins, sizeof(ins), "\"%s\"%s\"%s\",%s%s",
-		    RESET_FIELD, sep, value, brk, indent);
-		at = ve = first_k;
+		m = snprintf(ins, inslen, "\"%s\"%s\"%s\",%s%s",
+		    RESET_FIELD, st.sep, value, brk, st.indent);
+		*at = *ve = e->first_k;
 	} else {
 		/* An empty object. */
-		m = snprintf(ins, sizeof(ins), "\"%s\"%s\"%s\"", RESET_FIELD,
-		    sep, value);
-		at = ve = p;
+		m = snprintf(ins, inslen, "\"%s\"%s\"%s\"", RESET_FIELD,
+		    st.sep, value);
+		*at = *ve = e->close;
 	}
-	if (m < 0 || (size_t)m >= sizeof(ins))
+	return m < 0 || (size_t)m >= inslen ? -1 : m;
+}
+
+/*
+ * Set the top-level next_quota_reset_datetime of a JSON text to value,
+ * touching no other byte: an existing member's value is replaced; a
+ * missing member is inserted after reset_after (or as the first member)
+ * in the style of its neighbour (same indent and separator, or inline in a
+ * one-line file).  The result is checked with cJSON.  in[len] must be
+ * NUL.  Returns 0 with a malloc'd *out (NUL-terminated), or -1 when the
+ * text is not a JSON object.
+ */
+int
+reset_edit(const char *in, size_t len, const char *value, char **out,
+    size_t *outlen)
+{
+	struct edit_scan	 e;
+	const char		*end = in + len, *at, *ve;
+	char			 ins[512], *o;
+	size_t			 n;
+	int			 ilen;
+
+	*out = NULL;
+	if (json_field_is(in, len, value) == -1)
+		return -1;	/* not JSON: leave it alone */
+	if (edit_scan(in, end, &e) == -1 ||
+	    (ilen = edit_insert(&e, in, end, value, ins, sizeof(ins), &at,
+	    &ve)) == -1)
 		return -1;
-	ilen = (size_t)m;
-	n = (size_t)(at - in) + ilen + (size_t)(end - ve);
+	n = (size_t)(at - in) + (size_t)ilen + (size_t)(end - ve);
 	if ((o = malloc(n + 1)) == NULL)
 		return -1;
 	memcpy(o, in, at - in);
