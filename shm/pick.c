@@ -139,14 +139,15 @@ clamp_estimate(const struct shm_model *m, int64_t est)
 }
 
 /*
- * How long until key k can take this request on model m?  0: now.
+ * End key k's cooldown on model m if it has run out (the one state change
+ * here), then say how long until the key can take this request.  0: now.
  * NEVER: not before something outside our view changes (invalid key, or
  * daily quota with no known reset time).  A request that costs no quota
  * (est < 0: a models list, a file, countTokens) can go to any valid key,
  * whatever its state for the model it is counted under.
  */
 static int64_t
-key_wait_locked(struct shm_header *h, int k, int mi, int64_t est,
+key_refresh_wait_locked(struct shm_header *h, int k, int mi, int64_t est,
     int64_t now)
 {
 	const struct shm_model	*m = SHM_MODELS(h) + mi;
@@ -220,6 +221,23 @@ reserve_locked(struct shm_header *h, int k, int mi, int64_t est,
 	memcpy(p->id, key->id, sizeof(p->id));
 }
 
+/* shm_pick() for a request that only key k may serve. */
+static int
+pick_only_locked(struct shm_header *h, int mi, int64_t est, const int *ex,
+    size_t nex, int k, int64_t now, struct shm_pick *p)
+{
+	int64_t	 w = key_refresh_wait_locked(h, k, mi, est, now);
+
+	if (w == 0 && !excluded(k, ex, nex)) {
+		reserve_locked(h, k, mi, est, now, p);
+		return 0;
+	}
+	p->all_invalid = SHM_KEYS(h)[k].invalid;
+	p->wait_ms = w == NEVER || excluded(k, ex, nex) ? -1 : w;
+	p->free_ms = w == NEVER ? -1 : w;
+	return -1;
+}
+
 /*
  * Choose a key for a request on model slot mi and reserve est input tokens
  * and one request on it (est < 0: the request is not metered, e.g. a models
@@ -241,6 +259,7 @@ shm_pick(struct shm_header *h, int mi, int64_t est, const int *ex,
 	struct shm_key		*keys = SHM_KEYS(h);
 	int64_t			 w, best_wait = NEVER, free_wait = NEVER;
 	int			 k, best = -1, any_valid = 0, cur, cur_ok = 0;
+	int			 rv;
 
 	memset(p, 0, sizeof(*p));
 	p->key = -1;
@@ -259,22 +278,14 @@ shm_pick(struct shm_header *h, int mi, int64_t est, const int *ex,
 
 	if (prefer >= 0 && (uint32_t)prefer < h->nkeys &&
 	    keys[prefer].in_use) {
-		w = key_wait_locked(h, prefer, mi, est, now);
-		if (w == 0 && !excluded(prefer, ex, nex)) {
-			reserve_locked(h, prefer, mi, est, now, p);
-			shm_unlock(h);
-			return 0;
-		}
-		p->all_invalid = keys[prefer].invalid;
-		p->wait_ms = w == NEVER || excluded(prefer, ex, nex) ? -1 : w;
-		p->free_ms = w == NEVER ? -1 : w;
+		rv = pick_only_locked(h, mi, est, ex, nex, prefer, now, p);
 		shm_unlock(h);
-		return -1;
+		return rv;
 	}
 
 	cur = m->current_key;
 	if (cur >= 0 && (uint32_t)cur < h->nkeys && keys[cur].in_use &&
-	    key_wait_locked(h, cur, mi, est, now) == 0) {
+	    key_refresh_wait_locked(h, cur, mi, est, now) == 0) {
 		if (!excluded(cur, ex, nex)) {
 			reserve_locked(h, cur, mi, est, now, p);
 			shm_unlock(h);
@@ -287,7 +298,7 @@ shm_pick(struct shm_header *h, int mi, int64_t est, const int *ex,
 			continue;
 		if (!keys[k].invalid)
 			any_valid = 1;
-		w = key_wait_locked(h, k, mi, est, now);
+		w = key_refresh_wait_locked(h, k, mi, est, now);
 		if (w < free_wait)
 			free_wait = w;
 		if (excluded(k, ex, nex))
@@ -347,7 +358,7 @@ shm_free_ms(struct shm_header *h, int mi, int64_t est, int64_t now,
 			continue;
 		if (!keys[k].invalid)
 			any_valid = 1;
-		if ((w = key_wait_locked(h, k, mi, est, now)) < best)
+		if ((w = key_refresh_wait_locked(h, k, mi, est, now)) < best)
 			best = w;
 	}
 	shm_unlock(h);

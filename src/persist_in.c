@@ -288,27 +288,17 @@ match_key(const struct kindex *x, const char *id, const char *fp)
 	return c->slot;
 }
 
-/* Read the "keys" array into r. */
-static int
-parse_keys(struct shm_header *h, const struct kindex *x, const cJSON *arr,
-    struct restore *r)
+/*
+ * Each entry's slot: >= 0 a configured key, -1 none (dropped), -2 an
+ * ambiguous id, -3 a malformed entry.  All matches first, so a key named
+ * twice is seen as such (x->taken).
+ */
+static void
+in_match_keys(const struct kindex *x, const cJSON *arr, int *slots)
 {
-	const cJSON	*e, *id, *fp, *cells, *c, *inv;
-	size_t		 nent, i;
-	int		*slots, k, m;
-	struct shm_restore_hist	*kh;
+	const cJSON	*e, *id, *fp;
+	size_t		 i = 0;
 
-	if (arr == NULL)
-		return 0;
-	if (!cJSON_IsArray(arr)) {
-		r->ignored++;
-		return 0;
-	}
-	nent = (size_t)cJSON_GetArraySize(arr);
-	if ((slots = calloc(nent + 1, sizeof(*slots))) == NULL)
-		return -1;
-	/* First the matches, so a key named twice is seen as such. */
-	i = 0;
 	cJSON_ArrayForEach(e, arr) {
 		id = cJSON_GetObjectItemCaseSensitive(e, "id");
 		fp = cJSON_GetObjectItemCaseSensitive(e, "fp");
@@ -322,67 +312,92 @@ parse_keys(struct shm_header *h, const struct kindex *x, const cJSON *arr,
 			x->taken[slots[i]]++;
 		i++;
 	}
-	i = 0;
-	cJSON_ArrayForEach(e, arr) {
-		k = slots[i++];
-		if (k == -3) {
+}
+
+/* One matched key's history and cells into r.  -1 when out of memory. */
+static int
+in_key(struct shm_header *h, const cJSON *e, int k, struct restore *r)
+{
+	struct shm_restore_hist	*kh;
+	const cJSON		*cells, *c;
+	int			 m;
+
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "invalid")))
+		r->invalid++;
+	if (grow((void **)&r->r.khist, &r->capkhist, r->r.nkhist,
+	    sizeof(*r->r.khist)) == -1)
+		return -1;
+	kh = &r->r.khist[r->r.nkhist];
+	memset(kh, 0, sizeof(*kh));
+	kh->slot = k;
+	if (parse_history(cJSON_GetObjectItemCaseSensitive(e, "history"),
+	    kh->hist, &r->ignored))
+		r->r.nkhist++;
+	cells = cJSON_GetObjectItemCaseSensitive(e, "models");
+	if (cells != NULL && !cJSON_IsObject(cells)) {
+		r->ignored++;
+		return 0;
+	}
+	cJSON_ArrayForEach(c, cells) {
+		if ((m = shm_model_named(h, c->string)) < 0) {
 			r->ignored++;
 			continue;
 		}
-		id = cJSON_GetObjectItemCaseSensitive(e, "id");
-		if (k == -1) {
-			r->dropped++;
+		if (grow((void **)&r->r.cells, &r->capcells, r->r.ncells,
+		    sizeof(*r->r.cells)) == -1)
+			return -1;
+		if (parse_cell(c, &r->r.cells[r->r.ncells].u,
+		    &r->ignored) == -1) {
+			r->ignored++;
 			continue;
 		}
-		if (k == -2 || x->taken[k] > 1) {
+		r->r.cells[r->r.ncells].k = k;
+		r->r.cells[r->r.ncells].m = m;
+		r->r.ncells++;
+	}
+	return 0;
+}
+
+/* Read the "keys" array into r.  -1 when out of memory. */
+static int
+parse_keys(struct shm_header *h, const struct kindex *x, const cJSON *arr,
+    struct restore *r)
+{
+	const cJSON	*e;
+	size_t		 i = 0;
+	int		*slots, k, rv = 0;
+
+	if (arr == NULL)
+		return 0;
+	if (!cJSON_IsArray(arr)) {
+		r->ignored++;
+		return 0;
+	}
+	slots = calloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof(*slots));
+	if (slots == NULL)
+		return -1;
+	in_match_keys(x, arr, slots);
+	cJSON_ArrayForEach(e, arr) {
+		k = slots[i++];
+		if (k == -3)
+			r->ignored++;
+		else if (k == -1)
+			r->dropped++;
+		else if (k == -2 || x->taken[k] > 1) {
 			log_warnx("usage file: key %s: its id is shared by "
 			    "several keys and the entry has no fp to tell "
 			    "them apart: its usage is not restored",
-			    id->valuestring);
+			    cJSON_GetObjectItemCaseSensitive(e,
+			    "id")->valuestring);
 			r->ambiguous++;
-			continue;
-		}
-		r->restored++;
-		inv = cJSON_GetObjectItemCaseSensitive(e, "invalid");
-		if (cJSON_IsTrue(inv))
-			r->invalid++;
-		if (grow((void **)&r->r.khist, &r->capkhist, r->r.nkhist,
-		    sizeof(*r->r.khist)) == -1)
-			goto oom;
-		kh = &r->r.khist[r->r.nkhist];
-		memset(kh, 0, sizeof(*kh));
-		kh->slot = k;
-		if (parse_history(cJSON_GetObjectItemCaseSensitive(e,
-		    "history"), kh->hist, &r->ignored))
-			r->r.nkhist++;
-		cells = cJSON_GetObjectItemCaseSensitive(e, "models");
-		if (cells != NULL && !cJSON_IsObject(cells)) {
-			r->ignored++;
-			continue;
-		}
-		cJSON_ArrayForEach(c, cells) {
-			if ((m = shm_model_named(h, c->string)) < 0) {
-				r->ignored++;
-				continue;
-			}
-			if (grow((void **)&r->r.cells, &r->capcells, r->r.ncells,
-			    sizeof(*r->r.cells)) == -1)
-				goto oom;
-			if (parse_cell(c, &r->r.cells[r->r.ncells].u,
-			    &r->ignored) == -1) {
-				r->ignored++;
-				continue;
-			}
-			r->r.cells[r->r.ncells].k = k;
-			r->r.cells[r->r.ncells].m = m;
-			r->r.ncells++;
+		} else {
+			r->restored++;
+			if ((rv = in_key(h, e, k, r)) == -1)
+				break;
 		}
 	}
 	free(slots);
-	return 0;
-oom:
-	free(slots);
-	return -1;
+	return rv;
 }
 
 /* The slot of a key named by id/fp in "models" and "affinity". */

@@ -224,6 +224,43 @@ gem_strspan(const char *p, size_t i, size_t n)
 	return q != NULL ? (size_t)(q - p) : n;
 }
 
+/* Inside a string: up to its end, or the end of the piece.  The new i. */
+static size_t
+gem_scan_str(struct gem_scan *s, const char *p, size_t i, size_t n)
+{
+	size_t	 j;
+	char	 c;
+
+	if (s->esc) {
+		s->esc = 0;
+		if (s->cap_on)
+			gem_scan_cap(s, p + i, 1);
+		return i + 1;
+	}
+	/* The bulk of an answer is text: skip it in one go. */
+	j = gem_strspan(p, i, n);
+	if (j > i) {
+		if (s->cap_on)
+			gem_scan_cap(s, p + i, j - i);
+		if (s->key_on)
+			gem_scan_key(s, p + i, j - i);
+		return j;
+	}
+	c = p[i];
+	if (s->cap_on)
+		gem_scan_cap(s, p + i, 1);
+	if (c == '\\') {
+		s->esc = 1;
+		if (s->key_on)	/* no name we want is escaped */
+			s->key_len = sizeof(s->key);
+		return i + 1;
+	}
+	s->in_str = 0;
+	if (s->key_on)
+		gem_scan_keydone(s);
+	return i + 1;
+}
+
 static void
 gem_scan_json(struct gem_scan *s, const char *p, size_t n)
 {
@@ -232,36 +269,7 @@ gem_scan_json(struct gem_scan *s, const char *p, size_t n)
 
 	while (i < n) {
 		if (s->in_str) {
-			if (s->esc) {
-				s->esc = 0;
-				if (s->cap_on)
-					gem_scan_cap(s, p + i, 1);
-				i++;
-				continue;
-			}
-			/* The bulk of an answer is text: skip it in one go. */
-			j = gem_strspan(p, i, n);
-			if (j > i) {
-				if (s->cap_on)
-					gem_scan_cap(s, p + i, j - i);
-				if (s->key_on)
-					gem_scan_key(s, p + i, j - i);
-				i = j;
-				continue;
-			}
-			c = p[i];
-			if (s->cap_on)
-				gem_scan_cap(s, p + i, 1);
-			i++;
-			if (c == '\\') {
-				s->esc = 1;
-				if (s->key_on)	/* no name we want is escaped */
-					s->key_len = sizeof(s->key);
-				continue;
-			}
-			s->in_str = 0;
-			if (s->key_on)
-				gem_scan_keydone(s);
+			i = gem_scan_str(s, p, i, n);
 			continue;
 		}
 
