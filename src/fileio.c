@@ -115,6 +115,42 @@ fileio_split(const char *path, char *dir, size_t dirlen, const char **base)
 	return 0;
 }
 
+/* Is the file at path still the one was describes (same inode, size,
+ * modification time)?  1 or 0. */
+int
+fileio_unchanged(const char *path, const struct stat *was)
+{
+	struct stat	 now;
+
+	return stat(path, &now) == 0 && now.st_dev == was->st_dev &&
+	    now.st_ino == was->st_ino && now.st_size == was->st_size &&
+	    now.st_mtim.tv_sec == was->st_mtim.tv_sec &&
+	    now.st_mtim.tv_nsec == was->st_mtim.tv_nsec;
+}
+
+/* A rename is in the directory: make that durable too.  0, or -1. */
+static int
+fileio_sync_dir(const char *dir, char *err, size_t errlen)
+{
+	int	 dfd, saved;
+
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "%s: open directory: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (fsync(dfd) == -1 && errno != EINVAL) {
+		saved = errno;
+		close(dfd);
+		snprintf(err, errlen, "%s: fsync directory: %s", dir,
+		    strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	close(dfd);
+	return 0;
+}
+
 /*
  * Replace path with buf, atomically: ".<name>.tmp" in the same directory
  * (rename works only within a file system), written, fsync'd, renamed
@@ -130,12 +166,11 @@ int
 fileio_write(const char *path, const void *buf, size_t len,
     mode_t mode, const struct stat *was, char *err, size_t errlen)
 {
-	struct stat	 now;
 	char		 dir[PATH_MAX], tmp[PATH_MAX];
 	const char	*base, *p = buf, *what;
 	size_t		 off = 0;
 	ssize_t		 w;
-	int		 fd = -1, dfd, n, saved;
+	int		 fd = -1, n, saved;
 
 	if (fileio_split(path, dir, sizeof(dir), &base) == -1 ||
 	    *base == '\0' ||
@@ -172,11 +207,7 @@ fileio_write(const char *path, const void *buf, size_t len,
 	if (n == -1)
 		goto fail;
 	/* Checked last: the window left is a stat and a rename wide. */
-	if (was != NULL && (stat(path, &now) == -1 ||
-	    now.st_dev != was->st_dev || now.st_ino != was->st_ino ||
-	    now.st_size != was->st_size ||
-	    now.st_mtim.tv_sec != was->st_mtim.tv_sec ||
-	    now.st_mtim.tv_nsec != was->st_mtim.tv_nsec)) {
+	if (was != NULL && !fileio_unchanged(path, was)) {
 		(void)unlink(tmp);
 		snprintf(err, errlen, "%s: changed while it was being updated "
 		    "(left as it is)", path);
@@ -186,21 +217,7 @@ fileio_write(const char *path, const void *buf, size_t len,
 	what = "rename";
 	if (rename(tmp, path) == -1)
 		goto fail;
-	/* The rename is in the directory: make that durable too. */
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
-		snprintf(err, errlen, "%s: open directory: %s", dir,
-		    strerror(errno));
-		return -1;
-	}
-	if (fsync(dfd) == -1 && errno != EINVAL) {
-		saved = errno;
-		close(dfd);
-		snprintf(err, errlen, "%s: fsync directory: %s", dir,
-		    strerror(saved));
-		return -1;
-	}
-	close(dfd);
-	return 0;
+	return fileio_sync_dir(dir, err, errlen);
 fail:
 	saved = errno;
 	if (fd != -1)

@@ -17,5 +17,6 @@ char		*fileio_read(const char *, size_t, int, size_t *,
 int		 fileio_write(const char *, const void *, size_t, mode_t,
 		    const struct stat *, char *, size_t);
 int		 fileio_split(const char *, char *, size_t, const char **);
+int		 fileio_unchanged(const char *, const struct stat *);
 
 #endif /* FILEIO_H */

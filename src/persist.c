@@ -181,18 +181,6 @@ persist_snap(struct shm_header *h, unsigned what, int64_t now,
 
 /* ---- Saving. ---- */
 
-static int
-same_file(const char *path)
-{
-	struct stat	 st;
-
-	return stat(path, &st) == 0 && st.st_ino == ps.last_st.st_ino &&
-	    st.st_dev == ps.last_st.st_dev &&
-	    st.st_size == ps.last_st.st_size &&
-	    st.st_mtim.tv_sec == ps.last_st.st_mtim.tv_sec &&
-	    st.st_mtim.tv_nsec == ps.last_st.st_mtim.tv_nsec;
-}
-
 static void	 retry_load(struct shm_header *, const struct config *);
 
 /*
@@ -247,7 +235,7 @@ persist_save(struct shm_header *h, const struct config *cfg, int force)
 	}
 	len = strlen(text);
 	if (!force && ps.last_text != NULL && ps.last_len == len &&
-	    memcmp(ps.last_text, text, len) == 0 && same_file(ps.path)) {
+	    memcmp(ps.last_text, text, len) == 0 && fileio_unchanged(ps.path, &ps.last_st)) {
 		cJSON_free(text);
 		return 0;
 	}
