@@ -1,5 +1,6 @@
 /*
- * config.c: config.json read, checked and built into a struct config.
+ * config.c and its config_*.c: config.json read, checked and built into a
+ * struct config.  What only those files share is in config_int.h.
  */
 #ifndef CONFIG_H
 #define CONFIG_H
@@ -105,9 +106,15 @@ struct config {
 
 /* config.c */
 struct config	*cfg_load(const char *, char *, size_t);
-int		 cfg_create_default(const char *, char *, size_t);
 void		 cfg_free(struct config *);
+
+/* config_default.c */
+int		 cfg_create_default(const char *, char *, size_t);
+
+/* config_models.c */
 const struct cfg_model *cfg_model(const struct config *, const char *);
+
+/* config_keys.c */
 void		 cfg_key_id(const char *, char [9]);
 void		 cfg_key_mask(const char *, char [16]);
 

@@ -1,0 +1,181 @@
+/*
+ * How the daemon itself runs: the prefork pool (workers), the log level,
+ * and the user the workers run as.
+ *
+ * Called by config.c's cfg_build().  cfg_user() looks the user up in the
+ * password database; nothing else here leaves the process.  No global
+ * state, no locks.
+ */
+#include <errno.h>
+#include <pwd.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <cjson/cJSON.h>
+
+#include "config.h"
+#include "config_int.h"
+
+enum {
+	W_START,
+	W_MIN_SPARE,
+	W_MAX_SPARE,
+	W_MAX,
+	W_NFIELDS
+};
+
+static const char *const cfg_worker_fields[W_NFIELDS] = {
+	"start",
+	"min_spare",
+	"max_spare",
+	"max",
+};
+
+/*
+ * The prefork pool.  A number N is a fixed pool of N (start = max =
+ * max_spare = N, so it never grows or shrinks).  In the object form, a
+ * bound left out is fitted to the ones given (max: 4 makes start 4 and
+ * max_spare 4, not an error about the default 8), so only what the user
+ * wrote can contradict itself.
+ */
+int
+cfg_workers(struct cfg_parse *p, const cJSON *v)
+{
+	struct config	*cfg = p->cfg;
+	const cJSON	*f[W_NFIELDS];
+	int64_t		 val[W_NFIELDS] = { 4, 2, 8, 256 };
+	char		 field[32], got[64];
+	int		 i;
+
+	if (v == NULL)
+		goto done;
+	if (cJSON_IsNumber(v)) {
+		if (cfg_int(p, v, "workers", 1, CFG_WORKERS_MAX, 0,
+		    &val[W_START]) == -1)
+			return -1;
+		val[W_MAX] = val[W_MAX_SPARE] = val[W_START];
+		val[W_MIN_SPARE] = 1;
+		goto done;
+	}
+	if (!cJSON_IsObject(v))
+		return cfg_err(p, "workers", "must be a number of workers or an "
+		    "object {\"start\", \"min_spare\", \"max_spare\", \"max\"} "
+		    "(got %s)", cfg_what(v, got, sizeof(got)));
+	if (cfg_members(p, v, "workers.", cfg_worker_fields, W_NFIELDS,
+	    f) == -1)
+		return -1;
+	for (i = 0; i < W_NFIELDS; i++) {
+		(void)snprintf(field, sizeof(field), "workers.%s",
+		    cfg_worker_fields[i]);
+		if (f[i] != NULL && cfg_int(p, f[i], field, 1,
+		    CFG_WORKERS_MAX, 0, &val[i]) == -1)
+			return -1;
+	}
+	if (f[W_MAX] == NULL)
+		for (i = 0; i < W_MAX; i++)
+			if (f[i] != NULL && val[i] > val[W_MAX])
+				val[W_MAX] = val[i];
+	if (f[W_MAX_SPARE] == NULL) {
+		if (val[W_MAX_SPARE] > val[W_MAX])
+			val[W_MAX_SPARE] = val[W_MAX];
+		if (f[W_MIN_SPARE] != NULL &&
+		    val[W_MIN_SPARE] > val[W_MAX_SPARE])
+			val[W_MAX_SPARE] = val[W_MIN_SPARE];
+	}
+	if (f[W_MIN_SPARE] == NULL && val[W_MIN_SPARE] > val[W_MAX_SPARE])
+		val[W_MIN_SPARE] = val[W_MAX_SPARE];
+	if (f[W_START] == NULL && val[W_START] > val[W_MAX])
+		val[W_START] = val[W_MAX];
+
+	if (val[W_MIN_SPARE] > val[W_MAX_SPARE])
+		return cfg_err(p, "workers.min_spare", "must not exceed "
+		    "workers.max_spare (%lld > %lld)",
+		    (long long)val[W_MIN_SPARE], (long long)val[W_MAX_SPARE]);
+	if (val[W_MAX_SPARE] > val[W_MAX])
+		return cfg_err(p, "workers.max_spare", "must not exceed "
+		    "workers.max (%lld > %lld)",
+		    (long long)val[W_MAX_SPARE], (long long)val[W_MAX]);
+	if (val[W_START] > val[W_MAX])
+		return cfg_err(p, "workers.start", "must not exceed "
+		    "workers.max (%lld > %lld)",
+		    (long long)val[W_START], (long long)val[W_MAX]);
+done:
+	cfg->start_workers = (int)val[W_START];
+	cfg->min_spare = (int)val[W_MIN_SPARE];
+	cfg->max_spare = (int)val[W_MAX_SPARE];
+	cfg->max_workers = (int)val[W_MAX];
+	return 0;
+}
+
+int
+cfg_log_level(struct cfg_parse *p, const cJSON *v)
+{
+	static const struct {
+		const char	*name;
+		int		 level;
+	} levels[] = {
+		{ "error",	LOG_ERR },
+		{ "warn",	LOG_WARNING },
+		{ "notice",	LOG_NOTICE },
+		{ "info",	LOG_INFO },
+		{ "debug",	LOG_DEBUG },
+	};
+	char	 got[96];
+	size_t	 i;
+
+	p->cfg->log_level = LOG_INFO;
+	if (v == NULL)
+		return 0;
+	if (cJSON_IsString(v))
+		for (i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+			if (strcmp(v->valuestring, levels[i].name) == 0) {
+				p->cfg->log_level = levels[i].level;
+				return 0;
+			}
+	return cfg_err(p, "log_level", "must be one of \"error\", \"warn\", "
+	    "\"notice\", \"info\", \"debug\" (got %s)", cJSON_IsString(v) ?
+	    cfg_quote(v->valuestring, got, sizeof(got)) :
+	    cfg_what(v, got, sizeof(got)));
+}
+
+/*
+ * user: the account the workers run as when started as root (priv.c).
+ * Looked up here, at every load, so that -t reports an unknown user and a
+ * reload that names one keeps the running config.  uid 0 is refused: a
+ * worker could not prove that it dropped anything.
+ */
+int
+cfg_user(struct cfg_parse *p, const cJSON *v)
+{
+	struct passwd	*pw;
+	char		 q[96];
+
+	p->cfg->user[0] = '\0';
+	p->cfg->user_uid = (uid_t)-1;
+	p->cfg->user_gid = (gid_t)-1;
+	if (v == NULL || cJSON_IsNull(v))
+		return 0;
+	if (cfg_str(p, v, "user", 1, p->cfg->user,
+	    sizeof(p->cfg->user)) == -1)
+		return -1;
+	if (p->cfg->user[0] == '\0')
+		return 0;
+	errno = 0;
+	if ((pw = getpwnam(p->cfg->user)) == NULL) {
+		if (errno == 0 || errno == ENOENT || errno == ESRCH ||
+		    errno == EBADF || errno == EPERM)
+			return cfg_err(p, "user", "no such user %s",
+			    cfg_quote(p->cfg->user, q, sizeof(q)));
+		return cfg_err(p, "user", "cannot look up %s: %s",
+		    cfg_quote(p->cfg->user, q, sizeof(q)), strerror(errno));
+	}
+	if (pw->pw_uid == 0)
+		return cfg_err(p, "user", "%s is uid 0: name an unprivileged "
+		    "user, or leave user null to keep running as root",
+		    cfg_quote(p->cfg->user, q, sizeof(q)));
+	p->cfg->user_uid = pw->pw_uid;
+	p->cfg->user_gid = pw->pw_gid;
+	return 0;
+}

@@ -1,0 +1,124 @@
+/*
+ * What the config*.c files share with one another and nobody else needs:
+ * the load in progress, the top-level fields, the bounds and defaults,
+ * and each file's checks.  The rest of the program includes config.h.
+ */
+#ifndef CONFIG_INT_H
+#define CONFIG_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+struct config;
+
+#define CFG_INT_MAX	9007199254740992LL	/* 2^53: exact as a double */
+#define CFG_SECS_MAX	86400			/* a day, for every *_s */
+#define CFG_WORKERS_MAX	4096
+
+#define CFG_DEF_LISTEN		"127.0.0.1:48888"
+#define CFG_DEF_UPSTREAM	"https://generativelanguage.googleapis.com"
+#define CFG_DEF_USAGE_FILE	"key_usage.json"
+#define CFG_DEF_PIDFILE		"gemini-looper.pid"
+#define CFG_DEF_RESET_AFTER	"00:00"
+#define CFG_DEF_TIMEZONE	"UTC"
+
+/* Top-level fields, in the order they are checked. */
+enum cfg_field {
+	F_PRIORITY_KEYS,
+	F_SECONDARY_KEYS,
+	F_MODELS,
+	F_DEFAULT_MODEL,
+	F_RESET_AFTER,
+	F_NEXT_RESET,
+	F_TIMEZONE,
+	F_LISTEN,
+	F_UPSTREAM,
+	F_UPSTREAM_CA_FILE,
+	F_WORKERS,
+	F_USAGE_FILE,
+	F_PIDFILE,
+	F_LOG_FILE,
+	F_LOG_LEVEL,
+	F_USER,
+	F_ACCESS_TOKENS,
+	F_ADMIN_TOKEN,
+	F_MAX_BODY_BYTES,
+	F_MAX_WAIT_S,
+	F_PERSIST_INTERVAL_S,
+	F_SHUTDOWN_TIMEOUT_S,
+	F_CLIENT_TIMEOUT_S,
+	F_KEEPALIVE_TIMEOUT_S,
+	F_UPSTREAM_TIMEOUT_S,
+	F_MAX_ATTEMPTS,
+	F_RESOLVER_VALID_S,
+	F_NFIELDS
+};
+
+/* One cfg_load() call: where messages go and what they are about. */
+struct cfg_parse {
+	const char	*path;		/* as the caller wrote it */
+	char		*err;
+	size_t		 errlen;
+	struct config	*cfg;
+};
+
+/* Sorting record for duplicate detection (qsort has no context pointer). */
+struct cfg_dup {
+	const char	*s;
+	size_t		 i;
+};
+
+/* config.c */
+extern const char *const cfg_fields[F_NFIELDS];
+
+/* config_check.c */
+int		 cfg_err(struct cfg_parse *, const char *, const char *, ...)
+		    __attribute__((__format__ (printf, 3, 4)));
+const char	*cfg_what(const cJSON *, char *, size_t);
+const char	*cfg_quote(const char *, char *, size_t);
+int		 cfg_members(struct cfg_parse *, const cJSON *,
+		    const char *, const char *const *, size_t,
+		    const cJSON **);
+int		 cfg_int(struct cfg_parse *, const cJSON *, const char *,
+		    int64_t, int64_t, int, int64_t *);
+int		 cfg_int_field(struct cfg_parse *, const cJSON *,
+		    const char *, int64_t, int64_t, int64_t, int *);
+int		 cfg_str(struct cfg_parse *, const cJSON *, const char *,
+		    int, char *, size_t);
+int		 cfg_secret(struct cfg_parse *, const cJSON *,
+		    const char *, size_t);
+int		 cfg_abspath(struct cfg_parse *, const char *, const char *,
+		    char *, size_t);
+int		 cfg_dup_cmp(const void *, const void *);
+
+/* config_keys.c */
+int		 cfg_keys(struct cfg_parse *, const cJSON *,
+		    const cJSON *);
+int		 cfg_tokens(struct cfg_parse *, const cJSON *,
+		    const cJSON *);
+int		 cfg_secrets(struct cfg_parse *);
+
+/* config_models.c */
+int		 cfg_models(struct cfg_parse *, const cJSON *);
+
+/* config_time.c */
+int		 cfg_reset_after(struct cfg_parse *, const cJSON *);
+int		 cfg_next_reset(struct cfg_parse *, const cJSON *);
+int		 cfg_timezone(struct cfg_parse *, const cJSON *);
+
+/* config_net.c */
+int		 cfg_listen(struct cfg_parse *, const cJSON *);
+int		 cfg_upstream(struct cfg_parse *, const cJSON *);
+int		 cfg_ca_file(struct cfg_parse *, const cJSON *);
+
+/* config_daemon.c */
+int		 cfg_workers(struct cfg_parse *, const cJSON *);
+int		 cfg_log_level(struct cfg_parse *, const cJSON *);
+int		 cfg_user(struct cfg_parse *, const cJSON *);
+
+/* config_default.c */
+int		 cfg_placeholder(const char *);
+
+#endif /* CONFIG_INT_H */

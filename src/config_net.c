@@ -1,0 +1,266 @@
+/*
+ * The addresses: listen (where clients come in), upstream (the https URL
+ * of the Gemini API, split into host, port and path prefix) and
+ * upstream_ca_file.  Names are only checked for their form here; they are
+ * resolved when binding (main.c) and by resolve.c.
+ *
+ * Called by config.c's cfg_build().  No global state, no locks.
+ */
+#include <sys/stat.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
+#include <cjson/cJSON.h>
+
+#include "config.h"
+#include "config_int.h"
+
+static int	 cfg_port(const char *, char *, size_t);
+static int	 cfg_hostname_ok(const char *);
+static int	 cfg_v6_ok(const char *);
+
+/* A decimal port 1-65535, written back without leading zeros. */
+static int
+cfg_port(const char *s, char *out, size_t outlen)
+{
+	long	 n = 0;
+	size_t	 i;
+
+	for (i = 0; s[i] != '\0'; i++) {
+		if (s[i] < '0' || s[i] > '9' || i >= 5)
+			return -1;
+		n = n * 10 + (s[i] - '0');
+	}
+	if (i == 0 || n < 1 || n > 65535)
+		return -1;
+	(void)snprintf(out, outlen, "%ld", n);
+	return 0;
+}
+
+/* A host name or IPv4 address: letters, digits, '.', '-', '_'. */
+static int
+cfg_hostname_ok(const char *s)
+{
+	const char	*c;
+
+	if (s[0] == '\0' || strlen(s) > 253)
+		return 0;
+	for (c = s; *c != '\0'; c++)
+		if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+		    (*c >= '0' && *c <= '9') || *c == '.' || *c == '-' ||
+		    *c == '_'))
+			return 0;
+	return 1;
+}
+
+/* An IPv6 address, with an optional "%zone". */
+static int
+cfg_v6_ok(const char *s)
+{
+	struct in6_addr	 a;
+	char		 buf[INET6_ADDRSTRLEN + 1];
+	size_t		 len;
+
+	len = strcspn(s, "%");
+	if (len == 0 || len >= sizeof(buf) || (s[len] == '%' &&
+	    (s[len + 1] == '\0' || !cfg_hostname_ok(s + len + 1))))
+		return 0;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	return inet_pton(AF_INET6, buf, &a) == 1;
+}
+
+/*
+ * "host:port", "[v6]:port", "*:port" or ":port" (the last two: every
+ * address, listen_host "*").  Names are resolved when binding, not here.
+ */
+int
+cfg_listen(struct cfg_parse *p, const cJSON *v)
+{
+	struct config	*cfg = p->cfg;
+	const char	*s = CFG_DEF_LISTEN, *colon, *rb;
+	char		 host[256], got[96];
+	size_t		 hlen;
+
+	if (v != NULL) {
+		if (!cJSON_IsString(v))
+			return cfg_err(p, "listen", "must be a string "
+			    "\"host:port\" (got %s)",
+			    cfg_what(v, got, sizeof(got)));
+		s = v->valuestring;
+	}
+	if (strlcpy(cfg->listen, s, sizeof(cfg->listen)) >=
+	    sizeof(cfg->listen))
+		return cfg_err(p, "listen", "too long");
+	if (s[0] == '[') {
+		if ((rb = strchr(s, ']')) == NULL || rb[1] != ':')
+			goto bad;
+		hlen = rb - s - 1;
+		colon = rb + 1;
+		if (hlen >= sizeof(host))
+			goto bad;
+		memcpy(host, s + 1, hlen);
+		host[hlen] = '\0';
+		if (!cfg_v6_ok(host))
+			return cfg_err(p, "listen", "%s is not an IPv6 address",
+			    cfg_quote(host, got, sizeof(got)));
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			goto bad;
+		hlen = colon - s;
+		if (hlen >= sizeof(host))
+			goto bad;
+		memcpy(host, s, hlen);
+		host[hlen] = '\0';
+		if (strchr(host, ':') != NULL)
+			return cfg_err(p, "listen", "an IPv6 address must be "
+			    "in brackets, as in \"[::1]:48888\" (got %s)",
+			    cfg_quote(s, got, sizeof(got)));
+		if (host[0] == '\0')
+			(void)strlcpy(host, "*", sizeof(host));
+		else if (strcmp(host, "*") != 0 && !cfg_hostname_ok(host))
+			goto bad;
+	}
+	if (cfg_port(colon + 1, cfg->listen_port,
+	    sizeof(cfg->listen_port)) == -1)
+		return cfg_err(p, "listen", "port must be a number from 1 to "
+		    "65535 (got %s)", cfg_quote(s, got, sizeof(got)));
+	(void)strlcpy(cfg->listen_host, host, sizeof(cfg->listen_host));
+	return 0;
+bad:
+	return cfg_err(p, "listen", "must be \"host:port\", \"[v6addr]:port\", "
+	    "\"*:port\" or \":port\" (got %s)", cfg_quote(s, got, sizeof(got)));
+}
+
+/*
+ * "https://host[:port][/prefix]".  Plain http is refused: the keys would
+ * cross the network in clear.  upstream_host holds an IPv6 address without
+ * its brackets, ready for getaddrinfo(); user information is refused and
+ * never echoed, since it would be a credential.
+ */
+int
+cfg_upstream(struct cfg_parse *p, const cJSON *v)
+{
+	struct config	*cfg = p->cfg;
+	const char	*s = CFG_DEF_UPSTREAM, *a, *slash, *pc;
+	char		 auth[300], got[96], *rb;
+	size_t		 alen, plen;
+
+	if (v != NULL) {
+		if (!cJSON_IsString(v))
+			return cfg_err(p, "upstream", "must be an https URL "
+			    "(got %s)", cfg_what(v, got, sizeof(got)));
+		s = v->valuestring;
+	}
+	if (strncasecmp(s, "https://", 8) != 0)
+		return cfg_err(p, "upstream", "must be an https URL (got %s)",
+		    strchr(s, '@') != NULL ? "a URL with user information" :
+		    cfg_quote(s, got, sizeof(got)));
+	a = s + 8;
+	alen = strcspn(a, "/?#");
+	if (memchr(a, '@', alen) != NULL)
+		return cfg_err(p, "upstream", "must not hold user information");
+	if (strpbrk(a, "?#") != NULL)
+		return cfg_err(p, "upstream", "must not have a query or a "
+		    "fragment (got %s)", cfg_quote(s, got, sizeof(got)));
+	if (alen == 0 || alen >= sizeof(auth))
+		goto bad;
+	memcpy(auth, a, alen);
+	auth[alen] = '\0';
+	slash = a + alen;
+
+	(void)strlcpy(cfg->upstream_port, "443", sizeof(cfg->upstream_port));
+	if (auth[0] == '[') {
+		if ((rb = strchr(auth, ']')) == NULL)
+			goto bad;
+		if (rb[1] == ':') {
+			if (cfg_port(rb + 2, cfg->upstream_port,
+			    sizeof(cfg->upstream_port)) == -1)
+				goto badport;
+		} else if (rb[1] != '\0')
+			goto bad;
+		*rb = '\0';
+		if (!cfg_v6_ok(auth + 1))
+			goto bad;
+		(void)strlcpy(cfg->upstream_host, auth + 1,
+		    sizeof(cfg->upstream_host));
+	} else {
+		if ((pc = strchr(auth, ':')) != NULL) {
+			if (cfg_port(pc + 1, cfg->upstream_port,
+			    sizeof(cfg->upstream_port)) == -1)
+				goto badport;
+			auth[pc - auth] = '\0';
+		}
+		if (!cfg_hostname_ok(auth))
+			goto bad;
+		(void)strlcpy(cfg->upstream_host, auth,
+		    sizeof(cfg->upstream_host));
+	}
+
+	/* The prefix, without trailing slashes: paths are appended to it. */
+	plen = strlen(slash);
+	while (plen > 0 && slash[plen - 1] == '/')
+		plen--;
+	if (plen >= sizeof(cfg->upstream_prefix))
+		return cfg_err(p, "upstream", "path prefix too long (at most "
+		    "%zu bytes)", sizeof(cfg->upstream_prefix) - 1);
+	for (pc = slash; pc < slash + plen; pc++)
+		if ((unsigned char)*pc <= ' ' || (unsigned char)*pc >= 0x7f)
+			goto bad;
+	memcpy(cfg->upstream_prefix, slash, plen);
+	cfg->upstream_prefix[plen] = '\0';
+	if ((size_t)(slash - s) + plen >= sizeof(cfg->upstream))
+		return cfg_err(p, "upstream", "too long");
+	memcpy(cfg->upstream, s, (slash - s) + plen);
+	cfg->upstream[(slash - s) + plen] = '\0';
+	return 0;
+badport:
+	return cfg_err(p, "upstream", "port must be a number from 1 to 65535 "
+	    "(got %s)", cfg_quote(s, got, sizeof(got)));
+bad:
+	return cfg_err(p, "upstream", "must be \"https://host[:port][/prefix]\" "
+	    "(got %s)", cfg_quote(s, got, sizeof(got)));
+}
+
+/*
+ * Checked now, so that -t and a reload catch a missing file early.  Opened
+ * without blocking: a FIFO named here would otherwise hang -t, or the
+ * master in a reload, until someone writes to it.
+ */
+int
+cfg_ca_file(struct cfg_parse *p, const cJSON *v)
+{
+	struct config	*cfg = p->cfg;
+	struct stat	 st;
+	char		 rel[PATH_MAX];
+	int		 fd;
+
+	if (v == NULL)
+		return 0;
+	if (cfg_str(p, v, "upstream_ca_file", 1, rel, sizeof(rel)) == -1)
+		return -1;
+	if (rel[0] == '\0')
+		return 0;
+	if (cfg_abspath(p, "upstream_ca_file", rel, cfg->upstream_ca_file,
+	    sizeof(cfg->upstream_ca_file)) == -1)
+		return -1;
+	if ((fd = open(cfg->upstream_ca_file,
+	    O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1)
+		return cfg_err(p, "upstream_ca_file", "%s: %s",
+		    cfg->upstream_ca_file, strerror(errno));
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return cfg_err(p, "upstream_ca_file", "%s: not a regular file",
+		    cfg->upstream_ca_file);
+	}
+	close(fd);
+	return 0;
+}

@@ -1,0 +1,161 @@
+/*
+ * When the daily quotas reset: reset_after ("HH:MM"),
+ * next_quota_reset_datetime ("YYYY-MM-DD HH:MM") and the time zone both
+ * are read in, checked against the zoneinfo files.
+ *
+ * Called by config.c's cfg_build(); reset.c does the arithmetic with what
+ * is checked here.  No global state, no locks.
+ */
+#include <sys/stat.h>
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
+#include <cjson/cJSON.h>
+
+#include "config.h"
+#include "config_int.h"
+
+#define CFG_ZONEINFO	"/usr/share/zoneinfo"
+
+static int	 cfg_2digits(const char *);
+
+/* Two decimal digits at s, or -1. */
+static int
+cfg_2digits(const char *s)
+{
+	if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
+		return -1;
+	return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+/* "HH:MM", 00:00 to 23:59, exactly five characters. */
+int
+cfg_reset_after(struct cfg_parse *p, const cJSON *v)
+{
+	struct config	*cfg = p->cfg;
+	const char	*s = CFG_DEF_RESET_AFTER;
+	char		 got[96];
+	int		 h, m;
+
+	if (v != NULL) {
+		if (!cJSON_IsString(v))
+			return cfg_err(p, "reset_after", "must be \"HH:MM\" "
+			    "(got %s)", cfg_what(v, got, sizeof(got)));
+		s = v->valuestring;
+	}
+	if (strlen(s) != 5 || s[2] != ':' || (h = cfg_2digits(s)) == -1 ||
+	    (m = cfg_2digits(s + 3)) == -1 || h > 23 || m > 59)
+		return cfg_err(p, "reset_after", "must be \"HH:MM\" (got %s)",
+		    cfg_quote(s, got, sizeof(got)));
+	cfg->reset_hour = h;
+	cfg->reset_min = m;
+	(void)strlcpy(cfg->reset_after, s, sizeof(cfg->reset_after));
+	return 0;
+}
+
+/*
+ * "YYYY-MM-DD HH:MM", a real calendar date, or null.  "" is taken as null
+ * too: it is what an emptied field looks like.
+ */
+int
+cfg_next_reset(struct cfg_parse *p, const cJSON *v)
+{
+	static const int	 mdays[12] = { 31, 28, 31, 30, 31, 30, 31, 31,
+				    30, 31, 30, 31 };
+	const char		*s;
+	char			 got[96];
+	int			 y, mo, d, h, mi, leap, ok = 0;
+
+	if (v == NULL || cJSON_IsNull(v))
+		return 0;
+	if (!cJSON_IsString(v))
+		return cfg_err(p, "next_quota_reset_datetime", "must be "
+		    "\"YYYY-MM-DD HH:MM\" or null (got %s)",
+		    cfg_what(v, got, sizeof(got)));
+	s = v->valuestring;
+	if (s[0] == '\0')
+		return 0;
+	if (strlen(s) == 16 && s[4] == '-' && s[7] == '-' && s[10] == ' ' &&
+	    s[13] == ':' && cfg_2digits(s) != -1 && cfg_2digits(s + 2) != -1 &&
+	    (mo = cfg_2digits(s + 5)) != -1 && (d = cfg_2digits(s + 8)) != -1 &&
+	    (h = cfg_2digits(s + 11)) != -1 &&
+	    (mi = cfg_2digits(s + 14)) != -1) {
+		y = cfg_2digits(s) * 100 + cfg_2digits(s + 2);
+		leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+		ok = y >= 1970 && mo >= 1 && mo <= 12 && d >= 1 &&
+		    d <= mdays[mo - 1] + (mo == 2 && leap) && h <= 23 &&
+		    mi <= 59;
+	}
+	if (!ok)
+		return cfg_err(p, "next_quota_reset_datetime", "must be a date "
+		    "and time \"YYYY-MM-DD HH:MM\" or null (got %s)",
+		    cfg_quote(s, got, sizeof(got)));
+	(void)strlcpy(p->cfg->next_reset, s, sizeof(p->cfg->next_reset));
+	return 0;
+}
+
+/*
+ * An IANA zone name that exists as a TZif file under $TZDIR (or the system
+ * zoneinfo).  Absolute paths and ".." are refused: TZ must not become a
+ * way to read an arbitrary file.  "UTC" is always accepted, because the C
+ * library knows it even where tzdata is not installed.
+ */
+int
+cfg_timezone(struct cfg_parse *p, const cJSON *v)
+{
+	struct config	*cfg = p->cfg;
+	struct stat	 st;
+	const char	*tz = CFG_DEF_TIMEZONE, *dir = CFG_ZONEINFO, *c;
+	char		 path[PATH_MAX], magic[4], got[96];
+	ssize_t		 n;
+	int		 fd, n2;
+
+	if (v != NULL) {
+		if (!cJSON_IsString(v))
+			return cfg_err(p, "timezone", "must be an IANA time zone "
+			    "name such as \"America/Los_Angeles\" (got %s)",
+			    cfg_what(v, got, sizeof(got)));
+		tz = v->valuestring;
+	}
+	if (strlen(tz) >= sizeof(cfg->timezone))
+		return cfg_err(p, "timezone", "too long (at most %zu "
+		    "characters)", sizeof(cfg->timezone) - 1);
+	if (strcmp(tz, "UTC") == 0)
+		goto ok;
+	for (c = tz; *c != '\0'; c++)
+		if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+		    (*c >= '0' && *c <= '9') || strchr("/_-+.", *c) != NULL))
+			break;
+	if (tz[0] == '\0' || tz[0] == '/' || *c != '\0' ||
+	    strstr(tz, "..") != NULL)
+		return cfg_err(p, "timezone", "must be an IANA time zone name "
+		    "such as \"America/Los_Angeles\" (got %s)",
+		    cfg_quote(tz, got, sizeof(got)));
+	if ((dir = getenv("TZDIR")) == NULL || dir[0] == '\0')
+		dir = CFG_ZONEINFO;
+	n2 = snprintf(path, sizeof(path), "%s/%s", dir, tz);
+	if (n2 < 0 || (size_t)n2 >= sizeof(path))
+		goto unknown;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		goto unknown;
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		goto unknown;
+	}
+	n = read(fd, magic, sizeof(magic));
+	close(fd);
+	if (n != (ssize_t)sizeof(magic) || memcmp(magic, "TZif", 4) != 0)
+		goto unknown;
+ok:
+	(void)strlcpy(cfg->timezone, tz, sizeof(cfg->timezone));
+	return 0;
+unknown:
+	return cfg_err(p, "timezone", "unknown time zone %s (no such zone "
+	    "file in %s)", cfg_quote(tz, got, sizeof(got)), dir);
+}
