@@ -170,7 +170,6 @@ cfg_build(struct cfg_parse *p, const cJSON *root)
 	struct config	*cfg = p->cfg;
 	const cJSON	*f[F_NFIELDS];
 	char		 rel[PATH_MAX], got[96];
-	int64_t		 n;
 
 	if (!cJSON_IsObject(root))
 		return cfg_err(p, NULL, "must hold a JSON object (got %s)",
@@ -230,29 +229,7 @@ cfg_build(struct cfg_parse *p, const cJSON *root)
 	if (cfg_tokens(p, f[F_ACCESS_TOKENS], f[F_ADMIN_TOKEN]) == -1)
 		return -1;
 
-	n = 33554432;
-	if (f[F_MAX_BODY_BYTES] != NULL && cfg_int(p, f[F_MAX_BODY_BYTES],
-	    "max_body_bytes", 1, CFG_INT_MAX, 0, &n) == -1)
-		return -1;
-	cfg->max_body_bytes = n;
-	if (cfg_int_field(p, f[F_MAX_WAIT_S], "max_wait_s", 5, 0,
-	    CFG_SECS_MAX, &cfg->max_wait_s) == -1 ||
-	    cfg_int_field(p, f[F_PERSIST_INTERVAL_S], "persist_interval_s", 5,
-	    1, CFG_SECS_MAX, &cfg->persist_interval_s) == -1 ||
-	    cfg_int_field(p, f[F_SHUTDOWN_TIMEOUT_S], "shutdown_timeout_s", 30,
-	    0, CFG_SECS_MAX, &cfg->shutdown_timeout_s) == -1 ||
-	    cfg_int_field(p, f[F_CLIENT_TIMEOUT_S], "client_timeout_s", 30,
-	    1, CFG_SECS_MAX, &cfg->client_timeout_s) == -1 ||
-	    cfg_int_field(p, f[F_KEEPALIVE_TIMEOUT_S], "keepalive_timeout_s", 5,
-	    0, CFG_SECS_MAX, &cfg->keepalive_timeout_s) == -1 ||
-	    cfg_int_field(p, f[F_UPSTREAM_TIMEOUT_S], "upstream_timeout_s", 300,
-	    1, CFG_SECS_MAX, &cfg->upstream_timeout_s) == -1 ||
-	    cfg_int_field(p, f[F_MAX_ATTEMPTS], "max_attempts", 4, 1,
-	    CFG_ATTEMPTS_MAX, &cfg->max_attempts) == -1 ||
-	    cfg_int_field(p, f[F_RESOLVER_VALID_S], "resolver_valid_s", 30, 0,
-	    CFG_SECS_MAX, &cfg->resolver_valid_s) == -1)
-		return -1;
-	return 0;
+	return cfg_numbers(p, f);
 }
 
 /*

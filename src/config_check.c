@@ -200,19 +200,6 @@ bad:
 	    nullok ? " or null" : "", cfg_what(v, got, sizeof(got)));
 }
 
-/* An optional int field: def when absent. */
-int
-cfg_int_field(struct cfg_parse *p, const cJSON *v, const char *field,
-    int64_t def, int64_t min, int64_t max, int *out)
-{
-	int64_t	 n = def;
-
-	if (v != NULL && cfg_int(p, v, field, min, max, 0, &n) == -1)
-		return -1;
-	*out = (int)n;
-	return 0;
-}
-
 /*
  * A non-empty string into dst, or "" for null when nullok.  Not for
  * secrets (see cfg_secret): the value is not echoed, but its length is.

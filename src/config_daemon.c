@@ -1,6 +1,7 @@
 /*
  * How the daemon itself runs: the prefork pool (workers), the log level,
- * and the user the workers run as.
+ * the user the workers run as, and its numbers: the body limit, the
+ * timeouts, the attempts per request.
  *
  * Called by config.c's cfg_build().  cfg_user() looks the user up in the
  * password database; nothing else here leaves the process.  No global
@@ -8,6 +9,7 @@
  */
 #include <errno.h>
 #include <pwd.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,6 +36,39 @@ static const char *const cfg_worker_fields[W_NFIELDS] = {
 };
 
 /*
+ * The numeric fields from max_body_bytes on, in the order they are
+ * checked, each with its default and bounds and the member of struct
+ * config it goes to (an int, or max_body_bytes' int64_t).
+ */
+static const struct cfg_number {
+	enum cfg_field	 id;
+	size_t		 off;
+	int		 wide;		/* the member is an int64_t */
+	int64_t		 def;
+	int64_t		 min;
+	int64_t		 max;
+} cfg_number_fields[] = {
+	{ F_MAX_BODY_BYTES, offsetof(struct config, max_body_bytes), 1,
+	    CFG_DEF_MAX_BODY_BYTES, 1, CFG_INT_MAX },
+	{ F_MAX_WAIT_S, offsetof(struct config, max_wait_s), 0,
+	    CFG_DEF_MAX_WAIT_S, 0, CFG_SECS_MAX },
+	{ F_PERSIST_INTERVAL_S, offsetof(struct config, persist_interval_s), 0,
+	    CFG_DEF_PERSIST_INTERVAL_S, 1, CFG_SECS_MAX },
+	{ F_SHUTDOWN_TIMEOUT_S, offsetof(struct config, shutdown_timeout_s), 0,
+	    CFG_DEF_SHUTDOWN_TIMEOUT_S, 0, CFG_SECS_MAX },
+	{ F_CLIENT_TIMEOUT_S, offsetof(struct config, client_timeout_s), 0,
+	    CFG_DEF_CLIENT_TIMEOUT_S, 1, CFG_SECS_MAX },
+	{ F_KEEPALIVE_TIMEOUT_S, offsetof(struct config, keepalive_timeout_s),
+	    0, CFG_DEF_KEEPALIVE_TIMEOUT_S, 0, CFG_SECS_MAX },
+	{ F_UPSTREAM_TIMEOUT_S, offsetof(struct config, upstream_timeout_s), 0,
+	    CFG_DEF_UPSTREAM_TIMEOUT_S, 1, CFG_SECS_MAX },
+	{ F_MAX_ATTEMPTS, offsetof(struct config, max_attempts), 0,
+	    CFG_DEF_MAX_ATTEMPTS, 1, CFG_ATTEMPTS_MAX },
+	{ F_RESOLVER_VALID_S, offsetof(struct config, resolver_valid_s), 0,
+	    CFG_DEF_RESOLVER_VALID_S, 0, CFG_SECS_MAX },
+};
+
+/*
  * The prefork pool.  A number N is a fixed pool of N (start = max =
  * max_spare = N, so it never grows or shrinks).  In the object form, a
  * bound left out is fitted to the ones given (max: 4 makes start 4 and
@@ -45,7 +80,12 @@ cfg_workers(struct cfg_parse *p, const cJSON *v)
 {
 	struct config	*cfg = p->cfg;
 	const cJSON	*f[W_NFIELDS];
-	int64_t		 val[W_NFIELDS] = { 4, 2, 8, 256 };
+	int64_t		 val[W_NFIELDS] = {
+		[W_START] = CFG_DEF_START,
+		[W_MIN_SPARE] = CFG_DEF_MIN_SPARE,
+		[W_MAX_SPARE] = CFG_DEF_MAX_SPARE,
+		[W_MAX] = CFG_DEF_MAX_WORKERS
+	};
 	char		 field[32], got[64];
 	int		 i;
 
@@ -56,7 +96,7 @@ cfg_workers(struct cfg_parse *p, const cJSON *v)
 		    &val[W_START]) == -1)
 			return -1;
 		val[W_MAX] = val[W_MAX_SPARE] = val[W_START];
-		val[W_MIN_SPARE] = 1;
+		val[W_MIN_SPARE] = CFG_DEF_FIXED_MIN_SPARE;
 		goto done;
 	}
 	if (!cJSON_IsObject(v))
@@ -125,7 +165,7 @@ cfg_log_level(struct cfg_parse *p, const cJSON *v)
 	char	 got[96];
 	size_t	 i;
 
-	p->cfg->log_level = LOG_INFO;
+	p->cfg->log_level = CFG_DEF_LOG_LEVEL;
 	if (v == NULL)
 		return 0;
 	if (cJSON_IsString(v))
@@ -177,5 +217,30 @@ cfg_user(struct cfg_parse *p, const cJSON *v)
 		    cfg_quote(p->cfg->user, q, sizeof(q)));
 	p->cfg->user_uid = pw->pw_uid;
 	p->cfg->user_gid = pw->pw_gid;
+	return 0;
+}
+
+/* cfg_number_fields into p->cfg; f is the document's fields by cfg_field. */
+int
+cfg_numbers(struct cfg_parse *p, const cJSON *const *f)
+{
+	const struct cfg_number	*t;
+	char			*dst;
+	int64_t			 n;
+	size_t			 i;
+
+	for (i = 0; i < sizeof(cfg_number_fields) /
+	    sizeof(cfg_number_fields[0]); i++) {
+		t = &cfg_number_fields[i];
+		n = t->def;
+		if (f[t->id] != NULL && cfg_int(p, f[t->id], cfg_fields[t->id],
+		    t->min, t->max, 0, &n) == -1)
+			return -1;
+		dst = (char *)p->cfg + t->off;
+		if (t->wide)
+			*(int64_t *)dst = n;
+		else
+			*(int *)dst = (int)n;
+	}
 	return 0;
 }

@@ -17,11 +17,23 @@
 #include "config.h"
 #include "config_int.h"
 
+/* The default file's keys, recognised so the program can warn about them. */
+#define CFG_PH_PRIORITY_1	"YOUR_PRIORITY_GEMINI_API_KEY_1"
+#define CFG_PH_PRIORITY_2	"YOUR_PRIORITY_GEMINI_API_KEY_2"
+#define CFG_PH_SECONDARY_1	"YOUR_SECONDARY_GEMINI_API_KEY_1"
+
+static const char *const cfg_placeholders[] = {
+	CFG_PH_PRIORITY_1,
+	CFG_PH_PRIORITY_2,
+	CFG_PH_SECONDARY_1,
+};
+
 /*
  * What cfg_create_default() writes: the seed's shape, placeholder keys,
  * today's Flash models with their free-tier limits (checked 2026-12-02;
  * see the README: Google shows them per project in AI Studio), and Pacific
- * time because that is when Gemini resets its daily quotas.  A literal
+ * time because that is when Gemini resets its daily quotas.  The fields
+ * that have a default (config_int.h) are written with it.  A literal
  * rather than cJSON_Print() so the file reads like the seed's example
  * (four-space indent) and so that writing it cannot fail half-way through
  * an allocation.
@@ -29,11 +41,11 @@
 static const char cfg_default_json[] =
     "{\n"
     "    \"priority_keys\": [\n"
-    "        \"YOUR_PRIORITY_GEMINI_API_KEY_1\",\n"
-    "        \"YOUR_PRIORITY_GEMINI_API_KEY_2\"\n"
+    "        \"" CFG_PH_PRIORITY_1 "\",\n"
+    "        \"" CFG_PH_PRIORITY_2 "\"\n"
     "    ],\n"
     "    \"secondary_keys\": [\n"
-    "        \"YOUR_SECONDARY_GEMINI_API_KEY_1\"\n"
+    "        \"" CFG_PH_SECONDARY_1 "\"\n"
     "    ],\n"
     "    \"models\": {\n"
     "        \"gemini-3.8-flash\": {\n"
@@ -49,23 +61,15 @@ static const char cfg_default_json[] =
     "            \"rpd_limit\": 500\n"
     "        }\n"
     "    },\n"
-    "    \"reset_after\": \"00:00\",\n"
+    "    \"reset_after\": \"" CFG_DEF_RESET_AFTER "\",\n"
     "    \"next_quota_reset_datetime\": null,\n"
     "    \"timezone\": \"America/Los_Angeles\",\n"
     "    \"default_model\": \"gemini-3.8-flash\",\n"
-    "    \"listen\": \"127.0.0.1:48888\",\n"
-    "    \"upstream\": \"https://generativelanguage.googleapis.com\",\n"
-    "    \"usage_file\": \"key_usage.json\",\n"
-    "    \"pidfile\": \"gemini-looper.pid\"\n"
+    "    \"listen\": \"" CFG_DEF_LISTEN "\",\n"
+    "    \"upstream\": \"" CFG_DEF_UPSTREAM "\",\n"
+    "    \"usage_file\": \"" CFG_DEF_USAGE_FILE "\",\n"
+    "    \"pidfile\": \"" CFG_DEF_PIDFILE "\"\n"
     "}\n";
-
-/* The default file's keys, recognised so the program can warn about them. */
-static const char *const cfg_placeholders[] = {
-	"YOUR_PRIORITY_GEMINI_API_KEY_1",
-	"YOUR_PRIORITY_GEMINI_API_KEY_2",
-	"YOUR_SECONDARY_GEMINI_API_KEY_1",
-};
-
 
 /* Whether key is one of the default file's placeholders. */
 int

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <syslog.h>
 
 #include <cjson/cJSON.h>
 
@@ -17,12 +18,36 @@ struct config;
 #define CFG_SECS_MAX	86400			/* a day, for every *_s */
 #define CFG_WORKERS_MAX	4096
 
-#define CFG_DEF_LISTEN		"127.0.0.1:48888"
-#define CFG_DEF_UPSTREAM	"https://generativelanguage.googleapis.com"
-#define CFG_DEF_USAGE_FILE	"key_usage.json"
-#define CFG_DEF_PIDFILE		"gemini-looper.pid"
+/*
+ * What a field left out of the file means, every default in one place.
+ * README's table of fields and gemini-looper(8) list them too: change them
+ * together.  The file made on first run (config_default.c) writes some of
+ * them out from these same macros.  Not values, so not here: a left-out
+ * default_model is the first model, a left-out model limit is CFG_NOLIMIT,
+ * and an optional string left out is "".
+ */
 #define CFG_DEF_RESET_AFTER	"00:00"
 #define CFG_DEF_TIMEZONE	"UTC"
+#define CFG_DEF_LISTEN		"127.0.0.1:48888"
+#define CFG_DEF_UPSTREAM	"https://generativelanguage.googleapis.com"
+#define CFG_DEF_UPSTREAM_PORT	"443"		/* when upstream names none */
+#define CFG_DEF_START		4		/* workers.start */
+#define CFG_DEF_MIN_SPARE	2		/* workers.min_spare */
+#define CFG_DEF_MAX_SPARE	8		/* workers.max_spare */
+#define CFG_DEF_MAX_WORKERS	256		/* workers.max */
+#define CFG_DEF_FIXED_MIN_SPARE	1		/* "workers": N */
+#define CFG_DEF_USAGE_FILE	"key_usage.json"
+#define CFG_DEF_PIDFILE		"gemini-looper.pid"
+#define CFG_DEF_LOG_LEVEL	LOG_INFO
+#define CFG_DEF_MAX_BODY_BYTES	(32 * 1024 * 1024)
+#define CFG_DEF_MAX_WAIT_S	5
+#define CFG_DEF_PERSIST_INTERVAL_S 5
+#define CFG_DEF_SHUTDOWN_TIMEOUT_S 30
+#define CFG_DEF_CLIENT_TIMEOUT_S 30
+#define CFG_DEF_KEEPALIVE_TIMEOUT_S 5
+#define CFG_DEF_UPSTREAM_TIMEOUT_S 300
+#define CFG_DEF_MAX_ATTEMPTS	4
+#define CFG_DEF_RESOLVER_VALID_S 30
 
 /* Top-level fields, in the order they are checked. */
 enum cfg_field {
@@ -83,8 +108,6 @@ int		 cfg_members(struct cfg_parse *, const cJSON *,
 		    const cJSON **);
 int		 cfg_int(struct cfg_parse *, const cJSON *, const char *,
 		    int64_t, int64_t, int, int64_t *);
-int		 cfg_int_field(struct cfg_parse *, const cJSON *,
-		    const char *, int64_t, int64_t, int64_t, int *);
 int		 cfg_str(struct cfg_parse *, const cJSON *, const char *,
 		    int, char *, size_t);
 int		 cfg_secret(struct cfg_parse *, const cJSON *,
@@ -117,6 +140,7 @@ int		 cfg_ca_file(struct cfg_parse *, const cJSON *);
 int		 cfg_workers(struct cfg_parse *, const cJSON *);
 int		 cfg_log_level(struct cfg_parse *, const cJSON *);
 int		 cfg_user(struct cfg_parse *, const cJSON *);
+int		 cfg_numbers(struct cfg_parse *, const cJSON *const *);
 
 /* config_default.c */
 int		 cfg_placeholder(const char *);

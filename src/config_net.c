@@ -177,7 +177,8 @@ cfg_upstream(struct cfg_parse *p, const cJSON *v)
 	auth[alen] = '\0';
 	slash = a + alen;
 
-	(void)strlcpy(cfg->upstream_port, "443", sizeof(cfg->upstream_port));
+	(void)strlcpy(cfg->upstream_port, CFG_DEF_UPSTREAM_PORT,
+	    sizeof(cfg->upstream_port));
 	if (auth[0] == '[') {
 		if ((rb = strchr(auth, ']')) == NULL)
 			goto bad;
