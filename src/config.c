@@ -36,35 +36,11 @@
 
 #define CFG_FILE_MAX	(64 * 1024 * 1024)	/* larger is a mistake */
 
-/* Their names in the file, indexed by enum cfg_field. */
+/* The top-level fields' names, indexed by enum cfg_field. */
 const char *const cfg_fields[F_NFIELDS] = {
-	"priority_keys",
-	"secondary_keys",
-	"models",
-	"default_model",
-	"reset_after",
-	"next_quota_reset_datetime",
-	"timezone",
-	"listen",
-	"upstream",
-	"upstream_ca_file",
-	"workers",
-	"usage_file",
-	"pidfile",
-	"log_file",
-	"log_level",
-	"user",
-	"access_tokens",
-	"admin_token",
-	"max_body_bytes",
-	"max_wait_s",
-	"persist_interval_s",
-	"shutdown_timeout_s",
-	"client_timeout_s",
-	"keepalive_timeout_s",
-	"upstream_timeout_s",
-	"max_attempts",
-	"resolver_valid_s",
+#define CFG_FIELD_NAME(id, name)	name,
+	CFG_FIELDS(CFG_FIELD_NAME)
+#undef CFG_FIELD_NAME
 };
 
 static char	*cfg_read(struct cfg_parse *, size_t *);

@@ -279,3 +279,17 @@ cfg_dup_cmp(const void *a, const void *b)
 		return c;
 	return x->i < y->i ? -1 : x->i > y->i;
 }
+
+/*
+ * Append "name" to buf, after ", " when buf holds names already: the
+ * choices a message lists, written from the table that decides them.
+ */
+void
+cfg_names_add(char *buf, size_t len, const char *name)
+{
+	if (buf[0] != '\0')
+		(void)strlcat(buf, ", ", len);
+	(void)strlcat(buf, "\"", len);
+	(void)strlcat(buf, name, len);
+	(void)strlcat(buf, "\"", len);
+}

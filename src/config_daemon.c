@@ -15,24 +15,30 @@
 #include <string.h>
 #include <syslog.h>
 
+#include <bsd/string.h>
 #include <cjson/cJSON.h>
 
 #include "config.h"
 #include "config_int.h"
 
+/* The members of "workers": {...}, each written once. */
+#define CFG_WORKER_FIELDS(X)			\
+	X(W_START,		"start")	\
+	X(W_MIN_SPARE,		"min_spare")	\
+	X(W_MAX_SPARE,		"max_spare")	\
+	X(W_MAX,		"max")
+
 enum {
-	W_START,
-	W_MIN_SPARE,
-	W_MAX_SPARE,
-	W_MAX,
+#define CFG_WORKER_ID(id, name)	id,
+	CFG_WORKER_FIELDS(CFG_WORKER_ID)
+#undef CFG_WORKER_ID
 	W_NFIELDS
 };
 
 static const char *const cfg_worker_fields[W_NFIELDS] = {
-	"start",
-	"min_spare",
-	"max_spare",
-	"max",
+#define CFG_WORKER_NAME(id, name)	name,
+	CFG_WORKER_FIELDS(CFG_WORKER_NAME)
+#undef CFG_WORKER_NAME
 };
 
 /*
@@ -86,7 +92,7 @@ cfg_workers(struct cfg_parse *p, const cJSON *v)
 		[W_MAX_SPARE] = CFG_DEF_MAX_SPARE,
 		[W_MAX] = CFG_DEF_MAX_WORKERS
 	};
-	char		 field[32], got[64];
+	char		 field[32], got[64], names[64] = "";
 	int		 i;
 
 	if (v == NULL)
@@ -99,10 +105,14 @@ cfg_workers(struct cfg_parse *p, const cJSON *v)
 		val[W_MIN_SPARE] = CFG_DEF_FIXED_MIN_SPARE;
 		goto done;
 	}
-	if (!cJSON_IsObject(v))
+	if (!cJSON_IsObject(v)) {
+		for (i = 0; i < W_NFIELDS; i++)
+			cfg_names_add(names, sizeof(names),
+			    cfg_worker_fields[i]);
 		return cfg_err(p, "workers", "must be a number of workers or an "
-		    "object {\"start\", \"min_spare\", \"max_spare\", \"max\"} "
-		    "(got %s)", cfg_what(v, got, sizeof(got)));
+		    "object {%s} (got %s)", names, cfg_what(v, got,
+		    sizeof(got)));
+	}
 	if (cfg_members(p, v, "workers.", cfg_worker_fields, W_NFIELDS,
 	    f) == -1)
 		return -1;
@@ -162,7 +172,7 @@ cfg_log_level(struct cfg_parse *p, const cJSON *v)
 		{ "info",	LOG_INFO },
 		{ "debug",	LOG_DEBUG },
 	};
-	char	 got[96];
+	char	 got[96], names[64] = "";
 	size_t	 i;
 
 	p->cfg->log_level = CFG_DEF_LOG_LEVEL;
@@ -174,9 +184,10 @@ cfg_log_level(struct cfg_parse *p, const cJSON *v)
 				p->cfg->log_level = levels[i].level;
 				return 0;
 			}
-	return cfg_err(p, "log_level", "must be one of \"error\", \"warn\", "
-	    "\"notice\", \"info\", \"debug\" (got %s)", cJSON_IsString(v) ?
-	    cfg_quote(v->valuestring, got, sizeof(got)) :
+	for (i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+		cfg_names_add(names, sizeof(names), levels[i].name);
+	return cfg_err(p, "log_level", "must be one of %s (got %s)", names,
+	    cJSON_IsString(v) ? cfg_quote(v->valuestring, got, sizeof(got)) :
 	    cfg_what(v, got, sizeof(got)));
 }
 

@@ -49,35 +49,43 @@ struct config;
 #define CFG_DEF_MAX_ATTEMPTS	4
 #define CFG_DEF_RESOLVER_VALID_S 30
 
-/* Top-level fields, in the order they are checked. */
+/*
+ * The top-level fields, in the order they are checked, each written once:
+ * its enum cfg_field and its name in the file (config.c's cfg_fields[]).
+ */
+#define CFG_FIELDS(X)							\
+	X(F_PRIORITY_KEYS,		"priority_keys")		\
+	X(F_SECONDARY_KEYS,		"secondary_keys")		\
+	X(F_MODELS,			"models")			\
+	X(F_DEFAULT_MODEL,		"default_model")		\
+	X(F_RESET_AFTER,		"reset_after")			\
+	X(F_NEXT_RESET,			"next_quota_reset_datetime")	\
+	X(F_TIMEZONE,			"timezone")			\
+	X(F_LISTEN,			"listen")			\
+	X(F_UPSTREAM,			"upstream")			\
+	X(F_UPSTREAM_CA_FILE,		"upstream_ca_file")		\
+	X(F_WORKERS,			"workers")			\
+	X(F_USAGE_FILE,			"usage_file")			\
+	X(F_PIDFILE,			"pidfile")			\
+	X(F_LOG_FILE,			"log_file")			\
+	X(F_LOG_LEVEL,			"log_level")			\
+	X(F_USER,			"user")				\
+	X(F_ACCESS_TOKENS,		"access_tokens")		\
+	X(F_ADMIN_TOKEN,		"admin_token")			\
+	X(F_MAX_BODY_BYTES,		"max_body_bytes")		\
+	X(F_MAX_WAIT_S,			"max_wait_s")			\
+	X(F_PERSIST_INTERVAL_S,		"persist_interval_s")		\
+	X(F_SHUTDOWN_TIMEOUT_S,		"shutdown_timeout_s")		\
+	X(F_CLIENT_TIMEOUT_S,		"client_timeout_s")		\
+	X(F_KEEPALIVE_TIMEOUT_S,	"keepalive_timeout_s")		\
+	X(F_UPSTREAM_TIMEOUT_S,		"upstream_timeout_s")		\
+	X(F_MAX_ATTEMPTS,		"max_attempts")			\
+	X(F_RESOLVER_VALID_S,		"resolver_valid_s")
+
 enum cfg_field {
-	F_PRIORITY_KEYS,
-	F_SECONDARY_KEYS,
-	F_MODELS,
-	F_DEFAULT_MODEL,
-	F_RESET_AFTER,
-	F_NEXT_RESET,
-	F_TIMEZONE,
-	F_LISTEN,
-	F_UPSTREAM,
-	F_UPSTREAM_CA_FILE,
-	F_WORKERS,
-	F_USAGE_FILE,
-	F_PIDFILE,
-	F_LOG_FILE,
-	F_LOG_LEVEL,
-	F_USER,
-	F_ACCESS_TOKENS,
-	F_ADMIN_TOKEN,
-	F_MAX_BODY_BYTES,
-	F_MAX_WAIT_S,
-	F_PERSIST_INTERVAL_S,
-	F_SHUTDOWN_TIMEOUT_S,
-	F_CLIENT_TIMEOUT_S,
-	F_KEEPALIVE_TIMEOUT_S,
-	F_UPSTREAM_TIMEOUT_S,
-	F_MAX_ATTEMPTS,
-	F_RESOLVER_VALID_S,
+#define CFG_FIELD_ID(id, name)	id,
+	CFG_FIELDS(CFG_FIELD_ID)
+#undef CFG_FIELD_ID
 	F_NFIELDS
 };
 
@@ -115,6 +123,7 @@ int		 cfg_secret(struct cfg_parse *, const cJSON *,
 int		 cfg_abspath(struct cfg_parse *, const char *, const char *,
 		    char *, size_t);
 int		 cfg_dup_cmp(const void *, const void *);
+void		 cfg_names_add(char *, size_t, const char *);
 
 /* config_keys.c */
 int		 cfg_keys(struct cfg_parse *, const cJSON *,

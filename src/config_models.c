@@ -6,6 +6,7 @@
  * anyone holding a config.  No global state, no locks.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,20 +18,29 @@
 #include "config.h"
 #include "config_int.h"
 
-enum {
-	M_TPM,
-	M_TPD,
-	M_RPM,
-	M_RPD,
-	M_NFIELDS
+/*
+ * A model's limits, each written once: its name in the file is the name
+ * of its member of struct cfg_model.
+ */
+#define CFG_LIMITS(X)		\
+	X(tpm_limit)		\
+	X(tpd_limit)		\
+	X(rpm_limit)		\
+	X(rpd_limit)
+
+static const char *const cfg_limit_names[] = {
+#define CFG_LIMIT_NAME(member)	#member,
+	CFG_LIMITS(CFG_LIMIT_NAME)
+#undef CFG_LIMIT_NAME
 };
 
-static const char *const cfg_model_fields[M_NFIELDS] = {
-	"tpm_limit",
-	"tpd_limit",
-	"rpm_limit",
-	"rpd_limit",
+static const size_t cfg_limit_offsets[] = {
+#define CFG_LIMIT_OFFSET(member)	offsetof(struct cfg_model, member),
+	CFG_LIMITS(CFG_LIMIT_OFFSET)
+#undef CFG_LIMIT_OFFSET
 };
+
+#define CFG_NLIMITS	(sizeof(cfg_limit_names) / sizeof(cfg_limit_names[0]))
 
 static int	 cfg_model_name_ok(const char *);
 
@@ -56,8 +66,8 @@ cfg_models(struct cfg_parse *p, const cJSON *obj)
 	struct config		*cfg = p->cfg;
 	struct cfg_model	*m;
 	struct cfg_dup		*d;
-	const cJSON		*v, *f[M_NFIELDS];
-	int64_t			*lim[M_NFIELDS];
+	const cJSON		*v, *f[CFG_NLIMITS];
+	int64_t			*lim;
 	char			 field[CFG_NAME_MAX + 64], prefix[CFG_NAME_MAX + 16];
 	char			 got[96];
 	size_t			 n = 0, i, k;
@@ -95,19 +105,16 @@ cfg_models(struct cfg_parse *p, const cJSON *obj)
 			return cfg_err(p, prefix, "must be an object of limits "
 			    "(got %s)", cfg_what(v, got, sizeof(got)));
 		(void)strlcat(prefix, ".", sizeof(prefix));
-		if (cfg_members(p, v, prefix, cfg_model_fields, M_NFIELDS,
+		if (cfg_members(p, v, prefix, cfg_limit_names, CFG_NLIMITS,
 		    f) == -1)
 			return -1;
-		lim[M_TPM] = &m->tpm_limit;
-		lim[M_TPD] = &m->tpd_limit;
-		lim[M_RPM] = &m->rpm_limit;
-		lim[M_RPD] = &m->rpd_limit;
-		for (i = 0; i < M_NFIELDS; i++) {
-			*lim[i] = CFG_NOLIMIT;
+		for (i = 0; i < CFG_NLIMITS; i++) {
+			lim = (int64_t *)((char *)m + cfg_limit_offsets[i]);
+			*lim = CFG_NOLIMIT;
 			(void)snprintf(field, sizeof(field), "%s%s", prefix,
-			    cfg_model_fields[i]);
+			    cfg_limit_names[i]);
 			if (f[i] != NULL && cfg_int(p, f[i], field, 1,
-			    CFG_INT_MAX, 1, lim[i]) == -1)
+			    CFG_INT_MAX, 1, lim) == -1)
 				return -1;
 		}
 		cfg->nmodels++;
