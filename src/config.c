@@ -145,32 +145,17 @@ cfg_build(struct cfg_parse *p, const cJSON *root)
 {
 	struct config	*cfg = p->cfg;
 	const cJSON	*f[F_NFIELDS];
-	char		 rel[PATH_MAX], got[96];
+	char		 got[96];
 
 	if (!cJSON_IsObject(root))
 		return cfg_err(p, NULL, "must hold a JSON object (got %s)",
 		    cfg_what(root, got, sizeof(got)));
 	if (cfg_members(p, root, "", cfg_fields, F_NFIELDS, f) == -1)
 		return -1;
-
 	if (cfg_keys(p, f[F_PRIORITY_KEYS], f[F_SECONDARY_KEYS]) == -1 ||
-	    cfg_models(p, f[F_MODELS]) == -1)
-		return -1;
-
-	if (f[F_DEFAULT_MODEL] == NULL)
-		(void)strlcpy(cfg->default_model, cfg->models[0].name,
-		    sizeof(cfg->default_model));
-	else {
-		if (cfg_str(p, f[F_DEFAULT_MODEL], "default_model", 0,
-		    cfg->default_model, sizeof(cfg->default_model)) == -1)
-			return -1;
-		if (cfg_model(cfg, cfg->default_model) == NULL)
-			return cfg_err(p, "default_model", "%s is not one of "
-			    "the models", cfg_quote(cfg->default_model, got,
-			    sizeof(got)));
-	}
-
-	if (cfg_reset_after(p, f[F_RESET_AFTER]) == -1 ||
+	    cfg_models(p, f[F_MODELS]) == -1 ||
+	    cfg_default_model(p, f[F_DEFAULT_MODEL]) == -1 ||
+	    cfg_reset_after(p, f[F_RESET_AFTER]) == -1 ||
 	    cfg_next_reset(p, f[F_NEXT_RESET]) == -1 ||
 	    cfg_timezone(p, f[F_TIMEZONE]) == -1 ||
 	    cfg_listen(p, f[F_LISTEN]) == -1 ||
@@ -178,34 +163,19 @@ cfg_build(struct cfg_parse *p, const cJSON *root)
 	    cfg_ca_file(p, f[F_UPSTREAM_CA_FILE]) == -1 ||
 	    cfg_workers(p, f[F_WORKERS]) == -1)
 		return -1;
-
-	(void)strlcpy(rel, CFG_DEF_USAGE_FILE, sizeof(rel));
-	if ((f[F_USAGE_FILE] != NULL && cfg_str(p, f[F_USAGE_FILE],
-	    "usage_file", 0, rel, sizeof(rel)) == -1) ||
-	    cfg_abspath(p, "usage_file", rel, cfg->usage_file,
-	    sizeof(cfg->usage_file)) == -1)
+	if (cfg_path(p, f[F_USAGE_FILE], "usage_file", CFG_DEF_USAGE_FILE,
+	    cfg->usage_file, sizeof(cfg->usage_file)) == -1 ||
+	    cfg_path(p, f[F_PIDFILE], "pidfile", CFG_DEF_PIDFILE,
+	    cfg->pidfile, sizeof(cfg->pidfile)) == -1 ||
+	    cfg_path(p, f[F_LOG_FILE], "log_file", "",
+	    cfg->log_file, sizeof(cfg->log_file)) == -1)
 		return -1;
-	(void)strlcpy(rel, CFG_DEF_PIDFILE, sizeof(rel));
-	if ((f[F_PIDFILE] != NULL && cfg_str(p, f[F_PIDFILE], "pidfile", 0,
-	    rel, sizeof(rel)) == -1) || cfg_abspath(p, "pidfile", rel,
-	    cfg->pidfile, sizeof(cfg->pidfile)) == -1)
+	if (cfg_log_level(p, f[F_LOG_LEVEL]) == -1 ||
+	    cfg_user(p, f[F_USER]) == -1 ||
+	    cfg_tokens(p, f[F_ACCESS_TOKENS], f[F_ADMIN_TOKEN]) == -1 ||
+	    cfg_numbers(p, f) == -1)
 		return -1;
-	rel[0] = '\0';
-	if (f[F_LOG_FILE] != NULL && cfg_str(p, f[F_LOG_FILE], "log_file", 1,
-	    rel, sizeof(rel)) == -1)
-		return -1;
-	if (rel[0] != '\0' && cfg_abspath(p, "log_file", rel, cfg->log_file,
-	    sizeof(cfg->log_file)) == -1)
-		return -1;
-
-	if (cfg_log_level(p, f[F_LOG_LEVEL]) == -1)
-		return -1;
-	if (cfg_user(p, f[F_USER]) == -1)
-		return -1;
-	if (cfg_tokens(p, f[F_ACCESS_TOKENS], f[F_ADMIN_TOKEN]) == -1)
-		return -1;
-
-	return cfg_numbers(p, f);
+	return 0;
 }
 
 /*

@@ -8,9 +8,11 @@
  * Used by the other config*.c files while cfg_load() builds a config.  No
  * global state, no locks.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <bsd/string.h>
@@ -21,6 +23,9 @@
 #include "log.h"
 
 static void	 cfg_clean(const char *, char *, size_t);
+static int	 cfg_abspath(struct cfg_parse *, const char *, const char *,
+		    char *, size_t);
+static int	 cfg_dup_cmp(const void *, const void *);
 
 /*
  * Write "<path>: <field>: <problem>" (or "<path>: <problem>" when field is
@@ -250,8 +255,28 @@ cfg_secret(struct cfg_parse *p, const cJSON *v, const char *field,
 	return 0;
 }
 
-/* value made absolute against the config's directory, into dst. */
+/*
+ * A path field, made absolute against the config's directory, into dst.
+ * def is what a field left out means; when it is "", the field may be
+ * null, and dst is left as it was for both.
+ */
 int
+cfg_path(struct cfg_parse *p, const cJSON *v, const char *field,
+    const char *def, char *dst, size_t dstlen)
+{
+	char	 rel[PATH_MAX];
+
+	(void)strlcpy(rel, def, sizeof(rel));
+	if (v != NULL && cfg_str(p, v, field, def[0] == '\0', rel,
+	    sizeof(rel)) == -1)
+		return -1;
+	if (rel[0] == '\0')
+		return 0;
+	return cfg_abspath(p, field, rel, dst, dstlen);
+}
+
+/* value made absolute against the config's directory, into dst. */
+static int
 cfg_abspath(struct cfg_parse *p, const char *field, const char *value,
     char *dst, size_t dstlen)
 {
@@ -268,8 +293,29 @@ cfg_abspath(struct cfg_parse *p, const char *field, const char *value,
 	return 0;
 }
 
+/*
+ * The n strings at base, base + stride, ... sorted, equal ones next to
+ * each other in file order, for duplicate checks in n log n: a pool of
+ * thousands of keys must load at once.  NULL when out of memory.
+ */
+struct cfg_dup *
+cfg_dup_sort(const char *base, size_t n, size_t stride)
+{
+	struct cfg_dup	*d;
+	size_t		 i;
+
+	if ((d = calloc(n, sizeof(*d))) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		d[i].s = base + i * stride;
+		d[i].i = i;
+	}
+	qsort(d, n, sizeof(*d), cfg_dup_cmp);
+	return d;
+}
+
 /* By string, then by position, so the first of equals comes first. */
-int
+static int
 cfg_dup_cmp(const void *a, const void *b)
 {
 	const struct cfg_dup	*x = a, *y = b;

@@ -41,6 +41,10 @@ static const char *const cfg_worker_fields[W_NFIELDS] = {
 #undef CFG_WORKER_NAME
 };
 
+static int	 cfg_workers_object(struct cfg_parse *, const cJSON *,
+		    int64_t *);
+static void	 cfg_workers_fit(const cJSON *const *, int64_t *);
+
 /*
  * The numeric fields from max_body_bytes on, in the order they are
  * checked, each with its default and bounds and the member of struct
@@ -85,27 +89,25 @@ int
 cfg_workers(struct cfg_parse *p, const cJSON *v)
 {
 	struct config	*cfg = p->cfg;
-	const cJSON	*f[W_NFIELDS];
 	int64_t		 val[W_NFIELDS] = {
 		[W_START] = CFG_DEF_START,
 		[W_MIN_SPARE] = CFG_DEF_MIN_SPARE,
 		[W_MAX_SPARE] = CFG_DEF_MAX_SPARE,
 		[W_MAX] = CFG_DEF_MAX_WORKERS
 	};
-	char		 field[32], got[64], names[64] = "";
+	char		 got[64], names[64] = "";
 	int		 i;
 
-	if (v == NULL)
-		goto done;
-	if (cJSON_IsNumber(v)) {
+	if (v != NULL && cJSON_IsNumber(v)) {
 		if (cfg_int(p, v, "workers", 1, CFG_WORKERS_MAX, 0,
 		    &val[W_START]) == -1)
 			return -1;
 		val[W_MAX] = val[W_MAX_SPARE] = val[W_START];
 		val[W_MIN_SPARE] = CFG_DEF_FIXED_MIN_SPARE;
-		goto done;
-	}
-	if (!cJSON_IsObject(v)) {
+	} else if (v != NULL && cJSON_IsObject(v)) {
+		if (cfg_workers_object(p, v, val) == -1)
+			return -1;
+	} else if (v != NULL) {
 		for (i = 0; i < W_NFIELDS; i++)
 			cfg_names_add(names, sizeof(names),
 			    cfg_worker_fields[i]);
@@ -113,6 +115,28 @@ cfg_workers(struct cfg_parse *p, const cJSON *v)
 		    "object {%s} (got %s)", names, cfg_what(v, got,
 		    sizeof(got)));
 	}
+	cfg->start_workers = (int)val[W_START];
+	cfg->min_spare = (int)val[W_MIN_SPARE];
+	cfg->max_spare = (int)val[W_MAX_SPARE];
+	cfg->max_workers = (int)val[W_MAX];
+	return 0;
+}
+
+/* The object form into val, which holds the defaults. */
+static int
+cfg_workers_object(struct cfg_parse *p, const cJSON *v, int64_t *val)
+{
+	/* Each bound must not exceed the one it names. */
+	static const int order[][2] = {
+		{ W_MIN_SPARE, W_MAX_SPARE },
+		{ W_MAX_SPARE, W_MAX },
+		{ W_START, W_MAX },
+	};
+	const cJSON	*f[W_NFIELDS];
+	char		 field[32];
+	size_t		 i;
+	int		 a, b;
+
 	if (cfg_members(p, v, "workers.", cfg_worker_fields, W_NFIELDS,
 	    f) == -1)
 		return -1;
@@ -123,6 +147,27 @@ cfg_workers(struct cfg_parse *p, const cJSON *v)
 		    CFG_WORKERS_MAX, 0, &val[i]) == -1)
 			return -1;
 	}
+	cfg_workers_fit(f, val);
+	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		a = order[i][0];
+		b = order[i][1];
+		if (val[a] <= val[b])
+			continue;
+		(void)snprintf(field, sizeof(field), "workers.%s",
+		    cfg_worker_fields[a]);
+		return cfg_err(p, field, "must not exceed workers.%s "
+		    "(%lld > %lld)", cfg_worker_fields[b], (long long)val[a],
+		    (long long)val[b]);
+	}
+	return 0;
+}
+
+/* The bounds left out (f[i] NULL) fitted to the ones given. */
+static void
+cfg_workers_fit(const cJSON *const *f, int64_t *val)
+{
+	int	 i;
+
 	if (f[W_MAX] == NULL)
 		for (i = 0; i < W_MAX; i++)
 			if (f[i] != NULL && val[i] > val[W_MAX])
@@ -138,25 +183,6 @@ cfg_workers(struct cfg_parse *p, const cJSON *v)
 		val[W_MIN_SPARE] = val[W_MAX_SPARE];
 	if (f[W_START] == NULL && val[W_START] > val[W_MAX])
 		val[W_START] = val[W_MAX];
-
-	if (val[W_MIN_SPARE] > val[W_MAX_SPARE])
-		return cfg_err(p, "workers.min_spare", "must not exceed "
-		    "workers.max_spare (%lld > %lld)",
-		    (long long)val[W_MIN_SPARE], (long long)val[W_MAX_SPARE]);
-	if (val[W_MAX_SPARE] > val[W_MAX])
-		return cfg_err(p, "workers.max_spare", "must not exceed "
-		    "workers.max (%lld > %lld)",
-		    (long long)val[W_MAX_SPARE], (long long)val[W_MAX]);
-	if (val[W_START] > val[W_MAX])
-		return cfg_err(p, "workers.start", "must not exceed "
-		    "workers.max (%lld > %lld)",
-		    (long long)val[W_START], (long long)val[W_MAX]);
-done:
-	cfg->start_workers = (int)val[W_START];
-	cfg->min_spare = (int)val[W_MIN_SPARE];
-	cfg->max_spare = (int)val[W_MAX_SPARE];
-	cfg->max_workers = (int)val[W_MAX];
-	return 0;
 }
 
 int

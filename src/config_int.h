@@ -120,9 +120,9 @@ int		 cfg_str(struct cfg_parse *, const cJSON *, const char *,
 		    int, char *, size_t);
 int		 cfg_secret(struct cfg_parse *, const cJSON *,
 		    const char *, size_t);
-int		 cfg_abspath(struct cfg_parse *, const char *, const char *,
-		    char *, size_t);
-int		 cfg_dup_cmp(const void *, const void *);
+int		 cfg_path(struct cfg_parse *, const cJSON *, const char *,
+		    const char *, char *, size_t);
+struct cfg_dup	*cfg_dup_sort(const char *, size_t, size_t);
 void		 cfg_names_add(char *, size_t, const char *);
 
 /* config_keys.c */
@@ -134,6 +134,7 @@ int		 cfg_secrets(struct cfg_parse *);
 
 /* config_models.c */
 int		 cfg_models(struct cfg_parse *, const cJSON *);
+int		 cfg_default_model(struct cfg_parse *, const cJSON *);
 
 /* config_time.c */
 int		 cfg_reset_after(struct cfg_parse *, const cJSON *);

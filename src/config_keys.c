@@ -21,84 +21,119 @@
 #include "config_int.h"
 #include "scrub.h"
 
+/* The key lists by enum cfg_tier: priority keys are used first. */
+static const enum cfg_field cfg_key_lists[] = {
+	[CFG_TIER_PRIORITY] = F_PRIORITY_KEYS,
+	[CFG_TIER_SECONDARY] = F_SECONDARY_KEYS,
+};
+
+#define CFG_NTIERS	(sizeof(cfg_key_lists) / sizeof(cfg_key_lists[0]))
+
+static int	 cfg_key_count(struct cfg_parse *, const cJSON *const *,
+		    size_t *);
+static int	 cfg_key_fill(struct cfg_parse *, const cJSON *const *);
+static int	 cfg_key_dups(struct cfg_parse *);
 static void	 cfg_key_field(const struct config *, size_t, char *, size_t);
 
-/* "priority_keys[2]" or "secondary_keys[0]" for cfg->keys[k]. */
-static void
-cfg_key_field(const struct config *cfg, size_t k, char *buf, size_t len)
-{
-	if (k < cfg->npriority)
-		(void)snprintf(buf, len, "priority_keys[%zu]", k);
-	else
-		(void)snprintf(buf, len, "secondary_keys[%zu]",
-		    k - cfg->npriority);
-}
-
 /*
- * priority_keys then secondary_keys into cfg->keys.  Duplicates are found
- * by sorting (n log n): a pool of thousands of keys must load at once.
+ * priority_keys then secondary_keys into cfg->keys; either may be null or
+ * left out, but not both.
  */
 int
 cfg_keys(struct cfg_parse *p, const cJSON *pri, const cJSON *sec)
 {
 	struct config	*cfg = p->cfg;
-	const cJSON	*lists[2] = { pri, sec }, *v;
-	struct cfg_dup	*d;
-	char		 field[64], first[64], got[64];
-	size_t		 n = 0, i, k, start, dup, orig;
-	int		 t;
+	const cJSON	*lists[CFG_NTIERS];
+	size_t		 n;
 
-	for (t = 0; t < 2; t++) {
+	lists[CFG_TIER_PRIORITY] = pri;
+	lists[CFG_TIER_SECONDARY] = sec;
+	if (cfg_key_count(p, lists, &n) == -1)
+		return -1;
+	if (n == 0)
+		return cfg_err(p, cfg_fields[F_PRIORITY_KEYS], "no API keys: "
+		    "at least one is needed in %s or %s",
+		    cfg_fields[F_PRIORITY_KEYS], cfg_fields[F_SECONDARY_KEYS]);
+	if ((cfg->keys = calloc(n, sizeof(*cfg->keys))) == NULL)
+		return cfg_err(p, cfg_fields[F_PRIORITY_KEYS], "%s",
+		    strerror(errno));
+	if (cfg_key_fill(p, lists) == -1)
+		return -1;
+	return cfg_key_dups(p);
+}
+
+/* The lists are arrays, null or left out; *np: how many keys in all. */
+static int
+cfg_key_count(struct cfg_parse *p, const cJSON *const *lists, size_t *np)
+{
+	const cJSON	*v;
+	char		 got[64];
+	size_t		 t;
+
+	*np = 0;
+	for (t = 0; t < CFG_NTIERS; t++) {
 		if (lists[t] == NULL || cJSON_IsNull(lists[t]))
 			continue;
 		if (!cJSON_IsArray(lists[t]))
-			return cfg_err(p, cfg_fields[t == 0 ? F_PRIORITY_KEYS :
-			    F_SECONDARY_KEYS], "must be an array of strings "
-			    "(got %s)", cfg_what(lists[t], got, sizeof(got)));
+			return cfg_err(p, cfg_fields[cfg_key_lists[t]],
+			    "must be an array of strings (got %s)",
+			    cfg_what(lists[t], got, sizeof(got)));
 		cJSON_ArrayForEach(v, lists[t])
-			n++;
+			(*np)++;
 	}
-	if (n == 0)
-		return cfg_err(p, "priority_keys", "no API keys: at least one "
-		    "is needed in priority_keys or secondary_keys");
-	if ((cfg->keys = calloc(n, sizeof(*cfg->keys))) == NULL)
-		return cfg_err(p, "priority_keys", "%s", strerror(errno));
+	return 0;
+}
 
-	k = 0;
-	for (t = 0; t < 2; t++) {
+/* Each key checked into cfg->keys, with its fingerprint and masked form. */
+static int
+cfg_key_fill(struct cfg_parse *p, const cJSON *const *lists)
+{
+	struct config	*cfg = p->cfg;
+	struct cfg_key	*k;
+	const cJSON	*v;
+	char		 field[64];
+	size_t		 t, i;
+
+	for (t = 0; t < CFG_NTIERS; t++) {
 		if (lists[t] == NULL || !cJSON_IsArray(lists[t]))
 			continue;
 		i = 0;
 		cJSON_ArrayForEach(v, lists[t]) {
 			(void)snprintf(field, sizeof(field), "%s[%zu]",
-			    t == 0 ? "priority_keys" : "secondary_keys", i++);
+			    cfg_fields[cfg_key_lists[t]], i++);
 			if (cfg_secret(p, v, field, CFG_KEY_MAX) == -1)
 				return -1;
-			(void)strlcpy(cfg->keys[k].key, v->valuestring,
-			    sizeof(cfg->keys[k].key));
-			cfg_key_id(v->valuestring, cfg->keys[k].id);
-			cfg_key_mask(v->valuestring, cfg->keys[k].masked);
-			cfg->keys[k].tier = t == 0 ? CFG_TIER_PRIORITY :
-			    CFG_TIER_SECONDARY;
-			k++;
+			k = &cfg->keys[cfg->nkeys++];
+			(void)strlcpy(k->key, v->valuestring, sizeof(k->key));
+			cfg_key_id(v->valuestring, k->id);
+			cfg_key_mask(v->valuestring, k->masked);
+			k->tier = (enum cfg_tier)t;
+			if (cfg_placeholder(k->key))
+				cfg->placeholder_keys = 1;
 		}
-		if (t == 0)
-			cfg->npriority = k;
+		if (t == CFG_TIER_PRIORITY)
+			cfg->npriority = cfg->nkeys;
 	}
-	cfg->nkeys = k;
+	return 0;
+}
 
-	for (k = 0; k < cfg->nkeys; k++)
-		if (cfg_placeholder(cfg->keys[k].key))
-			cfg->placeholder_keys = 1;
+/*
+ * No key twice, in either list or across them.  Found by sorting (n log
+ * n): a pool of thousands of keys must load at once.  The message names
+ * the earliest repeat in file order, as a reader scans.
+ */
+static int
+cfg_key_dups(struct cfg_parse *p)
+{
+	struct config	*cfg = p->cfg;
+	struct cfg_dup	*d;
+	char		 field[64], first[64];
+	size_t		 k, start, dup, orig;
 
-	if ((d = calloc(cfg->nkeys, sizeof(*d))) == NULL)
-		return cfg_err(p, "priority_keys", "%s", strerror(errno));
-	for (k = 0; k < cfg->nkeys; k++) {
-		d[k].s = cfg->keys[k].key;
-		d[k].i = k;
-	}
-	qsort(d, cfg->nkeys, sizeof(*d), cfg_dup_cmp);
-	/* Report the earliest repeat in file order, as a reader scans. */
+	if ((d = cfg_dup_sort(cfg->keys[0].key, cfg->nkeys,
+	    sizeof(cfg->keys[0]))) == NULL)
+		return cfg_err(p, cfg_fields[F_PRIORITY_KEYS], "%s",
+		    strerror(errno));
 	dup = orig = SIZE_MAX;
 	for (start = 0, k = 1; k < cfg->nkeys; k++) {
 		if (strcmp(d[k].s, d[start].s) != 0) {
@@ -111,12 +146,23 @@ cfg_keys(struct cfg_parse *p, const cJSON *pri, const cJSON *sec)
 		}
 	}
 	free(d);
-	if (dup != SIZE_MAX) {
-		cfg_key_field(cfg, dup, field, sizeof(field));
-		cfg_key_field(cfg, orig, first, sizeof(first));
-		return cfg_err(p, field, "duplicate of %s", first);
-	}
-	return 0;
+	if (dup == SIZE_MAX)
+		return 0;
+	cfg_key_field(cfg, dup, field, sizeof(field));
+	cfg_key_field(cfg, orig, first, sizeof(first));
+	return cfg_err(p, field, "duplicate of %s", first);
+}
+
+/* "priority_keys[2]" or "secondary_keys[0]" for cfg->keys[k]. */
+static void
+cfg_key_field(const struct config *cfg, size_t k, char *buf, size_t len)
+{
+	if (k < cfg->npriority)
+		(void)snprintf(buf, len, "%s[%zu]",
+		    cfg_fields[F_PRIORITY_KEYS], k);
+	else
+		(void)snprintf(buf, len, "%s[%zu]",
+		    cfg_fields[F_SECONDARY_KEYS], k - cfg->npriority);
 }
 
 int

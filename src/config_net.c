@@ -23,9 +23,15 @@
 #include "config.h"
 #include "config_int.h"
 
+#define CFG_HTTPS	"https://"	/* the only scheme upstream may have */
+
 static int	 cfg_port(const char *, char *, size_t);
 static int	 cfg_hostname_ok(const char *);
 static int	 cfg_v6_ok(const char *);
+static int	 cfg_upstream_host(struct cfg_parse *, const char *, char *);
+static int	 cfg_upstream_path(struct cfg_parse *, const char *,
+		    const char *);
+static int	 cfg_upstream_bad(struct cfg_parse *, const char *, int);
 
 /* A decimal port 1-65535, written back without leading zeros. */
 static int
@@ -149,10 +155,9 @@ bad:
 int
 cfg_upstream(struct cfg_parse *p, const cJSON *v)
 {
-	struct config	*cfg = p->cfg;
-	const char	*s = CFG_DEF_UPSTREAM, *a, *slash, *pc;
-	char		 auth[300], got[96], *rb;
-	size_t		 alen, plen;
+	const char	*s = CFG_DEF_UPSTREAM, *a;
+	char		 auth[300], got[96];
+	size_t		 alen;
 
 	if (v != NULL) {
 		if (!cJSON_IsString(v))
@@ -160,11 +165,11 @@ cfg_upstream(struct cfg_parse *p, const cJSON *v)
 			    "(got %s)", cfg_what(v, got, sizeof(got)));
 		s = v->valuestring;
 	}
-	if (strncasecmp(s, "https://", 8) != 0)
+	if (strncasecmp(s, CFG_HTTPS, sizeof(CFG_HTTPS) - 1) != 0)
 		return cfg_err(p, "upstream", "must be an https URL (got %s)",
 		    strchr(s, '@') != NULL ? "a URL with user information" :
 		    cfg_quote(s, got, sizeof(got)));
-	a = s + 8;
+	a = s + sizeof(CFG_HTTPS) - 1;
 	alen = strcspn(a, "/?#");
 	if (memchr(a, '@', alen) != NULL)
 		return cfg_err(p, "upstream", "must not hold user information");
@@ -172,61 +177,91 @@ cfg_upstream(struct cfg_parse *p, const cJSON *v)
 		return cfg_err(p, "upstream", "must not have a query or a "
 		    "fragment (got %s)", cfg_quote(s, got, sizeof(got)));
 	if (alen == 0 || alen >= sizeof(auth))
-		goto bad;
-	memcpy(auth, a, alen);
-	auth[alen] = '\0';
-	slash = a + alen;
+		return cfg_upstream_bad(p, s, 0);
+	(void)strlcpy(auth, a, alen + 1);
+	if (cfg_upstream_host(p, s, auth) == -1 ||
+	    cfg_upstream_path(p, s, a + alen) == -1)
+		return -1;
+	return 0;
+}
+
+/*
+ * The URL's authority: "host", "host:port", "[v6]" or "[v6]:port", into
+ * upstream_host (without brackets) and upstream_port.  s is the whole URL,
+ * for messages.
+ */
+static int
+cfg_upstream_host(struct cfg_parse *p, const char *s, char *auth)
+{
+	struct config	*cfg = p->cfg;
+	char		*rb, *pc;
 
 	(void)strlcpy(cfg->upstream_port, CFG_DEF_UPSTREAM_PORT,
 	    sizeof(cfg->upstream_port));
 	if (auth[0] == '[') {
 		if ((rb = strchr(auth, ']')) == NULL)
-			goto bad;
+			return cfg_upstream_bad(p, s, 0);
 		if (rb[1] == ':') {
 			if (cfg_port(rb + 2, cfg->upstream_port,
 			    sizeof(cfg->upstream_port)) == -1)
-				goto badport;
+				return cfg_upstream_bad(p, s, 1);
 		} else if (rb[1] != '\0')
-			goto bad;
+			return cfg_upstream_bad(p, s, 0);
 		*rb = '\0';
-		if (!cfg_v6_ok(auth + 1))
-			goto bad;
-		(void)strlcpy(cfg->upstream_host, auth + 1,
-		    sizeof(cfg->upstream_host));
+		auth++;
+		if (!cfg_v6_ok(auth))
+			return cfg_upstream_bad(p, s, 0);
 	} else {
 		if ((pc = strchr(auth, ':')) != NULL) {
 			if (cfg_port(pc + 1, cfg->upstream_port,
 			    sizeof(cfg->upstream_port)) == -1)
-				goto badport;
-			auth[pc - auth] = '\0';
+				return cfg_upstream_bad(p, s, 1);
+			*pc = '\0';
 		}
 		if (!cfg_hostname_ok(auth))
-			goto bad;
-		(void)strlcpy(cfg->upstream_host, auth,
-		    sizeof(cfg->upstream_host));
+			return cfg_upstream_bad(p, s, 0);
 	}
+	(void)strlcpy(cfg->upstream_host, auth, sizeof(cfg->upstream_host));
+	return 0;
+}
 
-	/* The prefix, without trailing slashes: paths are appended to it. */
+/*
+ * The path prefix at slash, without trailing slashes since paths are
+ * appended to it, and the URL as kept: up to the end of that prefix.
+ */
+static int
+cfg_upstream_path(struct cfg_parse *p, const char *s, const char *slash)
+{
+	struct config	*cfg = p->cfg;
+	const char	*c;
+	size_t		 plen, ulen;
+
 	plen = strlen(slash);
 	while (plen > 0 && slash[plen - 1] == '/')
 		plen--;
 	if (plen >= sizeof(cfg->upstream_prefix))
 		return cfg_err(p, "upstream", "path prefix too long (at most "
 		    "%zu bytes)", sizeof(cfg->upstream_prefix) - 1);
-	for (pc = slash; pc < slash + plen; pc++)
-		if ((unsigned char)*pc <= ' ' || (unsigned char)*pc >= 0x7f)
-			goto bad;
-	memcpy(cfg->upstream_prefix, slash, plen);
-	cfg->upstream_prefix[plen] = '\0';
-	if ((size_t)(slash - s) + plen >= sizeof(cfg->upstream))
+	for (c = slash; c < slash + plen; c++)
+		if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f)
+			return cfg_upstream_bad(p, s, 0);
+	(void)strlcpy(cfg->upstream_prefix, slash, plen + 1);
+	ulen = (size_t)(slash - s) + plen;
+	if (ulen >= sizeof(cfg->upstream))
 		return cfg_err(p, "upstream", "too long");
-	memcpy(cfg->upstream, s, (slash - s) + plen);
-	cfg->upstream[(slash - s) + plen] = '\0';
+	(void)strlcpy(cfg->upstream, s, ulen + 1);
 	return 0;
-badport:
-	return cfg_err(p, "upstream", "port must be a number from 1 to 65535 "
-	    "(got %s)", cfg_quote(s, got, sizeof(got)));
-bad:
+}
+
+/* What a malformed upstream is told; port: it is the port that is wrong. */
+static int
+cfg_upstream_bad(struct cfg_parse *p, const char *s, int port)
+{
+	char	 got[96];
+
+	if (port)
+		return cfg_err(p, "upstream", "port must be a number from 1 to "
+		    "65535 (got %s)", cfg_quote(s, got, sizeof(got)));
 	return cfg_err(p, "upstream", "must be \"https://host[:port][/prefix]\" "
 	    "(got %s)", cfg_quote(s, got, sizeof(got)));
 }
@@ -241,18 +276,13 @@ cfg_ca_file(struct cfg_parse *p, const cJSON *v)
 {
 	struct config	*cfg = p->cfg;
 	struct stat	 st;
-	char		 rel[PATH_MAX];
 	int		 fd;
 
-	if (v == NULL)
-		return 0;
-	if (cfg_str(p, v, "upstream_ca_file", 1, rel, sizeof(rel)) == -1)
-		return -1;
-	if (rel[0] == '\0')
-		return 0;
-	if (cfg_abspath(p, "upstream_ca_file", rel, cfg->upstream_ca_file,
+	if (cfg_path(p, v, "upstream_ca_file", "", cfg->upstream_ca_file,
 	    sizeof(cfg->upstream_ca_file)) == -1)
 		return -1;
+	if (cfg->upstream_ca_file[0] == '\0')
+		return 0;
 	if ((fd = open(cfg->upstream_ca_file,
 	    O_RDONLY | O_CLOEXEC | O_NONBLOCK)) == -1)
 		return cfg_err(p, "upstream_ca_file", "%s: %s",
