@@ -126,8 +126,7 @@ cfg_where(struct cfg_parse *p)
 		dlen = slash == p->path ? 1 : (size_t)(slash - p->path);
 		if (dlen >= sizeof(dir))
 			return cfg_err(p, NULL, "%s", strerror(ENAMETOOLONG));
-		memcpy(dir, p->path, dlen);
-		dir[dlen] = '\0';
+		(void)strlcpy(dir, p->path, dlen + 1);
 		base = slash + 1;
 	}
 	if (realpath(dir, cfg->dir) == NULL)

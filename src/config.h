@@ -18,6 +18,8 @@ struct scrub;
 #define CFG_TOKEN_MAX		256	/* longest access/admin token */
 #define CFG_NOLIMIT		(-1)	/* a limit given as null */
 #define CFG_ATTEMPTS_MAX	64	/* largest max_attempts */
+#define CFG_ID_SIZE		9	/* a key's fingerprint: 8 hex digits */
+#define CFG_MASKED_SIZE		16	/* "AIza…wxyz", the … in 3 bytes */
 
 enum cfg_tier {
 	CFG_TIER_PRIORITY = 0,
@@ -26,8 +28,8 @@ enum cfg_tier {
 
 struct cfg_key {
 	char		 key[CFG_KEY_MAX];
-	char		 id[9];		/* first 8 hex digits of SHA-256 */
-	char		 masked[16];	/* "AIza…wxyz" */
+	char		 id[CFG_ID_SIZE];	/* SHA-256's first 8 hex digits */
+	char		 masked[CFG_MASKED_SIZE];	/* "AIza…wxyz" */
 	enum cfg_tier	 tier;
 };
 
@@ -115,7 +117,7 @@ int		 cfg_create_default(const char *, char *, size_t);
 const struct cfg_model *cfg_model(const struct config *, const char *);
 
 /* config_keys.c */
-void		 cfg_key_id(const char *, char [9]);
-void		 cfg_key_mask(const char *, char [16]);
+void		 cfg_key_id(const char *, char [CFG_ID_SIZE]);
+void		 cfg_key_mask(const char *, char [CFG_MASKED_SIZE]);
 
 #endif /* CONFIG_H */

@@ -22,6 +22,8 @@
 #include "config_int.h"
 #include "log.h"
 
+#define CFG_SHOWN_MAX	64	/* bytes of a value or a name a message shows */
+
 static void	 cfg_clean(const char *, char *, size_t);
 static int	 cfg_abspath(struct cfg_parse *, const char *, const char *,
 		    char *, size_t);
@@ -100,9 +102,9 @@ cfg_quote(const char *s, char *buf, size_t len)
 	}
 	buf[o++] = '"';
 	for (; *u != '\0'; u++, shown++) {
-		if (shown == 64 || o + 8 >= len) {
-			memcpy(buf + o, "...", 3);
-			o += 3;
+		if (shown == CFG_SHOWN_MAX || o + 8 >= len) {
+			/* Room is left for it, the quote and the NUL. */
+			o += strlcpy(buf + o, "...", len - o);
 			break;
 		}
 		if (*u < 0x20 || *u == 0x7f || *u == '"' || *u == '\\') {
@@ -124,14 +126,13 @@ cfg_clean(const char *s, char *buf, size_t len)
 {
 	size_t	 i;
 
-	for (i = 0; s[i] != '\0' && i + 4 < len && i < 64; i++)
+	for (i = 0; s[i] != '\0' && i + sizeof("...") < len &&
+	    i < CFG_SHOWN_MAX; i++)
 		buf[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' :
 		    s[i];
-	if (s[i] != '\0' && i + 3 < len) {
-		memcpy(buf + i, "...", 3);
-		i += 3;
-	}
 	buf[i] = '\0';
+	if (s[i] != '\0' && i + sizeof("...") <= len)
+		(void)strlcat(buf, "...", len);
 }
 
 /*

@@ -21,6 +21,12 @@
 #include "config_int.h"
 #include "scrub.h"
 
+#define CFG_MASK_SHOWN	4		/* characters shown of each end */
+#define CFG_ELLIPSIS	"\xe2\x80\xa6"	/* U+2026 in UTF-8 */
+
+_Static_assert(2 * CFG_MASK_SHOWN + sizeof(CFG_ELLIPSIS) <= CFG_MASKED_SIZE,
+    "a masked key fits in cfg_key.masked");
+
 /* The key lists by enum cfg_tier: priority keys are used first. */
 static const enum cfg_field cfg_key_lists[] = {
 	[CFG_TIER_PRIORITY] = F_PRIORITY_KEYS,
@@ -239,7 +245,7 @@ cfg_secrets(struct cfg_parse *p)
 
 /* The key's fingerprint: first 8 hex digits of its SHA-256. */
 void
-cfg_key_id(const char *key, char id[9])
+cfg_key_id(const char *key, char id[CFG_ID_SIZE])
 {
 	static const char	 hex[] = "0123456789abcdef";
 	unsigned char		 md[EVP_MAX_MD_SIZE];
@@ -247,41 +253,42 @@ cfg_key_id(const char *key, char id[9])
 	int			 i;
 
 	if (EVP_Digest(key, strlen(key), md, &mdlen, EVP_sha256(), NULL) != 1 ||
-	    mdlen < 4) {
+	    mdlen < CFG_ID_SIZE / 2) {
 		/* Cannot happen with a working libcrypto; never show the key. */
-		(void)strlcpy(id, "????????", 9);
+		(void)strlcpy(id, "????????", CFG_ID_SIZE);
 		return;
 	}
-	for (i = 0; i < 4; i++) {
+	for (i = 0; i < CFG_ID_SIZE / 2; i++) {
 		id[i * 2] = hex[md[i] >> 4];
 		id[i * 2 + 1] = hex[md[i] & 0xf];
 	}
-	id[8] = '\0';
+	id[CFG_ID_SIZE - 1] = '\0';
 }
 
 /*
  * "AIza…wxyz": enough for a person to tell keys apart.  A key shorter than
- * 12 would be two thirds shown, and anything but printable ASCII might cut
- * a character in half, so those show only "…".
+ * three times what is shown of each end would be two thirds shown, and
+ * anything but printable ASCII might cut a character in half, so those
+ * show only "…".
  */
 void
-cfg_key_mask(const char *key, char out[16])
+cfg_key_mask(const char *key, char out[CFG_MASKED_SIZE])
 {
 	const unsigned char	*u = (const unsigned char *)key;
 	size_t			 len = strlen(key), i;
 
-	if (len >= 12) {
-		for (i = 0; i < 4; i++)
+	if (len >= 3 * CFG_MASK_SHOWN) {
+		for (i = 0; i < CFG_MASK_SHOWN; i++)
 			if (u[i] <= ' ' || u[i] >= 0x7f ||
-			    u[len - 4 + i] <= ' ' || u[len - 4 + i] >= 0x7f)
+			    u[len - CFG_MASK_SHOWN + i] <= ' ' ||
+			    u[len - CFG_MASK_SHOWN + i] >= 0x7f)
 				break;
-		if (i == 4) {
-			memcpy(out, key, 4);
-			memcpy(out + 4, "\xe2\x80\xa6", 3);
-			memcpy(out + 7, key + len - 4, 4);
-			out[11] = '\0';
+		if (i == CFG_MASK_SHOWN) {
+			(void)snprintf(out, CFG_MASKED_SIZE, "%.*s%s%s",
+			    CFG_MASK_SHOWN, key, CFG_ELLIPSIS,
+			    key + len - CFG_MASK_SHOWN);
 			return;
 		}
 	}
-	(void)strlcpy(out, "\xe2\x80\xa6", 16);
+	(void)strlcpy(out, CFG_ELLIPSIS, CFG_MASKED_SIZE);
 }

@@ -24,6 +24,7 @@
 #include "config_int.h"
 
 #define CFG_HTTPS	"https://"	/* the only scheme upstream may have */
+#define CFG_HOST_MAX	253		/* longest DNS name, dots included */
 
 static int	 cfg_port(const char *, char *, size_t);
 static int	 cfg_hostname_ok(const char *);
@@ -41,7 +42,7 @@ cfg_port(const char *s, char *out, size_t outlen)
 	size_t	 i;
 
 	for (i = 0; s[i] != '\0'; i++) {
-		if (s[i] < '0' || s[i] > '9' || i >= 5)
+		if (s[i] < '0' || s[i] > '9' || i >= sizeof("65535") - 1)
 			return -1;
 		n = n * 10 + (s[i] - '0');
 	}
@@ -57,7 +58,7 @@ cfg_hostname_ok(const char *s)
 {
 	const char	*c;
 
-	if (s[0] == '\0' || strlen(s) > 253)
+	if (s[0] == '\0' || strlen(s) > CFG_HOST_MAX)
 		return 0;
 	for (c = s; *c != '\0'; c++)
 		if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
@@ -79,8 +80,7 @@ cfg_v6_ok(const char *s)
 	if (len == 0 || len >= sizeof(buf) || (s[len] == '%' &&
 	    (s[len + 1] == '\0' || !cfg_hostname_ok(s + len + 1))))
 		return 0;
-	memcpy(buf, s, len);
-	buf[len] = '\0';
+	(void)strlcpy(buf, s, len + 1);
 	return inet_pton(AF_INET6, buf, &a) == 1;
 }
 
@@ -113,8 +113,7 @@ cfg_listen(struct cfg_parse *p, const cJSON *v)
 		colon = rb + 1;
 		if (hlen >= sizeof(host))
 			goto bad;
-		memcpy(host, s + 1, hlen);
-		host[hlen] = '\0';
+		(void)strlcpy(host, s + 1, hlen + 1);
 		if (!cfg_v6_ok(host))
 			return cfg_err(p, "listen", "%s is not an IPv6 address",
 			    cfg_quote(host, got, sizeof(got)));
@@ -124,8 +123,7 @@ cfg_listen(struct cfg_parse *p, const cJSON *v)
 		hlen = colon - s;
 		if (hlen >= sizeof(host))
 			goto bad;
-		memcpy(host, s, hlen);
-		host[hlen] = '\0';
+		(void)strlcpy(host, s, hlen + 1);
 		if (strchr(host, ':') != NULL)
 			return cfg_err(p, "listen", "an IPv6 address must be "
 			    "in brackets, as in \"[::1]:48888\" (got %s)",

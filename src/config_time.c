@@ -22,6 +22,7 @@
 #include "config_int.h"
 
 #define CFG_ZONEINFO	"/usr/share/zoneinfo"
+#define CFG_TZIF	"TZif"		/* how a zone file starts */
 
 static int	 cfg_2digits(const char *);
 
@@ -49,8 +50,9 @@ cfg_reset_after(struct cfg_parse *p, const cJSON *v)
 			    "(got %s)", cfg_what(v, got, sizeof(got)));
 		s = v->valuestring;
 	}
-	if (strlen(s) != 5 || s[2] != ':' || (h = cfg_2digits(s)) == -1 ||
-	    (m = cfg_2digits(s + 3)) == -1 || h > 23 || m > 59)
+	if (strlen(s) != sizeof("HH:MM") - 1 || s[2] != ':' ||
+	    (h = cfg_2digits(s)) == -1 || (m = cfg_2digits(s + 3)) == -1 ||
+	    h > 23 || m > 59)
 		return cfg_err(p, "reset_after", "must be \"HH:MM\" (got %s)",
 		    cfg_quote(s, got, sizeof(got)));
 	cfg->reset_hour = h;
@@ -81,8 +83,9 @@ cfg_next_reset(struct cfg_parse *p, const cJSON *v)
 	s = v->valuestring;
 	if (s[0] == '\0')
 		return 0;
-	if (strlen(s) == 16 && s[4] == '-' && s[7] == '-' && s[10] == ' ' &&
-	    s[13] == ':' && cfg_2digits(s) != -1 && cfg_2digits(s + 2) != -1 &&
+	if (strlen(s) == sizeof("YYYY-MM-DD HH:MM") - 1 && s[4] == '-' &&
+	    s[7] == '-' && s[10] == ' ' && s[13] == ':' &&
+	    cfg_2digits(s) != -1 && cfg_2digits(s + 2) != -1 &&
 	    (mo = cfg_2digits(s + 5)) != -1 && (d = cfg_2digits(s + 8)) != -1 &&
 	    (h = cfg_2digits(s + 11)) != -1 &&
 	    (mi = cfg_2digits(s + 14)) != -1) {
@@ -112,7 +115,8 @@ cfg_timezone(struct cfg_parse *p, const cJSON *v)
 	struct config	*cfg = p->cfg;
 	struct stat	 st;
 	const char	*tz = CFG_DEF_TIMEZONE, *dir = CFG_ZONEINFO, *c;
-	char		 path[PATH_MAX], magic[4], got[96];
+	char		 path[PATH_MAX], got[96];
+	char		 magic[sizeof(CFG_TZIF) - 1];
 	ssize_t		 n;
 	int		 fd, n2;
 
@@ -150,7 +154,8 @@ cfg_timezone(struct cfg_parse *p, const cJSON *v)
 	}
 	n = read(fd, magic, sizeof(magic));
 	close(fd);
-	if (n != (ssize_t)sizeof(magic) || memcmp(magic, "TZif", 4) != 0)
+	if (n != (ssize_t)sizeof(magic) || memcmp(magic, CFG_TZIF,
+	    sizeof(magic)) != 0)
 		goto unknown;
 ok:
 	(void)strlcpy(cfg->timezone, tz, sizeof(cfg->timezone));
