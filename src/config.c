@@ -33,8 +33,22 @@
 #include "config_int.h"
 #include "fileio.h"
 #include "scrub.h"
+#include "shm.h"
 
 #define CFG_FILE_MAX	(64 * 1024 * 1024)	/* larger is a mistake */
+
+/*
+ * master_publish() hands a config's keys and models to shm/keys.c, which
+ * copies them into cells of fixed size; the usage file and /status match
+ * keys and models by those cells' sizes too.  What a config accepts must
+ * fit there whole, so the two sides' sizes are one.
+ */
+_Static_assert(CFG_KEY_MAX == SHM_KEY_MAX, "CFG_KEY_MAX is SHM_KEY_MAX");
+_Static_assert(CFG_NAME_MAX == SHM_NAME_MAX, "CFG_NAME_MAX is SHM_NAME_MAX");
+_Static_assert(sizeof(((struct cfg_key *)0)->id) <=
+    sizeof(((struct shm_key *)0)->id), "a key's id fits a shm_key");
+_Static_assert(sizeof(((struct cfg_key *)0)->masked) <=
+    sizeof(((struct shm_key *)0)->masked), "a masked key fits a shm_key");
 
 /* The top-level fields' names, indexed by enum cfg_field. */
 const char *const cfg_fields[F_NFIELDS] = {
