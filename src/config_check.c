@@ -2,8 +2,9 @@
  * The checks every config field is built from: a JSON value is an integer
  * in range, a non-empty string that fits, a secret fit for a header line,
  * a path made absolute; an object's members sorted into the fields we
- * know; and the one-line messages about them ("<path>: <field>:
- * <problem>"), which never echo a secret.
+ * know; names sorted to find the same one twice; and the one-line
+ * messages about them ("<path>: <field>: <problem>"), which never echo a
+ * secret.
  *
  * Used by the other config*.c files while cfg_load() builds a config.  No
  * global state, no locks.
@@ -204,6 +205,27 @@ cfg_int(struct cfg_parse *p, const cJSON *v, const char *field, int64_t min,
 bad:
 	return cfg_err(p, field, "must be %s%s (got %s)", want,
 	    nullok ? " or null" : "", cfg_what(v, got, sizeof(got)));
+}
+
+/*
+ * A string field's value, or def when it is left out; anything but a
+ * string is refused as "must be <want> (got ...)" and gives NULL.  The
+ * caller checks the text, and quotes it only if it is no secret.
+ */
+const char *
+cfg_string(struct cfg_parse *p, const cJSON *v, const char *field,
+    const char *def, const char *want)
+{
+	char	 got[64];
+
+	if (v == NULL)
+		return def;
+	if (!cJSON_IsString(v)) {
+		(void)cfg_err(p, field, "must be %s (got %s)", want,
+		    cfg_what(v, got, sizeof(got)));
+		return NULL;
+	}
+	return v->valuestring;
 }
 
 /*

@@ -47,35 +47,30 @@ static void	 cfg_workers_fit(const cJSON *const *, int64_t *);
 
 /*
  * The numeric fields from max_body_bytes on, in the order they are
- * checked, each with its default and bounds and the member of struct
- * config it goes to (an int, or max_body_bytes' int64_t).
+ * checked: each with its bounds, its default (CFG_DEF_<field>) and the
+ * member of struct config it goes to (an int, or an int64_t).
  */
+#define CFG_NUMBER(field, member, min, max)				\
+	{ F_##field, offsetof(struct config, member),			\
+	    sizeof(((struct config *)0)->member), CFG_DEF_##field, min, max }
+
 static const struct cfg_number {
 	enum cfg_field	 id;
 	size_t		 off;
-	int		 wide;		/* the member is an int64_t */
+	size_t		 size;
 	int64_t		 def;
 	int64_t		 min;
 	int64_t		 max;
 } cfg_number_fields[] = {
-	{ F_MAX_BODY_BYTES, offsetof(struct config, max_body_bytes), 1,
-	    CFG_DEF_MAX_BODY_BYTES, 1, CFG_INT_MAX },
-	{ F_MAX_WAIT_S, offsetof(struct config, max_wait_s), 0,
-	    CFG_DEF_MAX_WAIT_S, 0, CFG_SECS_MAX },
-	{ F_PERSIST_INTERVAL_S, offsetof(struct config, persist_interval_s), 0,
-	    CFG_DEF_PERSIST_INTERVAL_S, 1, CFG_SECS_MAX },
-	{ F_SHUTDOWN_TIMEOUT_S, offsetof(struct config, shutdown_timeout_s), 0,
-	    CFG_DEF_SHUTDOWN_TIMEOUT_S, 0, CFG_SECS_MAX },
-	{ F_CLIENT_TIMEOUT_S, offsetof(struct config, client_timeout_s), 0,
-	    CFG_DEF_CLIENT_TIMEOUT_S, 1, CFG_SECS_MAX },
-	{ F_KEEPALIVE_TIMEOUT_S, offsetof(struct config, keepalive_timeout_s),
-	    0, CFG_DEF_KEEPALIVE_TIMEOUT_S, 0, CFG_SECS_MAX },
-	{ F_UPSTREAM_TIMEOUT_S, offsetof(struct config, upstream_timeout_s), 0,
-	    CFG_DEF_UPSTREAM_TIMEOUT_S, 1, CFG_SECS_MAX },
-	{ F_MAX_ATTEMPTS, offsetof(struct config, max_attempts), 0,
-	    CFG_DEF_MAX_ATTEMPTS, 1, CFG_ATTEMPTS_MAX },
-	{ F_RESOLVER_VALID_S, offsetof(struct config, resolver_valid_s), 0,
-	    CFG_DEF_RESOLVER_VALID_S, 0, CFG_SECS_MAX },
+	CFG_NUMBER(MAX_BODY_BYTES, max_body_bytes, 1, CFG_INT_MAX),
+	CFG_NUMBER(MAX_WAIT_S, max_wait_s, 0, CFG_SECS_MAX),
+	CFG_NUMBER(PERSIST_INTERVAL_S, persist_interval_s, 1, CFG_SECS_MAX),
+	CFG_NUMBER(SHUTDOWN_TIMEOUT_S, shutdown_timeout_s, 0, CFG_SECS_MAX),
+	CFG_NUMBER(CLIENT_TIMEOUT_S, client_timeout_s, 1, CFG_SECS_MAX),
+	CFG_NUMBER(KEEPALIVE_TIMEOUT_S, keepalive_timeout_s, 0, CFG_SECS_MAX),
+	CFG_NUMBER(UPSTREAM_TIMEOUT_S, upstream_timeout_s, 1, CFG_SECS_MAX),
+	CFG_NUMBER(MAX_ATTEMPTS, max_attempts, 1, CFG_ATTEMPTS_MAX),
+	CFG_NUMBER(RESOLVER_VALID_S, resolver_valid_s, 0, CFG_SECS_MAX),
 };
 
 /*
@@ -274,7 +269,7 @@ cfg_numbers(struct cfg_parse *p, const cJSON *const *f)
 		    t->min, t->max, 0, &n) == -1)
 			return -1;
 		dst = (char *)p->cfg + t->off;
-		if (t->wide)
+		if (t->size == sizeof(int64_t))
 			*(int64_t *)dst = n;
 		else
 			*(int *)dst = (int)n;

@@ -14,9 +14,10 @@
 
 struct config;
 
+/* Bounds of numbers in the file (config.h has those others need too). */
 #define CFG_INT_MAX	9007199254740992LL	/* 2^53: exact as a double */
 #define CFG_SECS_MAX	86400			/* a day, for every *_s */
-#define CFG_WORKERS_MAX	4096
+#define CFG_WORKERS_MAX	4096			/* workers and its members */
 
 /*
  * What a field left out of the file means, every default in one place.
@@ -30,24 +31,25 @@ struct config;
 #define CFG_DEF_TIMEZONE	"UTC"
 #define CFG_DEF_LISTEN		"127.0.0.1:48888"
 #define CFG_DEF_UPSTREAM	"https://generativelanguage.googleapis.com"
-#define CFG_DEF_UPSTREAM_PORT	"443"		/* when upstream names none */
-#define CFG_DEF_START		4		/* workers.start */
-#define CFG_DEF_MIN_SPARE	2		/* workers.min_spare */
-#define CFG_DEF_MAX_SPARE	8		/* workers.max_spare */
-#define CFG_DEF_MAX_WORKERS	256		/* workers.max */
-#define CFG_DEF_FIXED_MIN_SPARE	1		/* "workers": N */
+#define CFG_DEF_UPSTREAM_PORT	"443"	/* when upstream names none */
 #define CFG_DEF_USAGE_FILE	"key_usage.json"
 #define CFG_DEF_PIDFILE		"gemini-looper.pid"
-#define CFG_DEF_LOG_LEVEL	LOG_INFO
-#define CFG_DEF_MAX_BODY_BYTES	(32 * 1024 * 1024)
-#define CFG_DEF_MAX_WAIT_S	5
-#define CFG_DEF_PERSIST_INTERVAL_S 5
-#define CFG_DEF_SHUTDOWN_TIMEOUT_S 30
-#define CFG_DEF_CLIENT_TIMEOUT_S 30
-#define CFG_DEF_KEEPALIVE_TIMEOUT_S 5
-#define CFG_DEF_UPSTREAM_TIMEOUT_S 300
-#define CFG_DEF_MAX_ATTEMPTS	4
-#define CFG_DEF_RESOLVER_VALID_S 30
+
+#define CFG_DEF_START			4	/* workers.start */
+#define CFG_DEF_MIN_SPARE		2	/* workers.min_spare */
+#define CFG_DEF_MAX_SPARE		8	/* workers.max_spare */
+#define CFG_DEF_MAX_WORKERS		256	/* workers.max */
+#define CFG_DEF_FIXED_MIN_SPARE		1	/* "workers": N */
+#define CFG_DEF_LOG_LEVEL		LOG_INFO
+#define CFG_DEF_MAX_BODY_BYTES		(32 * 1024 * 1024)
+#define CFG_DEF_MAX_WAIT_S		5
+#define CFG_DEF_PERSIST_INTERVAL_S	5
+#define CFG_DEF_SHUTDOWN_TIMEOUT_S	30
+#define CFG_DEF_CLIENT_TIMEOUT_S	30
+#define CFG_DEF_KEEPALIVE_TIMEOUT_S	5
+#define CFG_DEF_UPSTREAM_TIMEOUT_S	300
+#define CFG_DEF_MAX_ATTEMPTS		4
+#define CFG_DEF_RESOLVER_VALID_S	30
 
 /*
  * The top-level fields, in the order they are checked, each written once:
@@ -111,25 +113,24 @@ int		 cfg_err(struct cfg_parse *, const char *, const char *, ...)
 		    __attribute__((__format__ (printf, 3, 4)));
 const char	*cfg_what(const cJSON *, char *, size_t);
 const char	*cfg_quote(const char *, char *, size_t);
-int		 cfg_members(struct cfg_parse *, const cJSON *,
-		    const char *, const char *const *, size_t,
-		    const cJSON **);
+int		 cfg_members(struct cfg_parse *, const cJSON *, const char *,
+		    const char *const *, size_t, const cJSON **);
 int		 cfg_int(struct cfg_parse *, const cJSON *, const char *,
 		    int64_t, int64_t, int, int64_t *);
-int		 cfg_str(struct cfg_parse *, const cJSON *, const char *,
-		    int, char *, size_t);
-int		 cfg_secret(struct cfg_parse *, const cJSON *,
-		    const char *, size_t);
+const char	*cfg_string(struct cfg_parse *, const cJSON *, const char *,
+		    const char *, const char *);
+int		 cfg_str(struct cfg_parse *, const cJSON *, const char *, int,
+		    char *, size_t);
+int		 cfg_secret(struct cfg_parse *, const cJSON *, const char *,
+		    size_t);
 int		 cfg_path(struct cfg_parse *, const cJSON *, const char *,
 		    const char *, char *, size_t);
 struct cfg_dup	*cfg_dup_sort(const char *, size_t, size_t);
 void		 cfg_names_add(char *, size_t, const char *);
 
 /* config_keys.c */
-int		 cfg_keys(struct cfg_parse *, const cJSON *,
-		    const cJSON *);
-int		 cfg_tokens(struct cfg_parse *, const cJSON *,
-		    const cJSON *);
+int		 cfg_keys(struct cfg_parse *, const cJSON *, const cJSON *);
+int		 cfg_tokens(struct cfg_parse *, const cJSON *, const cJSON *);
 int		 cfg_secrets(struct cfg_parse *);
 
 /* config_models.c */

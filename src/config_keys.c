@@ -4,7 +4,7 @@
  * fingerprint and masked form; and the scrubber built from all of them.
  *
  * Called by config.c's cfg_build() and cfg_load(); cfg_key_id() and
- * cfg_key_mask() also by status.c and the tests.  A message names a key
+ * cfg_key_mask() are exported for the tests too.  A message names a key
  * by its place in a list, never by its value.  No global state, no locks.
  */
 #include <errno.h>
@@ -171,6 +171,11 @@ cfg_key_field(const struct config *cfg, size_t k, char *buf, size_t len)
 		    cfg_fields[F_SECONDARY_KEYS], k - cfg->npriority);
 }
 
+/*
+ * access_tokens, one of which a client must present when there are any,
+ * and admin_token, which guards the status pages when set.  Both may be
+ * null or left out.
+ */
 int
 cfg_tokens(struct cfg_parse *p, const cJSON *list, const cJSON *admin)
 {

@@ -4,8 +4,8 @@
  * rest of the program uses.
  *
  * cfg_models() and cfg_default_model() are called by config.c's
- * cfg_build(); cfg_model() by anyone holding a config.  No global state,
- * no locks.
+ * cfg_build(); cfg_model() is exported for the tests too.  No global
+ * state, no locks.
  */
 #include <errno.h>
 #include <stddef.h>

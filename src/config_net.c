@@ -92,17 +92,13 @@ int
 cfg_listen(struct cfg_parse *p, const cJSON *v)
 {
 	struct config	*cfg = p->cfg;
-	const char	*s = CFG_DEF_LISTEN, *colon, *rb;
+	const char	*s, *colon, *rb;
 	char		 host[256], got[96];
 	size_t		 hlen;
 
-	if (v != NULL) {
-		if (!cJSON_IsString(v))
-			return cfg_err(p, "listen", "must be a string "
-			    "\"host:port\" (got %s)",
-			    cfg_what(v, got, sizeof(got)));
-		s = v->valuestring;
-	}
+	if ((s = cfg_string(p, v, "listen", CFG_DEF_LISTEN,
+	    "a string \"host:port\"")) == NULL)
+		return -1;
 	if (strlcpy(cfg->listen, s, sizeof(cfg->listen)) >=
 	    sizeof(cfg->listen))
 		return cfg_err(p, "listen", "too long");
@@ -153,16 +149,13 @@ bad:
 int
 cfg_upstream(struct cfg_parse *p, const cJSON *v)
 {
-	const char	*s = CFG_DEF_UPSTREAM, *a;
+	const char	*s, *a;
 	char		 auth[300], got[96];
 	size_t		 alen;
 
-	if (v != NULL) {
-		if (!cJSON_IsString(v))
-			return cfg_err(p, "upstream", "must be an https URL "
-			    "(got %s)", cfg_what(v, got, sizeof(got)));
-		s = v->valuestring;
-	}
+	if ((s = cfg_string(p, v, "upstream", CFG_DEF_UPSTREAM,
+	    "an https URL")) == NULL)
+		return -1;
 	if (strncasecmp(s, CFG_HTTPS, sizeof(CFG_HTTPS) - 1) != 0)
 		return cfg_err(p, "upstream", "must be an https URL (got %s)",
 		    strchr(s, '@') != NULL ? "a URL with user information" :

@@ -23,8 +23,11 @@
 
 #define CFG_ZONEINFO	"/usr/share/zoneinfo"
 #define CFG_TZIF	"TZif"		/* how a zone file starts */
+#define CFG_TZ_WANT	"an IANA time zone name such as \"America/Los_Angeles\""
 
 static int	 cfg_2digits(const char *);
+static int	 cfg_tz_name_ok(const char *);
+static int	 cfg_tz_file(const char *, const char *);
 
 /* Two decimal digits at s, or -1. */
 static int
@@ -40,16 +43,13 @@ int
 cfg_reset_after(struct cfg_parse *p, const cJSON *v)
 {
 	struct config	*cfg = p->cfg;
-	const char	*s = CFG_DEF_RESET_AFTER;
+	const char	*s;
 	char		 got[96];
 	int		 h, m;
 
-	if (v != NULL) {
-		if (!cJSON_IsString(v))
-			return cfg_err(p, "reset_after", "must be \"HH:MM\" "
-			    "(got %s)", cfg_what(v, got, sizeof(got)));
-		s = v->valuestring;
-	}
+	if ((s = cfg_string(p, v, "reset_after", CFG_DEF_RESET_AFTER,
+	    "\"HH:MM\"")) == NULL)
+		return -1;
 	if (strlen(s) != sizeof("HH:MM") - 1 || s[2] != ':' ||
 	    (h = cfg_2digits(s)) == -1 || (m = cfg_2digits(s + 3)) == -1 ||
 	    h > 23 || m > 59)
@@ -113,54 +113,63 @@ int
 cfg_timezone(struct cfg_parse *p, const cJSON *v)
 {
 	struct config	*cfg = p->cfg;
-	struct stat	 st;
-	const char	*tz = CFG_DEF_TIMEZONE, *dir = CFG_ZONEINFO, *c;
-	char		 path[PATH_MAX], got[96];
-	char		 magic[sizeof(CFG_TZIF) - 1];
-	ssize_t		 n;
-	int		 fd, n2;
+	const char	*tz, *dir;
+	char		 got[96];
 
-	if (v != NULL) {
-		if (!cJSON_IsString(v))
-			return cfg_err(p, "timezone", "must be an IANA time zone "
-			    "name such as \"America/Los_Angeles\" (got %s)",
-			    cfg_what(v, got, sizeof(got)));
-		tz = v->valuestring;
-	}
+	if ((tz = cfg_string(p, v, "timezone", CFG_DEF_TIMEZONE,
+	    CFG_TZ_WANT)) == NULL)
+		return -1;
 	if (strlen(tz) >= sizeof(cfg->timezone))
 		return cfg_err(p, "timezone", "too long (at most %zu "
 		    "characters)", sizeof(cfg->timezone) - 1);
-	if (strcmp(tz, "UTC") == 0)
-		goto ok;
+	if (strcmp(tz, "UTC") != 0) {
+		if (!cfg_tz_name_ok(tz))
+			return cfg_err(p, "timezone", "must be %s (got %s)",
+			    CFG_TZ_WANT, cfg_quote(tz, got, sizeof(got)));
+		if ((dir = getenv("TZDIR")) == NULL || dir[0] == '\0')
+			dir = CFG_ZONEINFO;
+		if (!cfg_tz_file(dir, tz))
+			return cfg_err(p, "timezone", "unknown time zone %s "
+			    "(no such zone file in %s)", cfg_quote(tz, got,
+			    sizeof(got)), dir);
+	}
+	(void)strlcpy(cfg->timezone, tz, sizeof(cfg->timezone));
+	return 0;
+}
+
+/* Letters, digits and "/_-+.", relative, and never "..". */
+static int
+cfg_tz_name_ok(const char *tz)
+{
+	const char	*c;
+
 	for (c = tz; *c != '\0'; c++)
 		if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
 		    (*c >= '0' && *c <= '9') || strchr("/_-+.", *c) != NULL))
-			break;
-	if (tz[0] == '\0' || tz[0] == '/' || *c != '\0' ||
-	    strstr(tz, "..") != NULL)
-		return cfg_err(p, "timezone", "must be an IANA time zone name "
-		    "such as \"America/Los_Angeles\" (got %s)",
-		    cfg_quote(tz, got, sizeof(got)));
-	if ((dir = getenv("TZDIR")) == NULL || dir[0] == '\0')
-		dir = CFG_ZONEINFO;
-	n2 = snprintf(path, sizeof(path), "%s/%s", dir, tz);
-	if (n2 < 0 || (size_t)n2 >= sizeof(path))
-		goto unknown;
+			return 0;
+	return tz[0] != '\0' && tz[0] != '/' && strstr(tz, "..") == NULL;
+}
+
+/* Whether dir/tz is a regular file that starts as a TZif file does. */
+static int
+cfg_tz_file(const char *dir, const char *tz)
+{
+	struct stat	 st;
+	char		 path[PATH_MAX], magic[sizeof(CFG_TZIF) - 1];
+	ssize_t		 n;
+	int		 fd, len;
+
+	len = snprintf(path, sizeof(path), "%s/%s", dir, tz);
+	if (len < 0 || (size_t)len >= sizeof(path))
+		return 0;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		goto unknown;
+		return 0;
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		goto unknown;
+		return 0;
 	}
 	n = read(fd, magic, sizeof(magic));
 	close(fd);
-	if (n != (ssize_t)sizeof(magic) || memcmp(magic, CFG_TZIF,
-	    sizeof(magic)) != 0)
-		goto unknown;
-ok:
-	(void)strlcpy(cfg->timezone, tz, sizeof(cfg->timezone));
-	return 0;
-unknown:
-	return cfg_err(p, "timezone", "unknown time zone %s (no such zone "
-	    "file in %s)", cfg_quote(tz, got, sizeof(got)), dir);
+	return n == (ssize_t)sizeof(magic) &&
+	    memcmp(magic, CFG_TZIF, sizeof(magic)) == 0;
 }
