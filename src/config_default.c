@@ -1,7 +1,8 @@
 /*
- * The config file made on first run, when -c names a file that does not
- * exist yet (main.c), and its placeholder keys, recognised later so that
- * the program can warn that no real key is configured.
+ * The config file made on first run, when the one -c names (config.json
+ * by default) does not exist yet (main.c), and its placeholder keys,
+ * recognised at every load so that the program can warn that no real key
+ * is configured.
  *
  * No global state, no locks.
  */

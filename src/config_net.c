@@ -2,7 +2,7 @@
  * The addresses: listen (where clients come in), upstream (the https URL
  * of the Gemini API, split into host, port and path prefix) and
  * upstream_ca_file.  Names are only checked for their form here; they are
- * resolved when binding (main.c) and by resolve.c.
+ * looked up when binding (master.c) and by resolve.c.
  *
  * Called by config.c's cfg_build().  No global state, no locks.
  */

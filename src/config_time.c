@@ -1,7 +1,7 @@
 /*
- * When the daily quotas reset: reset_after ("HH:MM"),
- * next_quota_reset_datetime ("YYYY-MM-DD HH:MM") and the time zone both
- * are read in, checked against the zoneinfo files.
+ * When the daily quotas reset: reset_after ("HH:MM") and
+ * next_quota_reset_datetime ("YYYY-MM-DD HH:MM"), both in timezone, which
+ * must name a zone file of the system's zoneinfo (or of $TZDIR).
  *
  * Called by config.c's cfg_build(); reset.c does the arithmetic with what
  * is checked here.  No global state, no locks.
