@@ -1,5 +1,6 @@
 /*
- * config.c: config.json read, checked and built into a struct config.
+ * config.c and its config_*.c: config.json read, checked and built into a
+ * struct config.  What only those files share is in config_int.h.
  */
 #ifndef CONFIG_H
 #define CONFIG_H
@@ -17,6 +18,8 @@ struct scrub;
 #define CFG_TOKEN_MAX		256	/* longest access/admin token */
 #define CFG_NOLIMIT		(-1)	/* a limit given as null */
 #define CFG_ATTEMPTS_MAX	64	/* largest max_attempts */
+#define CFG_ID_SIZE		9	/* a key's fingerprint: 8 hex digits */
+#define CFG_MASKED_SIZE		16	/* "AIza…wxyz", the … in 3 bytes */
 
 enum cfg_tier {
 	CFG_TIER_PRIORITY = 0,
@@ -25,8 +28,8 @@ enum cfg_tier {
 
 struct cfg_key {
 	char		 key[CFG_KEY_MAX];
-	char		 id[9];		/* first 8 hex digits of SHA-256 */
-	char		 masked[16];	/* "AIza…wxyz" */
+	char		 id[CFG_ID_SIZE];	/* SHA-256's first 8 hex digits */
+	char		 masked[CFG_MASKED_SIZE];	/* "AIza…wxyz" */
 	enum cfg_tier	 tier;
 };
 
@@ -105,10 +108,16 @@ struct config {
 
 /* config.c */
 struct config	*cfg_load(const char *, char *, size_t);
-int		 cfg_create_default(const char *, char *, size_t);
 void		 cfg_free(struct config *);
+
+/* config_default.c */
+int		 cfg_create_default(const char *, char *, size_t);
+
+/* config_models.c */
 const struct cfg_model *cfg_model(const struct config *, const char *);
-void		 cfg_key_id(const char *, char [9]);
-void		 cfg_key_mask(const char *, char [16]);
+
+/* config_keys.c */
+void		 cfg_key_id(const char *, char [CFG_ID_SIZE]);
+void		 cfg_key_mask(const char *, char [CFG_MASKED_SIZE]);
 
 #endif /* CONFIG_H */
