@@ -345,6 +345,53 @@ START_TEST(test_free_counts_tried_keys)
 }
 END_TEST
 
+/*
+ * One rule for a cell's state: a key whose daily counter reached its
+ * limit is exhausted for the picker exactly when the dashboard says so,
+ * even for a request that would add nothing to it; one below the limit is
+ * available to a request that fits and passed over for one that does not.
+ */
+START_TEST(test_one_state_rule)
+{
+	struct shm_header	*h = setup(-1, -1, 100, -1);
+	struct shm_pick		 p;
+	struct shm_usage	*u;
+	uint32_t		 why;
+	int			 p1 = slot_of(h, "p1");
+
+	u = SHM_USAGE(h, p1, 0);
+	u->tpd_used = 90;
+	ck_assert_uint_eq(shm_cell_state(SHM_MODELS(h), u, NOW, &why),
+	    SHM_AVAILABLE);
+	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), 0);
+	ck_assert_int_eq(p.key, p1);
+	shm_release(h, &p);
+	ck_assert_int_eq(shm_pick(h, 0, 11, NULL, 0, -1, NOW, &p), 0);
+	ck_assert_int_ne(p.key, p1);	/* does not fit: another key */
+	shm_release(h, &p);
+	ck_assert_uint_eq(shm_cell_state(SHM_MODELS(h), u, NOW, &why),
+	    SHM_AVAILABLE);
+
+	u->tpd_used = 100;
+	ck_assert_uint_eq(shm_cell_state(SHM_MODELS(h), u, NOW, &why),
+	    SHM_EXHAUSTED);
+	ck_assert_uint_eq(why, SHM_R_TPD);
+	ck_assert_int_eq(shm_pick(h, 0, 0, NULL, 0, p1, NOW, &p), -1);
+
+	/* A cooldown that ran out is over, for both. */
+	u->tpd_used = 0;
+	u->state = SHM_COOLING;
+	u->reason = SHM_R_429;
+	u->cooldown_until = NOW;
+	ck_assert_uint_eq(shm_cell_state(SHM_MODELS(h), u, NOW, &why),
+	    SHM_AVAILABLE);
+	ck_assert_uint_eq(why, SHM_R_NONE);
+	ck_assert_int_eq(shm_pick(h, 0, 0, NULL, 0, p1, NOW, &p), 0);
+	shm_release(h, &p);
+	shm_destroy(h);
+}
+END_TEST
+
 Suite *
 pick_suite(void)
 {
@@ -360,6 +407,7 @@ pick_suite(void)
 	tcase_add_test(tc, test_concurrent_reservations);
 	tcase_add_test(tc, test_quota_free_ignores_state);
 	tcase_add_test(tc, test_free_counts_tried_keys);
+	tcase_add_test(tc, test_one_state_rule);
 	suite_add_tcase(s, tc);
 	return s;
 }
