@@ -422,6 +422,7 @@ reload(void)
 {
 	struct config	*ncfg, *ocfg = looper.cfg;
 	char		 err[1024];
+	int64_t		 now;
 	int		 fd = -1, i;
 
 	log_info("reloading %s", looper.conf_path);
@@ -443,11 +444,12 @@ reload(void)
 	log_setlevel(ncfg->log_level);
 	if (ncfg->placeholder_keys)
 		log_warnx("%s: the keys are placeholders", ncfg->path);
-	reset_reload(looper.shm, ocfg, ncfg, now_ms());
+	now = now_ms();
+	reset_reload(looper.shm, ocfg, ncfg, now);
 	looper.cfg = ncfg;
 	tls_prepare(ncfg);	/* before the new workers fork */
 	cfg_free(ocfg);
-	(void)persist_save(looper.shm, looper.cfg, 1);
+	(void)persist_save(looper.shm, looper.cfg, 1, now);
 	grow_children(looper.shm->max_workers);
 	snprintf(err, sizeof(err), "generation %llu: %zu keys, %zu models",
 	    (unsigned long long)looper.shm->generation, ncfg->nkeys,
@@ -471,6 +473,7 @@ reload(void)
 static void
 tick(void)
 {
+	int64_t		 now = now_ms(), mono = mono_ms();
 	uint32_t	 r;
 
 	r = __atomic_load_n(&looper.shm->lock_recoveries, __ATOMIC_RELAXED);
@@ -480,8 +483,8 @@ tick(void)
 		seen_recoveries = r;
 	}
 	maintain_pool();
-	reset_tick(looper.shm, looper.cfg, now_ms());
-	persist_tick(looper.shm, looper.cfg, mono_ms());
+	reset_tick(looper.shm, looper.cfg, now);
+	persist_tick(looper.shm, looper.cfg, now, mono);
 }
 
 /* Graceful stop: no new connections, let requests finish, then go. */
@@ -512,7 +515,7 @@ shutdown_master(sigset_t *waitmask)
 	}
 	reap();
 	/* The workers are gone: nothing changes the counts any more. */
-	(void)persist_save(looper.shm, looper.cfg, 1);
+	(void)persist_save(looper.shm, looper.cfg, 1, now_ms());
 	pidfile_remove(looper.pfh);
 	log_info("stopped");
 	return 0;
@@ -592,12 +595,14 @@ master_start(int readyfd)
 		[PERSIST_CORRUPT] = "moved aside"
 	};
 	struct persist_info	 pi;
+	int64_t			 now;
 	int			 i, fd, rv;
 
 	/* What the last run counted, before any worker can count more.  An
 	 * unreadable file is retried on every save (persist.c says so). */
-	rv = persist_load(looper.shm, looper.cfg, now_ms(), &pi);
-	reset_init(looper.shm, looper.cfg, &pi, now_ms());
+	now = now_ms();
+	rv = persist_load(looper.shm, looper.cfg, now, &pi);
+	reset_init(looper.shm, looper.cfg, &pi, now);
 
 	grow_children(looper.shm->max_workers);
 	for (i = 0; i < looper.cfg->start_workers; i++)

@@ -181,7 +181,8 @@ persist_snap(struct shm_header *h, unsigned what, int64_t now,
 
 /* ---- Saving. ---- */
 
-static void	 retry_load(struct shm_header *, const struct config *);
+static void	 retry_load(struct shm_header *, const struct config *,
+		    int64_t);
 
 /*
  * Write the usage file now.  force: write even when nothing changed (a
@@ -190,14 +191,14 @@ static void	 retry_load(struct shm_header *, const struct config *);
  * until a write succeeds again).
  */
 int
-persist_save(struct shm_header *h, const struct config *cfg, int force)
+persist_save(struct shm_header *h, const struct config *cfg, int force,
+    int64_t now)
 {
 	struct shm_snap	 s;
 	struct persist_fps f;
 	cJSON		*root;
 	char		*text, err[PATH_MAX + 256];
 	size_t		 len;
-	int64_t		 now = now_ms();
 
 	if (strcmp(ps.path, cfg->usage_file) != 0) {
 		/* A reload named another file.  What we hold is complete
@@ -210,7 +211,7 @@ persist_save(struct shm_header *h, const struct config *cfg, int force)
 		ps.save_failing = ps.load_failing = ps.gate_logged = 0;
 	}
 	if (!ps.gate)
-		retry_load(h, cfg);
+		retry_load(h, cfg, now);
 	if (!ps.gate) {
 		if (!ps.gate_logged)
 			log_errx("usage file %s: not written: it could not be "
@@ -274,13 +275,14 @@ persist_save(struct shm_header *h, const struct config *cfg, int force)
  * a kill -9 would lose more than persist_interval_s).
  */
 void
-persist_tick(struct shm_header *h, const struct config *cfg, int64_t mono)
+persist_tick(struct shm_header *h, const struct config *cfg, int64_t now,
+    int64_t mono)
 {
 	if (mono - ps.last_tick <
 	    (int64_t)cfg->persist_interval_s * 1000 - 500)
 		return;
 	ps.last_tick = mono;
-	(void)persist_save(h, cfg, 0);
+	(void)persist_save(h, cfg, 0, now);
 }
 
 /* ---- Loading. ---- */
@@ -407,9 +409,9 @@ persist_load(struct shm_header *h, const struct config *cfg, int64_t now,
 
 /* While the gate is closed: try to read the file again. */
 static void
-retry_load(struct shm_header *h, const struct config *cfg)
+retry_load(struct shm_header *h, const struct config *cfg, int64_t now)
 {
-	if (load(h, cfg, now_ms(), NULL) != PERSIST_ERROR) {
+	if (load(h, cfg, now, NULL) != PERSIST_ERROR) {
 		ps.gate = 1;
 		ps.gate_logged = 0;
 	}

@@ -29,9 +29,10 @@ struct persist_info {
 
 int		 persist_load(struct shm_header *, const struct config *,
 		    int64_t, struct persist_info *);
-int		 persist_save(struct shm_header *, const struct config *, int);
-void		 persist_tick(struct shm_header *, const struct config *,
+int		 persist_save(struct shm_header *, const struct config *, int,
 		    int64_t);
+void		 persist_tick(struct shm_header *, const struct config *,
+		    int64_t, int64_t);
 void		 persist_fp(const char *, char [17]);	/* PERSIST_FP_LEN + 1 */
 
 #endif /* PERSIST_H */

@@ -606,7 +606,7 @@ reset_init(struct shm_header *h, struct config *cfg,
 		log_info("daily reset: the one due at %s %s was missed while "
 		    "the daemon was down: resetting now", was, cfg->timezone);
 		shm_daily_reset(h, now, next);
-		(void)persist_save(h, cfg, 1);
+		(void)persist_save(h, cfg, 1, now);
 	}
 	reset_publish(h, cfg, next);
 	(void)reset_format(cfg->timezone, next, was, sizeof(was));
@@ -628,7 +628,7 @@ reset_tick(struct shm_header *h, struct config *cfg, int64_t now)
 	(void)reset_format(cfg->timezone, next, when, sizeof(when));
 	log_info("daily reset: daily counters and exhaustion cleared; next "
 	    "at %s %s", when, cfg->timezone);
-	(void)persist_save(h, cfg, 1);
+	(void)persist_save(h, cfg, 1, now);
 	reset_publish(h, cfg, next);
 	return 1;
 }

@@ -237,7 +237,7 @@ START_TEST(test_round_trip)
 	shm_affinity_put(h, "files/two", slot(h, "key-two"), now);
 	SHM_MODELS(h)[mslot(h, "m0")].current_key = slot(h, "key-one");
 
-	ck_assert_int_eq(persist_save(h, &f.cfg, 1), 0);
+	ck_assert_int_eq(persist_save(h, &f.cfg, 1, now_ms()), 0);
 	text = slurp(f.path, NULL);
 	ck_assert_ptr_nonnull(text);
 	/* Fingerprints only, never a key. */
@@ -334,7 +334,7 @@ START_TEST(test_colliding_ids)
 	fixture(&f);
 	h = segment(keys, ids, 2, models, 1);
 	serve(h, "key-A", "m0", 100, 100);
-	ck_assert_int_eq(persist_save(h, &f.cfg, 1), 0);
+	ck_assert_int_eq(persist_save(h, &f.cfg, 1, now_ms()), 0);
 	g = segment(keys2, ids, 2, models, 1);
 	ck_assert_int_eq(persist_load(g, &f.cfg, now_ms(), &pi),
 	    PERSIST_LOADED);
@@ -391,12 +391,12 @@ START_TEST(test_failed_write_keeps_file)
 	ck_assert_int_eq(persist_load(h, &f.cfg, now_ms(), &pi),
 	    PERSIST_ABSENT);
 	serve(h, "key-one", "m0", 10, 10);
-	ck_assert_int_eq(persist_save(h, &f.cfg, 0), 0);
+	ck_assert_int_eq(persist_save(h, &f.cfg, 0, now_ms()), 0);
 	before = slurp(f.path, NULL);
 	ck_assert_int_eq(stat(f.path, &st1), 0);
 
 	/* Nothing changed: an interval save does not rewrite the file. */
-	ck_assert_int_eq(persist_save(h, &f.cfg, 0), 0);
+	ck_assert_int_eq(persist_save(h, &f.cfg, 0, now_ms()), 0);
 	ck_assert_int_eq(stat(f.path, &st2), 0);
 	ck_assert_uint_eq(st1.st_ino, st2.st_ino);
 
@@ -404,8 +404,8 @@ START_TEST(test_failed_write_keeps_file)
 	 * a directory in its place): the write fails, twice. */
 	ck_assert_int_eq(mkdir(f.tmp, 0700), 0);
 	serve(h, "key-one", "m0", 10, 10);
-	ck_assert_int_eq(persist_save(h, &f.cfg, 0), -1);
-	ck_assert_int_eq(persist_save(h, &f.cfg, 1), -1);
+	ck_assert_int_eq(persist_save(h, &f.cfg, 0, now_ms()), -1);
+	ck_assert_int_eq(persist_save(h, &f.cfg, 1, now_ms()), -1);
 	after = slurp(f.path, NULL);
 	ck_assert_str_eq(before, after);
 	free(after);
@@ -417,7 +417,7 @@ START_TEST(test_failed_write_keeps_file)
 
 	/* It works again: logged once more, the file has both requests. */
 	ck_assert_int_eq(rmdir(f.tmp), 0);
-	ck_assert_int_eq(persist_save(h, &f.cfg, 0), 0);
+	ck_assert_int_eq(persist_save(h, &f.cfg, 0, now_ms()), 0);
 	log = slurp(logpath, NULL);
 	ck_assert_int_eq(count(log, "not written"), 1);
 	ck_assert_int_eq(count(log, "written again"), 1);
@@ -479,7 +479,7 @@ START_TEST(test_corrupt_moved_aside)
 		ck_assert_int_eq(found, 1);
 		/* A fresh file can be written now. */
 		serve(h, "key-one", "m0", 1, 1);
-		ck_assert_int_eq(persist_save(h, &f.cfg, 0), 0);
+		ck_assert_int_eq(persist_save(h, &f.cfg, 0, now_ms()), 0);
 		ck_assert_int_eq(access(f.path, F_OK), 0);
 		unlink(f.path);
 		shm_destroy(h);
@@ -503,7 +503,7 @@ START_TEST(test_unreadable_not_overwritten)
 	/* A good file from an earlier run. */
 	h = segment(keys, ids, 1, models, 1);
 	serve(h, "key-one", "m0", 30, 30);
-	ck_assert_int_eq(persist_save(h, &f.cfg, 1), 0);
+	ck_assert_int_eq(persist_save(h, &f.cfg, 1, now_ms()), 0);
 	ck_assert_int_eq(rename(f.path, keep), 0);
 
 	/* At start it cannot be read (a directory in its place stands in
@@ -516,14 +516,14 @@ START_TEST(test_unreadable_not_overwritten)
 	/* Counting goes on, but nothing is written there: not even a
 	 * temp file is made. */
 	serve(g, "key-one", "m0", 5, 5);
-	ck_assert_int_eq(persist_save(g, &f.cfg, 1), -1);
+	ck_assert_int_eq(persist_save(g, &f.cfg, 1, now_ms()), -1);
 	ck_assert_int_eq(access(f.tmp, F_OK), -1);
 
 	/* The file is readable again: the next save reads it first and
 	 * adds its counts to those of meanwhile. */
 	ck_assert_int_eq(rmdir(f.path), 0);
 	ck_assert_int_eq(rename(keep, f.path), 0);
-	ck_assert_int_eq(persist_save(g, &f.cfg, 0), 0);
+	ck_assert_int_eq(persist_save(g, &f.cfg, 0, now_ms()), 0);
 	ck_assert_uint_eq(cell(g, "key-one", "m0")->tokens[SHM_TOK_TOTAL], 35);
 	ck_assert_uint_eq(cell(g, "key-one", "m0")->requests, 2);
 	shm_destroy(h);
