@@ -63,8 +63,7 @@
 /* What the client gets if no further attempt is made (give_up). */
 #define PX_HELD_NONE	0	/* our own 429 or 503 */
 #define PX_HELD_ANSWER	1	/* the upstream's error answer in ebody */
-#define PX_HELD_FAULT	2	/* 502: the upstream could not be reached */
-#define PX_HELD_TIMEOUT	3	/* 504: it did not answer in time */
+#define PX_HELD_FAULT	2	/* no answer: 502 or 504 (fault_status) */
 
 enum px_kind {
 	PX_OTHER,		/* models list, files, operations...: not metered */
@@ -93,6 +92,7 @@ struct px {
 	int			 waited;	/* throttled at least once */
 	int64_t			 wait_end;	/* mono ms: no waiting after */
 	int			 held;		/* PX_HELD_*: the answer so far */
+	enum up_fail		 fault;		/* PX_HELD_FAULT: what failed */
 	char			*ebody;		/* an error answer, read whole */
 	ssize_t			 elen;
 	int			 held_over;	/* ebody was cut at its cap */
@@ -925,6 +925,19 @@ pass_error(struct px *x)
 }
 
 /*
+ * The status a client gets for an upstream that could not be reached or
+ * did not answer, by what failed (upstream.h): 504 when a deadline passed
+ * (the lookup, the connection, the handshake, the sending or the wait for
+ * the answer's head), 502 for every other way.  The one place that maps a
+ * failure to a status.
+ */
+static int
+fault_status(enum up_fail fault)
+{
+	return fault == UP_ERR_TIMEOUT ? 504 : 502;
+}
+
+/*
  * No attempt left, or no key to make one with: what the client gets.  A
  * held upstream answer (an upstream fault that the one retry did not get
  * past, or the answer to a request that costs no quota) goes as it came;
@@ -935,8 +948,8 @@ give_up(struct px *x, int64_t free_ms, int all_invalid)
 {
 	if (x->held == PX_HELD_ANSWER)
 		pass_error(x);
-	else if (x->held == PX_HELD_TIMEOUT || x->held == PX_HELD_FAULT)
-		conn_error(x->c, x->held == PX_HELD_TIMEOUT ? 504 : 502,
+	else if (x->held == PX_HELD_FAULT)
+		conn_error(x->c, fault_status(x->fault),
 		    "the upstream did not answer", NULL);
 	else
 		no_key(x, free_ms, all_invalid);
@@ -978,10 +991,11 @@ apply_verdict(struct px *x, const struct gem_verdict *v)
 /*
  * Send the request upstream with the pick and read the answer's head.
  * A kept-alive connection that the upstream had just closed is tried once
- * more on a new one, same key.  Returns 0 or -1 (err set).
+ * more on a new one, same key.  Returns 0, or -1 with the failure kept by
+ * the upstream (up_failure, up_error).
  */
 static int
-exchange(struct px *x, char *err, size_t errlen)
+exchange(struct px *x)
 {
 	struct conn	*c = x->c;
 	int64_t		 deadline;
@@ -991,12 +1005,12 @@ exchange(struct px *x, char *err, size_t errlen)
 		deadline = mono_ms() + (int64_t)looper.cfg->upstream_timeout_s *
 		    1000;
 		rv = up_request(up, x->head, x->head_len, c->body, c->body_len,
-		    deadline, err, errlen);
+		    deadline, NULL, 0);
 		if (rv == 0) {
 			x->sent++;
 			rv = up_read_head(up, &x->resp,
-			    strcmp(c->req.method, "HEAD") == 0, deadline, err,
-			    errlen);
+			    strcmp(c->req.method, "HEAD") == 0, deadline, NULL,
+			    0);
 		}
 		if (rv == -1 && up_stale(up) && !fresh) {
 			up_close(up);
@@ -1061,7 +1075,7 @@ pick_or_wait(struct px *x)
  * reached or did not answer, which is retried once on another key.
  */
 static enum px_next
-exchange_failed(struct px *x, int sent_before, const char *err)
+exchange_failed(struct px *x, int sent_before)
 {
 	int	 key = x->pick.key;
 
@@ -1076,10 +1090,10 @@ exchange_failed(struct px *x, int sent_before, const char *err)
 	}
 	up_close(up);
 	shm_release(looper.shm, &x->pick);
-	log_warnx("upstream: %s (key=%s model=%s)", err, x->pick.id,
+	log_warnx("upstream: %s (key=%s model=%s)", up_error(up), x->pick.id,
 	    x->model);
-	x->held = strstr(err, "timeout") != NULL ? PX_HELD_TIMEOUT :
-	    PX_HELD_FAULT;
+	x->held = PX_HELD_FAULT;
+	x->fault = up_failure(up);
 	/* Before the answer started: once more, elsewhere. */
 	if (!x->retried_fault && x->prefer < 0) {
 		x->retried_fault = 1;
@@ -1168,7 +1182,6 @@ void
 proxy_handle(struct conn *c)
 {
 	struct px	 x;
-	char		 err[256];
 	const char	*q;
 	int		 sent;
 
@@ -1201,9 +1214,9 @@ proxy_handle(struct conn *c)
 		board_set(looper.shm, looper.slot, SHM_W_UPSTREAM, NULL);
 		sent = x.sent;
 		x.held = PX_HELD_NONE;
-		if (exchange(&x, err, sizeof(err)) == -1) {
+		if (exchange(&x) == -1) {
 			wipe_head(&x);
-			if (exchange_failed(&x, sent, err) == PX_DONE)
+			if (exchange_failed(&x, sent) == PX_DONE)
 				break;
 			continue;
 		}

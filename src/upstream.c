@@ -110,27 +110,38 @@ struct upstream {
 	size_t		 rpos;		/* unread: rpos to rlen */
 	size_t		 rlen;
 
-	char		 err[UP_ERR_MAX];
+	enum up_fail	 fail;		/* the last failure's kind */
+	char		 err[UP_ERR_MAX];	/* and its words */
 	char		 buf[UP_BUF_SIZE];
 };
 
 static void	 up_drop(struct upstream *, int);
-static void	 up_seterr(struct upstream *, const char *, ...)
-		    __attribute__((__format__ (printf, 2, 3)));
+static int	 up_seterr(struct upstream *, enum up_fail, const char *, ...)
+		    __attribute__((__format__ (printf, 3, 4)));
 
-static void
-up_seterr(struct upstream *u, const char *fmt, ...)
+/*
+ * Record a failure: its kind, for the caller to act on, and its words, for
+ * the log.  This is the one place where a failure gets its kind: each call
+ * names the one that fits its words.  Returns -1.
+ */
+static int
+up_seterr(struct upstream *u, enum up_fail kind, const char *fmt, ...)
 {
 	va_list	 ap;
 
+	u->fail = kind;
 	va_start(ap, fmt);
 	(void)vsnprintf(u->err, sizeof(u->err), fmt, ap);
 	va_end(ap);
+	return -1;
 }
 
-/* Copy the upstream's error to the caller's err and fail. */
+/*
+ * Copy the failure's words to the caller's err[0..errlen) too (errlen 0:
+ * err is not wanted, and may be NULL).  Returns -1.
+ */
 static int
-up_fail(struct upstream *u, char *err, size_t errlen)
+up_copy_err(struct upstream *u, char *err, size_t errlen)
 {
 	if (errlen > 0)
 		(void)strlcpy(err, u->err, errlen);
@@ -324,33 +335,36 @@ up_connect_addr(struct upstream *u, const struct addrinfo *ai,
 
 	if ((fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, ai->ai_protocol)) == -1) {
-		up_seterr(u, "connect %s: socket: %s", where, strerror(errno));
-		return -1;
+		return up_seterr(u, UP_ERR_CONNECT, "connect %s: socket: %s",
+		    where, strerror(errno));
 	}
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
 		/* After EINTR the connection goes on in the background. */
 		if (errno != EINPROGRESS && errno != EINTR) {
-			up_seterr(u, "connect %s: %s", where, strerror(errno));
+			up_seterr(u, UP_ERR_CONNECT, "connect %s: %s", where,
+			    strerror(errno));
 			goto fail;
 		}
 		if ((rv = up_wait(u, fd, POLLOUT, deadline)) == UP_TIMEOUT) {
-			up_seterr(u, "timeout connecting to %s", where);
+			up_seterr(u, UP_ERR_TIMEOUT, "timeout connecting to %s",
+			    where);
 			goto fail;
 		}
 		if (rv == UP_GONE) {
-			up_seterr(u, "the client went away");
+			up_seterr(u, UP_ERR_GONE, "the client went away");
 			goto fail;
 		}
 		if (rv == UP_FAIL) {
-			up_seterr(u, "connect %s: poll: %s", where,
-			    strerror(errno));
+			up_seterr(u, UP_ERR_CONNECT, "connect %s: poll: %s",
+			    where, strerror(errno));
 			goto fail;
 		}
 		sl = sizeof(soerr);
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == -1)
 			soerr = errno;
 		if (soerr != 0) {
-			up_seterr(u, "connect %s: %s", where, strerror(soerr));
+			up_seterr(u, UP_ERR_CONNECT, "connect %s: %s", where,
+			    strerror(soerr));
 			goto fail;
 		}
 	}
@@ -382,19 +396,21 @@ up_connect(struct upstream *u, int64_t deadline)
 
 	if ((rv = resolve_upstream(u->host, u->port, u->dns_valid_s,
 	    deadline, u->watch, &res, why, sizeof(why))) != 0) {
-		if (rv == -2) {
+		if (rv == RESOLVE_GONE) {
 			u->gone = 1;
-			up_seterr(u, "the client went away");
-		} else
-			up_seterr(u, "%s", why);
-		return -1;
+			return up_seterr(u, UP_ERR_GONE,
+			    "the client went away");
+		}
+		return up_seterr(u, rv == RESOLVE_TIMEOUT ? UP_ERR_TIMEOUT :
+		    UP_ERR_RESOLVE, "%s", why);
 	}
 	for (n = 0, ai = res; ai != NULL; ai = ai->ai_next)
 		n++;
-	up_seterr(u, "cannot resolve %s: no address", u->host);
+	up_seterr(u, UP_ERR_RESOLVE, "cannot resolve %s: no address", u->host);
 	for (left = n, ai = res; ai != NULL; ai = ai->ai_next, left--) {
 		if ((now = mono_ms()) >= deadline) {
-			up_seterr(u, "timeout connecting to %s", u->name);
+			up_seterr(u, UP_ERR_TIMEOUT, "timeout connecting to %s",
+			    u->name);
 			break;
 		}
 		slice = left > 1 ? now + (deadline - now) / left : deadline;
@@ -407,7 +423,7 @@ up_connect(struct upstream *u, int64_t deadline)
 	u->fd = fd;
 	if ((u->ssl = tls_client(fd, u->host, &u->sess, why,
 	    sizeof(why))) == NULL) {
-		up_seterr(u, "TLS with %s: %s", u->name, why);
+		up_seterr(u, UP_ERR_TLS, "TLS with %s: %s", u->name, why);
 		up_drop(u, 0);
 		return -1;
 	}
@@ -423,16 +439,16 @@ up_connect(struct upstream *u, int64_t deadline)
 		if (rv == 1)
 			continue;
 		if (rv == UP_GONE)
-			up_seterr(u, "the client went away");
+			up_seterr(u, UP_ERR_GONE, "the client went away");
 		else if (rv == UP_TIMEOUT)
-			up_seterr(u, "timeout in the TLS handshake with %s",
-			    u->name);
+			up_seterr(u, UP_ERR_TIMEOUT, "timeout in the TLS "
+			    "handshake with %s", u->name);
 		else if (rv == UP_EOF)
-			up_seterr(u, "TLS handshake with %s: connection "
-			    "closed by the server", u->name);
+			up_seterr(u, UP_ERR_TLS, "TLS handshake with %s: "
+			    "connection closed by the server", u->name);
 		else
-			up_seterr(u, "TLS handshake with %s: %s", u->name,
-			    why);
+			up_seterr(u, UP_ERR_TLS, "TLS handshake with %s: %s",
+			    u->name, why);
 		/* The session might be why it failed: start afresh. */
 		if (offered && rv != UP_TIMEOUT && rv != UP_GONE &&
 		    u->sess != NULL) {
@@ -550,7 +566,8 @@ up_free(struct upstream *u)
  * Send a request: head[0..headlen) then body[0..bodylen), over the
  * kept-alive connection when the upstream has not closed it, else over a
  * new one.  deadline bounds connecting, the handshake and the sending.
- * Returns 0, or -1 with err set (and the connection dropped).
+ * Returns 0, or -1 with the failure recorded, its words in err too (and
+ * the connection dropped).
  */
 int
 up_request(struct upstream *u, const char *head, size_t headlen,
@@ -562,12 +579,13 @@ up_request(struct upstream *u, const char *head, size_t headlen,
 
 	u->reused = 0;
 	u->stale = 0;
+	u->fail = UP_ERR_NONE;
 	u->err[0] = '\0';
 	if (u->ssl != NULL && !(u->keep && up_alive(u)))
 		up_drop(u, 0);
 	if (u->ssl == NULL) {
 		if (up_connect(u, deadline) == -1)
-			return up_fail(u, err, errlen);
+			return up_copy_err(u, err, errlen);
 	} else
 		u->reused = 1;
 
@@ -592,16 +610,18 @@ up_request(struct upstream *u, const char *head, size_t headlen,
 			    sizeof(why));
 	}
 	if (rv == UP_GONE)
-		up_seterr(u, "the client went away");
+		up_seterr(u, UP_ERR_GONE, "the client went away");
 	else if (rv == UP_TIMEOUT)
-		up_seterr(u, "timeout sending the request to %s", u->name);
+		up_seterr(u, UP_ERR_TIMEOUT, "timeout sending the request "
+		    "to %s", u->name);
 	else if (rv != 0)
-		up_seterr(u, "sending the request to %s: %s", u->name, why);
+		up_seterr(u, UP_ERR_IO, "sending the request to %s: %s",
+		    u->name, why);
 	if (rv != 0) {
 		u->stale = u->reused && rv != UP_TIMEOUT && rv != UP_GONE;
 		u->state = UP_S_IDLE;
 		up_drop(u, 0);
-		return up_fail(u, err, errlen);
+		return up_copy_err(u, err, errlen);
 	}
 	return 0;
 }
@@ -834,7 +854,8 @@ up_scan_head(const char *buf, size_t len, size_t *scan, size_t *ls,
  * Read the answer's head into r, skipping interim (1xx) answers.  Body
  * bytes that came with it stay buffered for up_read_body.  head_request:
  * the request was a HEAD, so no body follows whatever the head says.
- * Returns 0, or -1 with err set (and the connection dropped).
+ * Returns 0, or -1 with the failure recorded, its words in err too (and
+ * the connection dropped).
  */
 int
 up_read_head(struct upstream *u, struct up_resp *r, int head_request,
@@ -847,8 +868,9 @@ up_read_head(struct upstream *u, struct up_resp *r, int head_request,
 	int		 rv, interim = 0;
 
 	if (u->state != UP_S_SENT || u->ssl == NULL) {
-		up_seterr(u, "no request is waiting for an answer");
-		return up_fail(u, err, errlen);
+		up_seterr(u, UP_ERR_USAGE,
+		    "no request is waiting for an answer");
+		return up_copy_err(u, err, errlen);
 	}
 	for (;;) {
 		rv = up_scan_head(u->buf, u->rlen, &scan, &ls, &end, &bad);
@@ -885,21 +907,22 @@ up_read_head(struct upstream *u, struct up_resp *r, int head_request,
 		u->stale = u->reused && u->rlen == 0 && !interim &&
 		    n != UP_TIMEOUT && n != UP_GONE;
 		if (n == UP_GONE)
-			up_seterr(u, "the client went away");
+			up_seterr(u, UP_ERR_GONE, "the client went away");
 		else if (n == UP_TIMEOUT)
-			up_seterr(u, "timeout waiting for the upstream's "
-			    "answer");
+			up_seterr(u, UP_ERR_TIMEOUT, "timeout waiting for the "
+			    "upstream's answer");
 		else if (u->rlen == 0 && !interim && n == UP_EOF)
-			up_seterr(u, "upstream closed the connection before "
-			    "answering");
+			up_seterr(u, UP_ERR_CLOSED, "upstream closed the "
+			    "connection before answering");
 		else if (u->rlen == 0 && !interim)
-			up_seterr(u, "upstream closed the connection before "
-			    "answering (%s)", why);
+			up_seterr(u, UP_ERR_CLOSED, "upstream closed the "
+			    "connection before answering (%s)", why);
 		else if (n == UP_EOF)
-			up_seterr(u, "malformed answer from upstream: "
-			    "connection closed in the head");
+			up_seterr(u, UP_ERR_CLOSED, "malformed answer from "
+			    "upstream: connection closed in the head");
 		else
-			up_seterr(u, "reading the upstream's answer: %s", why);
+			up_seterr(u, UP_ERR_IO, "reading the upstream's "
+			    "answer: %s", why);
 		goto fail;
 	}
 
@@ -922,11 +945,12 @@ up_read_head(struct upstream *u, struct up_resp *r, int head_request,
 	return 0;
 
 malformed:
-	up_seterr(u, "malformed answer from upstream: %s", bad);
+	up_seterr(u, UP_ERR_PROTOCOL, "malformed answer from upstream: %s",
+	    bad);
 fail:
 	u->state = UP_S_IDLE;
 	up_drop(u, 0);
-	return up_fail(u, err, errlen);
+	return up_copy_err(u, err, errlen);
 }
 
 /*
@@ -947,11 +971,11 @@ up_read_body(struct upstream *u, char *buf, size_t len, int64_t deadline)
 	if (u->state == UP_S_DONE)
 		return 0;
 	if (u->state != UP_S_BODY || u->ssl == NULL) {
-		up_seterr(u, "no answer body to read");
+		up_seterr(u, UP_ERR_USAGE, "no answer body to read");
 		return -1;
 	}
 	if (len == 0) {
-		up_seterr(u, "no room to read the body into");
+		up_seterr(u, UP_ERR_USAGE, "no room to read the body into");
 		errno = EINVAL;
 		return -1;
 	}
@@ -964,7 +988,8 @@ up_read_body(struct upstream *u, char *buf, size_t len, int64_t deadline)
 				    &bad);
 				u->rpos += used;
 				if (rv == HTTP_PARSE_ERROR) {
-					up_seterr(u, "malformed answer from "
+					up_seterr(u, UP_ERR_PROTOCOL,
+					    "malformed answer from "
 					    "upstream: %s", bad);
 					goto fail;
 				}
@@ -1011,15 +1036,16 @@ up_read_body(struct upstream *u, char *buf, size_t len, int64_t deadline)
 			}
 		}
 		if (got == UP_GONE)
-			up_seterr(u, "the client went away");
+			up_seterr(u, UP_ERR_GONE, "the client went away");
 		else if (got == UP_TIMEOUT)
-			up_seterr(u, "timeout waiting for the rest of the "
-			    "upstream's answer");
+			up_seterr(u, UP_ERR_TIMEOUT, "timeout waiting for the "
+			    "rest of the upstream's answer");
 		else if (got == UP_EOF)
-			up_seterr(u, "upstream closed the connection in the "
-			    "middle of its answer");
+			up_seterr(u, UP_ERR_CLOSED, "upstream closed the "
+			    "connection in the middle of its answer");
 		else
-			up_seterr(u, "reading the upstream's answer: %s", why);
+			up_seterr(u, UP_ERR_IO, "reading the upstream's "
+			    "answer: %s", why);
 		goto fail;
 	}
 fail:
@@ -1153,9 +1179,16 @@ up_resumed(const struct upstream *u)
 	return u->resumed;
 }
 
-/* Why the last call failed ("" when none did). */
+/* Why the last call failed, in words ("" when none did). */
 const char *
 up_error(const struct upstream *u)
 {
 	return u->err;
+}
+
+/* What kind of failure the last one was (UP_ERR_NONE when none). */
+enum up_fail
+up_failure(const struct upstream *u)
+{
+	return u->fail;
 }

@@ -22,6 +22,26 @@ struct upstream;
 #define UP_MAX_HEAD		(64 * 1024)
 #define UP_MAX_HEADERS		100
 
+/*
+ * How calls report failure, one convention for the whole module: a call
+ * that can fail returns -1 (up_read_body: -1, else a count, 0 at the end
+ * of the body) and records why until the next up_request(): up_failure()
+ * gives the kind, for the caller to act on, up_error() the words, for the
+ * log (never a key).  Callers decide on kinds, never on words.
+ */
+enum up_fail {
+	UP_ERR_NONE = 0,
+	UP_ERR_RESOLVE,		/* no address for the upstream's name */
+	UP_ERR_CONNECT,		/* no TCP connection to any address */
+	UP_ERR_TLS,		/* the TLS handshake failed */
+	UP_ERR_IO,		/* a send or a read failed (a reset...) */
+	UP_ERR_CLOSED,		/* closed before the answer was whole */
+	UP_ERR_PROTOCOL,	/* a malformed answer head or body */
+	UP_ERR_TIMEOUT,		/* the deadline passed, at any step */
+	UP_ERR_GONE,		/* the watched client hung up (up_watch) */
+	UP_ERR_USAGE		/* called out of turn */
+};
+
 struct up_resp {
 	int			 status;
 	int			 minor;
@@ -53,5 +73,6 @@ int		 up_stale(const struct upstream *);
 int		 up_resumed(const struct upstream *);
 int		 up_pending(const struct upstream *);
 const char	*up_error(const struct upstream *);
+enum up_fail	 up_failure(const struct upstream *);
 
 #endif /* UPSTREAM_H */
