@@ -5,8 +5,11 @@
  *
  * Called by a worker's connection loop: http_parse_head() each time more
  * bytes of a request head arrive, http_chunked_decode() on each read of a
- * chunked body.  Neither allocates nor keeps state outside the caller's
- * structs, and no lock is taken here.
+ * chunked body.  The header section's pieces (http_head_scan,
+ * http_parse_fields) and the chunked decoder serve the upstream's answers
+ * too (uphead.c, upread.c): both directions read HTTP the same way.
+ * Nothing here allocates or keeps state outside the caller's structs, and
+ * no lock is taken here.
  *
  * The parser is strict on purpose.  This proxy sits in front of an upstream
  * that parses the request again, so anything two parsers could read two
@@ -28,7 +31,7 @@
  * tchar (RFC 9110 §5.6.2): "!#$%&'*+-.^_`|~", digits and letters.  A table
  * because it is asked once per byte of every method and header name.
  */
-const unsigned char http_tchar[256] = {
+static const unsigned char http_tchar[256] = {
 	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
 	['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
 	['`'] = 1, ['|'] = 1, ['~'] = 1,

@@ -80,7 +80,6 @@ enum http_parse {
 };
 
 /* http.c */
-extern const unsigned char http_tchar[256];	/* RFC 9110 tchar */
 int		 http_hexval(unsigned char);
 int		 http_head_scan(const char *, size_t, size_t *, size_t *,
 		    size_t *);
