@@ -83,6 +83,8 @@ struct upstream {
 /* upstream.c */
 int		 up_seterr(struct upstream *, enum up_fail, const char *, ...)
 		    __attribute__((__format__ (printf, 3, 4)));
+int		 up_gave_up(struct upstream *, int, const char *, ...)
+		    __attribute__((__format__ (printf, 3, 4)));
 int		 up_copy_err(const struct upstream *, char *, size_t);
 int		 up_wait(struct upstream *, int, short, int64_t);
 ssize_t		 up_recv(struct upstream *, void *, size_t, int64_t, char *,

@@ -60,12 +60,9 @@ up_head_failed(struct upstream *u, ssize_t n, int interim, const char *why)
 	int	 nothing = u->rlen == 0 && !interim;
 
 	u->stale = u->reused && nothing && n != UP_TIMEOUT && n != UP_GONE;
-	if (n == UP_GONE)
-		up_seterr(u, UP_ERR_GONE, "the client went away");
-	else if (n == UP_TIMEOUT)
-		up_seterr(u, UP_ERR_TIMEOUT, "timeout waiting for the "
-		    "upstream's answer");
-	else if (nothing && n == UP_EOF)
+	if (up_gave_up(u, (int)n, "waiting for the upstream's answer") == -1)
+		return;
+	if (nothing && n == UP_EOF)
 		up_seterr(u, UP_ERR_CLOSED, "upstream closed the connection "
 		    "before answering");
 	else if (nothing)
@@ -172,12 +169,10 @@ up_read_head(struct upstream *u, struct up_resp *r, int head_request,
 static ssize_t
 up_body_failed(struct upstream *u, ssize_t got, const char *why)
 {
-	if (got == UP_GONE)
-		up_seterr(u, UP_ERR_GONE, "the client went away");
-	else if (got == UP_TIMEOUT)
-		up_seterr(u, UP_ERR_TIMEOUT, "timeout waiting for the rest of "
-		    "the upstream's answer");
-	else if (got == UP_EOF)
+	if (up_gave_up(u, (int)got, "waiting for the rest of the upstream's "
+	    "answer") == -1)
+		return up_abandon(u);
+	if (got == UP_EOF)
 		up_seterr(u, UP_ERR_CLOSED, "upstream closed the connection in "
 		    "the middle of its answer");
 	else

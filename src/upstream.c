@@ -72,6 +72,28 @@ up_seterr(struct upstream *u, enum up_fail kind, const char *fmt, ...)
 }
 
 /*
+ * A wait that ended early: the watched client went away (UP_GONE), or the
+ * deadline passed (UP_TIMEOUT: "timeout " and what we were doing, as fmt
+ * says).  Records it and returns -1; any other rv is left to the caller
+ * (returns 0).
+ */
+int
+up_gave_up(struct upstream *u, int rv, const char *fmt, ...)
+{
+	char	 what[UP_ERR_MAX];
+	va_list	 ap;
+
+	if (rv == UP_GONE)
+		return up_seterr(u, UP_ERR_GONE, "the client went away");
+	if (rv != UP_TIMEOUT)
+		return 0;
+	va_start(ap, fmt);
+	(void)vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	return up_seterr(u, UP_ERR_TIMEOUT, "timeout %s", what);
+}
+
+/*
  * Copy the failure's words to the caller's err[0..errlen) too (errlen 0:
  * err is not wanted, and may be NULL).  Returns -1.
  */
@@ -280,15 +302,9 @@ up_connect_addr(struct upstream *u, const struct addrinfo *ai,
 			    strerror(errno));
 			goto fail;
 		}
-		if ((rv = up_wait(u, fd, POLLOUT, deadline)) == UP_TIMEOUT) {
-			up_seterr(u, UP_ERR_TIMEOUT, "timeout connecting to %s",
-			    where);
+		rv = up_wait(u, fd, POLLOUT, deadline);
+		if (up_gave_up(u, rv, "connecting to %s", where) == -1)
 			goto fail;
-		}
-		if (rv == UP_GONE) {
-			up_seterr(u, UP_ERR_GONE, "the client went away");
-			goto fail;
-		}
 		if (rv == UP_FAIL) {
 			up_seterr(u, UP_ERR_CONNECT, "connect %s: poll: %s",
 			    where, strerror(errno));
@@ -341,17 +357,11 @@ up_handshake(struct upstream *u, int64_t deadline)
 		rv = up_ssl_again(u, r, serr, deadline, why, sizeof(why));
 		if (rv == 1)
 			continue;
-		if (rv == UP_GONE)
-			up_seterr(u, UP_ERR_GONE, "the client went away");
-		else if (rv == UP_TIMEOUT)
-			up_seterr(u, UP_ERR_TIMEOUT, "timeout in the TLS "
-			    "handshake with %s", u->name);
-		else if (rv == UP_EOF)
-			up_seterr(u, UP_ERR_TLS, "TLS handshake with %s: "
-			    "connection closed by the server", u->name);
-		else
+		if (up_gave_up(u, rv, "in the TLS handshake with %s",
+		    u->name) == 0)
 			up_seterr(u, UP_ERR_TLS, "TLS handshake with %s: %s",
-			    u->name, why);
+			    u->name, rv == UP_EOF ? "connection closed by the "
+			    "server" : why);
 		/* The session might be why it failed: start afresh. */
 		if (offered && rv != UP_TIMEOUT && rv != UP_GONE &&
 		    u->sess != NULL) {
@@ -542,15 +552,11 @@ up_request(struct upstream *u, const char *head, size_t headlen,
 			rv = up_send(u, body, bodylen, deadline, why,
 			    sizeof(why));
 	}
-	if (rv == UP_GONE)
-		up_seterr(u, UP_ERR_GONE, "the client went away");
-	else if (rv == UP_TIMEOUT)
-		up_seterr(u, UP_ERR_TIMEOUT, "timeout sending the request "
-		    "to %s", u->name);
-	else if (rv != 0)
-		up_seterr(u, UP_ERR_IO, "sending the request to %s: %s",
-		    u->name, why);
 	if (rv != 0) {
+		if (up_gave_up(u, rv, "sending the request to %s",
+		    u->name) == 0)
+			up_seterr(u, UP_ERR_IO, "sending the request to %s: "
+			    "%s", u->name, why);
 		u->stale = u->reused && rv != UP_TIMEOUT && rv != UP_GONE;
 		u->state = UP_S_IDLE;
 		up_drop(u, 0);
