@@ -228,8 +228,8 @@ http_field_line(char **pp, char **name, size_t *nlen, char **value)
  * can run past it): each field into hdr[0..max), *n of them, and what the
  * fields say about framing, the connection and expectations into *f.
  * Names and values are NUL-terminated in place.  Returns HTTP_FIELD_OK
- * with *pp just past the head, or what is wrong with it (the caller words
- * it: a client hears it, an upstream's is logged).
+ * with *pp just past the head, or what is wrong with it (worded by
+ * http_field_why: a client hears it, an upstream's is logged).
  */
 enum http_field_err
 http_parse_fields(char **pp, struct http_header *hdr, size_t max, size_t *n,
@@ -258,6 +258,44 @@ http_parse_fields(char **pp, struct http_header *hdr, size_t max, size_t *n,
 		return HTTP_FIELD_BARE_CR;
 	*pp = p + 2;
 	return HTTP_FIELD_OK;
+}
+
+/*
+ * What is wrong with a header section, in words: a client hears them in
+ * its 400 (request), the log shows them after "malformed answer from
+ * upstream: " (answer: nonzero).  Both sets of words side by side, so
+ * that they change together.
+ */
+const char *
+http_field_why(enum http_field_err err, int answer)
+{
+	static const struct {
+		const char	*request;
+		const char	*answer;
+	} words[] = {
+		[HTTP_FIELD_OK] = { "no error", "no error" },
+		[HTTP_FIELD_FOLD] = { "obsolete line folding in request head",
+		    "obsolete line folding" },
+		[HTTP_FIELD_WS_COLON] = {
+		    "whitespace before colon in header field",
+		    "invalid header field name" },
+		[HTTP_FIELD_NAME] = { "invalid header field name",
+		    "invalid header field name" },
+		[HTTP_FIELD_EMPTY_NAME] = { "empty header field name",
+		    "invalid header field name" },
+		[HTTP_FIELD_CTL] = { "control character in header field value",
+		    "control character in a header field" },
+		[HTTP_FIELD_BARE_CR] = { "bare CR in request head",
+		    "bare CR in the head" },
+		[HTTP_FIELD_TOO_MANY] = { "too many header fields",
+		    "too many header fields" },
+		[HTTP_FIELD_LENGTH] = { "invalid or conflicting Content-Length",
+		    "invalid or conflicting Content-Length" }
+	};
+
+	if ((size_t)err >= sizeof(words) / sizeof(words[0]))
+		return "invalid header section";
+	return answer ? words[err].answer : words[err].request;
 }
 
 /*
@@ -463,18 +501,6 @@ int
 http_parse_head(char *buf, size_t len, struct http_request *req,
     int *status, const char **why)
 {
-	/* How a client hears what is wrong with a header field. */
-	static const char *const field_why[] = {
-		[HTTP_FIELD_FOLD] = "obsolete line folding in request head",
-		[HTTP_FIELD_WS_COLON] =
-		    "whitespace before colon in header field",
-		[HTTP_FIELD_NAME] = "invalid header field name",
-		[HTTP_FIELD_EMPTY_NAME] = "empty header field name",
-		[HTTP_FIELD_CTL] = "control character in header field value",
-		[HTTP_FIELD_BARE_CR] = "bare CR in request head",
-		[HTTP_FIELD_TOO_MANY] = "too many header fields",
-		[HTTP_FIELD_LENGTH] = "invalid or conflicting Content-Length"
-	};
 	struct http_fields	 f;
 	enum http_field_err	 ferr;
 	char			*p;
@@ -501,7 +527,7 @@ http_parse_head(char *buf, size_t len, struct http_request *req,
 	    &f);
 	if (ferr != HTTP_FIELD_OK)
 		return http_fail(status, why, ferr == HTTP_FIELD_TOO_MANY ?
-		    431 : 400, field_why[ferr]);
+		    431 : 400, http_field_why(ferr, 0));
 	req->head_len = p - buf;
 	return http_request_fields(req, &f, status, why);
 }

@@ -52,7 +52,7 @@ struct http_fields {
 	int		 expect_other;	/* an expectation we cannot meet */
 };
 
-/* What is wrong with a header section, for the caller to word. */
+/* What is wrong with a header section (in words: http_field_why). */
 enum http_field_err {
 	HTTP_FIELD_OK = 0,
 	HTTP_FIELD_FOLD,	/* obs-fold: a line starts with SP or HTAB */
@@ -85,6 +85,7 @@ int		 http_head_scan(const char *, size_t, size_t *, size_t *,
 		    size_t *);
 enum http_field_err http_parse_fields(char **, struct http_header *, size_t,
 		    size_t *, struct http_fields *);
+const char	*http_field_why(enum http_field_err, int);
 int		 http_parse_head(char *, size_t, struct http_request *, int *,
 		    const char **);
 const char	*http_header(const struct http_request *, const char *);

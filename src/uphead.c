@@ -135,17 +135,6 @@ int
 up_parse_head(char *buf, size_t end, struct up_resp *r, int head_request,
     const char **why)
 {
-	/* How the log tells what is wrong with a header field. */
-	static const char *const field_why[] = {
-		[HTTP_FIELD_FOLD] = "obsolete line folding",
-		[HTTP_FIELD_WS_COLON] = "invalid header field name",
-		[HTTP_FIELD_NAME] = "invalid header field name",
-		[HTTP_FIELD_EMPTY_NAME] = "invalid header field name",
-		[HTTP_FIELD_CTL] = "control character in a header field",
-		[HTTP_FIELD_BARE_CR] = "bare CR in the head",
-		[HTTP_FIELD_TOO_MANY] = "too many header fields",
-		[HTTP_FIELD_LENGTH] = "invalid or conflicting Content-Length"
-	};
 	struct http_fields	 f;
 	enum http_field_err	 ferr;
 	char			*p;
@@ -158,7 +147,7 @@ up_parse_head(char *buf, size_t end, struct up_resp *r, int head_request,
 		return -1;
 	ferr = http_parse_fields(&p, r->hdr, UP_MAX_HEADERS, &r->nhdr, &f);
 	if (ferr != HTTP_FIELD_OK) {
-		*why = field_why[ferr];
+		*why = http_field_why(ferr, 1);
 		return -1;
 	}
 	return up_framing(r, &f, head_request, why);
