@@ -167,9 +167,9 @@ uninstall:
 FUZZ_CC	 = clang
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = http uphead scan classify config scrub
-FUZZ_LIBSRCS = src/http.c src/uphead.c src/classify.c src/usagescan.c \
-		 src/inspect.c src/wire.c src/jsontext.c src/config.c \
-		 src/fileio.c src/log.c src/util.c src/scrub.c
+FUZZ_LIBSRCS = src/http.c src/chunked.c src/uphead.c src/classify.c \
+		 src/usagescan.c src/inspect.c src/wire.c src/jsontext.c \
+		 src/config.c src/fileio.c src/log.c src/util.c src/scrub.c
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -g -O1 -Isrc -Ishm -Ibuild \
 	   -Itests/fuzz $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
 	   -fno-sanitize-recover=undefined -fno-omit-frame-pointer

@@ -1,5 +1,7 @@
 /*
- * http.c: HTTP/1.1 requests from clients, and the pieces answers share.
+ * The HTTP module: http.c (heads: requests from clients, the pieces an
+ * upstream's answer head shares, the answers we write ourselves) and
+ * chunked.c (chunked bodies, both directions).
  */
 #ifndef HTTP_H
 #define HTTP_H
@@ -65,7 +67,7 @@ enum http_field_err {
 	HTTP_FIELD_LENGTH	/* Content-Length invalid, or two that differ */
 };
 
-/* Incremental decoder of a chunked request body. */
+/* Incremental decoder of a chunked body (chunked.c). */
 struct http_chunked {
 	int		 state;
 	uint64_t	 remain;	/* bytes left in the current chunk */
@@ -92,10 +94,12 @@ const char	*http_header(const struct http_request *, const char *);
 const char	*http_lookup(const struct http_header *, size_t, const char *);
 const char	*http_bearer(const char *, size_t *);
 int		 http_query_param(const char *, const char *, char *, size_t);
-int		 http_chunked_decode(struct http_chunked *, const char *, size_t,
-		    size_t *, char *, size_t *, const char **);
 const char	*http_reason(int);
 const char	*http_status_name(int);
 int		 http_error_body(char *, size_t, int, const char *);
+
+/* chunked.c */
+int		 http_chunked_decode(struct http_chunked *, const char *, size_t,
+		    size_t *, char *, size_t *, const char **);
 
 #endif /* HTTP_H */
