@@ -166,15 +166,17 @@ uninstall:
 # regressions through the same targets built with gcc and ASan/UBSan.
 FUZZ_CC	 = clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = http scan classify config scrub usage
-FUZZ_LIBSRCS = src/http.c src/classify.c src/usagescan.c src/inspect.c \
-		 src/wire.c src/jsontext.c $(wildcard src/config*.c) src/fileio.c \
-		 src/log.c src/util.c src/scrub.c src/persist.c src/persist_in.c \
-		 src/persist_out.c $(wildcard shm/*.c)
+FUZZ_TARGETS = http uphead scan classify config scrub usage
+FUZZ_LIBSRCS = src/http.c src/chunked.c src/uphead.c src/classify.c \
+		 src/usagescan.c src/inspect.c src/wire.c src/jsontext.c \
+		 $(wildcard src/config*.c) src/fileio.c src/log.c src/util.c \
+		 src/scrub.c src/persist.c src/persist_in.c src/persist_out.c \
+		 $(wildcard shm/*.c)
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -g -O1 -Isrc -Ishm -Ibuild \
 	   -Itests/fuzz $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
 	   -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_MAXLEN_http = 70000
+FUZZ_MAXLEN_uphead = 70000
 FUZZ_MAXLEN_scan = 32768
 FUZZ_MAXLEN_classify = 8192
 FUZZ_MAXLEN_config = 4096

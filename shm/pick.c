@@ -17,20 +17,10 @@
  */
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 
 #include "shm.h"
 
 #define NEVER	INT64_MAX
-
-static int64_t
-time_now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct shm_bucket *
 bucket_locked(struct shm_usage *u, uint32_t s)
@@ -435,16 +425,13 @@ shm_minute_get(const struct shm_minute *hist, uint32_t minute,
  */
 void
 shm_settle(struct shm_header *h, struct shm_pick *p,
-    const struct shm_tokens *t)
+    const struct shm_tokens *t, int64_t now)
 {
 	struct shm_usage	*u;
-	int64_t			 now;
-	uint32_t		 minute;
+	uint32_t		 minute = (uint32_t)(now / 60000);
 
 	if (p->key < 0)
 		return;
-	now = time_now_ms();
-	minute = (uint32_t)(now / 60000);
 	shm_lock(h);
 	if (!pick_valid_locked(h, p))
 		goto out;

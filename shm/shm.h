@@ -293,7 +293,7 @@ int		 shm_pick(struct shm_header *, int, int64_t, const int *, size_t,
 int64_t		 shm_free_ms(struct shm_header *, int, int64_t, int64_t,
 		    int *);
 void		 shm_settle(struct shm_header *, struct shm_pick *,
-		    const struct shm_tokens *);
+		    const struct shm_tokens *, int64_t);
 void		 shm_release(struct shm_header *, struct shm_pick *);
 void		 shm_cancel(struct shm_header *, struct shm_pick *);
 void		 shm_cool(struct shm_header *, const struct shm_pick *,

@@ -3,10 +3,12 @@
  * the answers the proxy writes itself: reason phrases, Gemini-shaped error
  * bodies.
  *
- * Called by a worker's connection loop: http_parse_head() each time more
- * bytes of a request head arrive, http_chunked_decode() on each read of a
- * chunked body.  Neither allocates nor keeps state outside the caller's
- * structs, and no lock is taken here.
+ * Called by a worker's connection loop (request.c): http_parse_head()
+ * each time more bytes of a request head arrive.  The header section's
+ * pieces (http_head_scan, http_parse_fields) serve the upstream's answers
+ * too (uphead.c), as chunked.c's decoder serves both directions' bodies:
+ * both directions read HTTP the same way.  Nothing here allocates or
+ * keeps state outside the caller's structs, and no lock is taken here.
  *
  * The parser is strict on purpose.  This proxy sits in front of an upstream
  * that parses the request again, so anything two parsers could read two
@@ -20,15 +22,12 @@
 
 #include "http.h"
 
-#define HTTP_CHUNK_MAX		((uint64_t)1 << 62)	/* largest chunk */
-#define HTTP_CHUNK_LINE_MAX	4096	/* chunk-size line with extensions */
-#define HTTP_TRAILER_MAX	HTTP_MAX_HEAD	/* whole trailer section */
 
 /*
  * tchar (RFC 9110 §5.6.2): "!#$%&'*+-.^_`|~", digits and letters.  A table
  * because it is asked once per byte of every method and header name.
  */
-const unsigned char http_tchar[256] = {
+static const unsigned char http_tchar[256] = {
 	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
 	['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
 	['`'] = 1, ['|'] = 1, ['~'] = 1,
@@ -44,17 +43,6 @@ const unsigned char http_tchar[256] = {
 	['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
 	['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
 	['y'] = 1, ['z'] = 1
-};
-
-/* What the header fields said about framing and the connection. */
-struct http_fields {
-	int		 nhost;
-	int		 te;		/* a Transfer-Encoding field was seen */
-	int		 te_chunked;	/* "chunked" elements */
-	int		 te_other;	/* any other coding */
-	int		 conn_close;
-	int		 conn_keepalive;
-	int		 expect_other;	/* an expectation we cannot meet */
 };
 
 static int
@@ -136,12 +124,13 @@ http_content_length(const char *value, int64_t *cl)
 }
 
 /*
- * A header field the parser acts on.  Returns 0, or an HTTP status with
- * *why set for a field that makes the request unacceptable at once.
+ * A header field that says something about the framing, the connection
+ * or an expectation, tallied into *f.  Returns -1 for a Content-Length
+ * that is invalid or differs from an earlier one, else 0.
  */
 static int
-http_field(struct http_request *req, struct http_fields *f,
-    const char *name, size_t nlen, const char *value, const char **why)
+http_field(struct http_fields *f, const char *name, size_t nlen,
+    const char *value)
 {
 	const char	*p = value, *elem;
 	size_t		 elen;
@@ -156,7 +145,7 @@ http_field(struct http_request *req, struct http_fields *f,
 			break;
 		while (http_list_next(&p, &elem, &elen)) {
 			if (http_elem_is(elem, elen, "100-continue"))
-				req->expect_continue = 1;
+				f->expect_continue = 1;
 			else if (elen != 0)
 				f->expect_other = 1;
 		}
@@ -172,12 +161,8 @@ http_field(struct http_request *req, struct http_fields *f,
 		}
 		break;
 	case 14:
-		if (strcasecmp(name, "content-length") != 0)
-			break;
-		if (http_content_length(value, &req->content_length) == -1) {
-			*why = "invalid or conflicting Content-Length";
-			return 400;
-		}
+		if (strcasecmp(name, "content-length") == 0)
+			return http_content_length(value, &f->content_length);
 		break;
 	case 17:
 		if (strcasecmp(name, "transfer-encoding") != 0)
@@ -192,6 +177,152 @@ http_field(struct http_request *req, struct http_fields *f,
 		break;
 	}
 	return 0;
+}
+
+/*
+ * field-line = field-name ":" OWS field-value OWS CRLF, at *pp.  The name
+ * and the value (without its OWS) are NUL-terminated in place, and *pp
+ * moves past the CRLF.  Returns HTTP_FIELD_OK or what is wrong.
+ */
+static enum http_field_err
+http_field_line(char **pp, char **name, size_t *nlen, char **value)
+{
+	char		*p = *pp, *last;
+	unsigned char	 c;
+
+	if (http_ows(*p))
+		return HTTP_FIELD_FOLD;
+	*name = p;
+	while (http_tchar[(unsigned char)*p])
+		p++;
+	if (*p != ':')
+		return http_ows(*p) ? HTTP_FIELD_WS_COLON : HTTP_FIELD_NAME;
+	if (p == *name)
+		return HTTP_FIELD_EMPTY_NAME;
+	*nlen = p - *name;
+	*p++ = '\0';
+
+	while (http_ows(*p))
+		p++;
+	*value = last = p;
+	for (; (c = *p) != '\r'; p++) {
+		if ((c < ' ' && c != '\t') || c == 0x7f)
+			return HTTP_FIELD_CTL;
+		if (!http_ows(c))
+			last = p + 1;
+	}
+	if (p[1] != '\n')
+		return HTTP_FIELD_BARE_CR;
+	*last = '\0';
+	*pp = p + 2;
+	return HTTP_FIELD_OK;
+}
+
+/*
+ * The header section that starts at *pp, in a head http_head_scan() found
+ * whole (it ends in CRLFCRLF and every LF follows a CR, so no loop here
+ * can run past it): each field into hdr[0..max), *n of them, and what the
+ * fields say about framing, the connection and expectations into *f.
+ * Names and values are NUL-terminated in place.  Returns HTTP_FIELD_OK
+ * with *pp just past the head, or what is wrong with it (worded by
+ * http_field_why: a client hears it, an upstream's is logged).
+ */
+enum http_field_err
+http_parse_fields(char **pp, struct http_header *hdr, size_t max, size_t *n,
+    struct http_fields *f)
+{
+	char			*p = *pp, *name, *value;
+	size_t			 nlen;
+	enum http_field_err	 rv;
+
+	memset(f, 0, sizeof(*f));
+	f->content_length = -1;
+	*n = 0;
+	while (*p != '\r') {
+		if ((rv = http_field_line(&p, &name, &nlen, &value)) !=
+		    HTTP_FIELD_OK)
+			return rv;
+		if (*n == max)
+			return HTTP_FIELD_TOO_MANY;
+		hdr[*n].name = name;
+		hdr[*n].value = value;
+		(*n)++;
+		if (http_field(f, name, nlen, value) == -1)
+			return HTTP_FIELD_LENGTH;
+	}
+	if (p[1] != '\n')
+		return HTTP_FIELD_BARE_CR;
+	*pp = p + 2;
+	return HTTP_FIELD_OK;
+}
+
+/*
+ * What is wrong with a header section, in words: a client hears them in
+ * its 400 (request), the log shows them after "malformed answer from
+ * upstream: " (answer: nonzero).  Both sets of words side by side, so
+ * that they change together.
+ */
+const char *
+http_field_why(enum http_field_err err, int answer)
+{
+	static const struct {
+		const char	*request;
+		const char	*answer;
+	} words[] = {
+		[HTTP_FIELD_OK] = { "no error", "no error" },
+		[HTTP_FIELD_FOLD] = { "obsolete line folding in request head",
+		    "obsolete line folding" },
+		[HTTP_FIELD_WS_COLON] = {
+		    "whitespace before colon in header field",
+		    "invalid header field name" },
+		[HTTP_FIELD_NAME] = { "invalid header field name",
+		    "invalid header field name" },
+		[HTTP_FIELD_EMPTY_NAME] = { "empty header field name",
+		    "invalid header field name" },
+		[HTTP_FIELD_CTL] = { "control character in header field value",
+		    "control character in a header field" },
+		[HTTP_FIELD_BARE_CR] = { "bare CR in request head",
+		    "bare CR in the head" },
+		[HTTP_FIELD_TOO_MANY] = { "too many header fields",
+		    "too many header fields" },
+		[HTTP_FIELD_LENGTH] = { "invalid or conflicting Content-Length",
+		    "invalid or conflicting Content-Length" }
+	};
+
+	if ((size_t)err >= sizeof(words) / sizeof(words[0]))
+		return "invalid header section";
+	return answer ? words[err].answer : words[err].request;
+}
+
+/*
+ * Look for the empty line that ends a head in buf[0..lim), going on from
+ * *scan with *ls the start of the line *scan is in (both 0, or where the
+ * head starts, at first): a head that arrives piece by piece is scanned
+ * once.  On the way every LF must follow a CR, so that a bare LF is
+ * refused even before the head is whole.  Returns HTTP_PARSE_DONE with
+ * *end just past the empty line, HTTP_PARSE_MORE (*scan is lim), or
+ * HTTP_PARSE_ERROR at a bare LF.
+ */
+int
+http_head_scan(const char *buf, size_t lim, size_t *scan, size_t *ls,
+    size_t *end)
+{
+	const char	*nl;
+	size_t		 i;
+
+	while (*scan < lim &&
+	    (nl = memchr(buf + *scan, '\n', lim - *scan)) != NULL) {
+		i = nl - buf;
+		if (i == *ls || buf[i - 1] != '\r')
+			return HTTP_PARSE_ERROR;
+		if (i - 1 == *ls) {
+			*end = i + 1;
+			return HTTP_PARSE_DONE;
+		}
+		*ls = *scan = i + 1;
+	}
+	*scan = lim;
+	return HTTP_PARSE_MORE;
 }
 
 /*
@@ -239,82 +370,46 @@ http_target(struct http_request *req, char *t, size_t tlen)
 }
 
 /*
- * Look for the end of a request head in buf[0..len): the empty line.  On
- * the way, every LF must follow a CR, checked now so that a bare LF is
- * refused even before the head is complete.  Returns HTTP_PARSE_DONE with
+ * Look for the end of a request head in buf[0..len): the empty line, with
+ * every LF after a CR (http_head_scan).  Returns HTTP_PARSE_DONE with
  * *start at the request line and *end just past the empty line.
  */
 static int
 http_find_head(const char *buf, size_t len, size_t *start, size_t *end,
     int *status, const char **why)
 {
-	const char	*nl;
-	size_t		 lim, ls, i = 0;
+	size_t		 lim, ls, scan = 0;
+	int		 rv;
 
 	lim = len < HTTP_MAX_HEAD ? len : HTTP_MAX_HEAD;
 
 	/* Empty lines before the request line are ignored (RFC 9112 §2.2). */
-	while (i + 1 < lim && buf[i] == '\r' && buf[i + 1] == '\n')
-		i += 2;
-	*start = ls = i;
+	while (scan + 1 < lim && buf[scan] == '\r' && buf[scan + 1] == '\n')
+		scan += 2;
+	*start = ls = scan;
 
-	while (i < lim && (nl = memchr(buf + i, '\n', lim - i)) != NULL) {
-		i = nl - buf;
-		if (i == ls || buf[i - 1] != '\r')
-			return http_fail(status, why, 400,
-			    "bare LF in request head");
-		if (i - 1 == ls) {
-			*end = i + 1;
-			return HTTP_PARSE_DONE;
-		}
-		ls = ++i;
-	}
-	if (len < HTTP_MAX_HEAD)
-		return HTTP_PARSE_MORE;
+	rv = http_head_scan(buf, lim, &scan, &ls, end);
+	if (rv == HTTP_PARSE_ERROR)
+		return http_fail(status, why, 400, "bare LF in request head");
+	if (rv == HTTP_PARSE_DONE || len < HTTP_MAX_HEAD)
+		return rv;
 	if (ls == *start && *start < lim)
 		return http_fail(status, why, 414, "request line too long");
 	return http_fail(status, why, 431, "request head too large");
 }
 
 /*
- * Parse a request head from buf[0..len), which holds the start of a
- * connection's unread bytes.  Returns HTTP_PARSE_MORE until the head's
- * empty line has arrived (buf is left untouched), HTTP_PARSE_DONE with *req
- * filled in and strings NUL-terminated in place in buf, or
- * HTTP_PARSE_ERROR with *status the HTTP status to answer and *why a
- * static message; after an error buf may have been written to.
+ * request-line = method SP request-target SP HTTP-version CRLF, at *pp in
+ * a head that ends at end.  Returns HTTP_PARSE_DONE with *pp at the next
+ * line, or HTTP_PARSE_ERROR.
  */
-int
-http_parse_head(char *buf, size_t len, struct http_request *req,
+static int
+http_request_line(char **pp, const char *end, struct http_request *req,
     int *status, const char **why)
 {
-	struct http_fields	 f;
-	char			*p, *t, *name, *value, *last;
-	size_t			 start, end, nlen;
-	unsigned char		 c;
-	int			 rv, code;
+	char		*p = *pp, *t;
+	unsigned char	 c;
 
-	rv = http_find_head(buf, len, &start, &end, status, why);
-	if (rv != HTTP_PARSE_DONE)
-		return rv;
-
-	memset(&f, 0, sizeof(f));
-	req->method = req->target = NULL;
-	req->path_len = 0;
-	req->nhdr = 0;
-	req->content_length = -1;
-	req->chunked = 0;
-	req->keepalive = 0;
-	req->expect_continue = 0;
-
-	/*
-	 * From here on the head is known to end in CRLFCRLF and every LF to
-	 * follow a CR; each loop below stops at a CR at the latest, so none
-	 * can run past the head.
-	 */
-	p = buf + start;
-
-	/* request-line = method SP request-target SP HTTP-version CRLF */
 	req->method = p;
 	while (http_tchar[(unsigned char)*p])
 		p++;
@@ -335,70 +430,31 @@ http_parse_head(char *buf, size_t len, struct http_request *req,
 	if (http_target(req, t, p - 1 - t) == -1)
 		return http_fail(status, why, 400, "invalid request target");
 
-	if ((size_t)(buf + end - p) < 10 || memcmp(p, "HTTP/1.", 7) != 0 ||
+	if ((size_t)(end - p) < 10 || memcmp(p, "HTTP/1.", 7) != 0 ||
 	    (p[7] != '0' && p[7] != '1') || p[8] != '\r' || p[9] != '\n')
 		return http_fail(status, why, 400, "unsupported HTTP version");
 	req->minor = p[7] - '0';
-	p += 10;
+	*pp = p + 10;
+	return HTTP_PARSE_DONE;
+}
 
-	/* field-line = field-name ":" OWS field-value OWS CRLF */
-	while (p[0] != '\r') {
-		if (http_ows(*p))
-			return http_fail(status, why, 400,
-			    "obsolete line folding in request head");
-		name = p;
-		while (http_tchar[(unsigned char)*p])
-			p++;
-		if (*p != ':') {
-			if (http_ows(*p))
-				return http_fail(status, why, 400,
-				    "whitespace before colon in header field");
-			return http_fail(status, why, 400,
-			    "invalid header field name");
-		}
-		if (p == name)
-			return http_fail(status, why, 400,
-			    "empty header field name");
-		nlen = p - name;
-		*p++ = '\0';
-
-		while (http_ows(*p))
-			p++;
-		value = last = p;
-		for (; (c = *p) != '\r'; p++) {
-			if ((c < ' ' && c != '\t') || c == 0x7f)
-				return http_fail(status, why, 400,
-				    "control character in header field value");
-			if (!http_ows(c))
-				last = p + 1;
-		}
-		if (p[1] != '\n')
-			return http_fail(status, why, 400,
-			    "bare CR in request head");
-		*last = '\0';
-		p += 2;
-
-		if (req->nhdr == HTTP_MAX_HEADERS)
-			return http_fail(status, why, 431,
-			    "too many header fields");
-		req->hdr[req->nhdr].name = name;
-		req->hdr[req->nhdr].value = value;
-		req->nhdr++;
-		if ((code = http_field(req, &f, name, nlen, value, why)) != 0) {
-			*status = code;
-			return HTTP_PARSE_ERROR;
-		}
-	}
-	if (p[1] != '\n')
-		return http_fail(status, why, 400, "bare CR in request head");
-	req->head_len = p + 2 - buf;
-
-	if (f.nhost > 1)
+/*
+ * What the fields of a parsed head say, checked and applied to req: Host,
+ * framing (never two ways: that is how requests get smuggled),
+ * expectations and keep-alive.  Returns HTTP_PARSE_DONE or
+ * HTTP_PARSE_ERROR.
+ */
+static int
+http_request_fields(struct http_request *req, const struct http_fields *f,
+    int *status, const char **why)
+{
+	if (f->nhost > 1)
 		return http_fail(status, why, 400, "more than one Host field");
-	if (f.nhost == 0 && req->minor == 1)
+	if (f->nhost == 0 && req->minor == 1)
 		return http_fail(status, why, 400, "missing Host field");
 
-	if (f.te) {
+	req->content_length = f->content_length;
+	if (f->te) {
 		/* HTTP/1.0 has no chunked: a 1.0 peer would misframe it. */
 		if (req->minor == 0)
 			return http_fail(status, why, 400,
@@ -406,28 +462,70 @@ http_parse_head(char *buf, size_t len, struct http_request *req,
 		if (req->content_length != -1)
 			return http_fail(status, why, 400,
 			    "both Transfer-Encoding and Content-Length");
-		if (f.te_chunked + f.te_other == 0)
+		if (f->te_chunked + f->te_other == 0)
 			return http_fail(status, why, 400,
 			    "empty Transfer-Encoding");
-		if (f.te_chunked != 1 || f.te_other != 0)
+		if (f->te_chunked != 1 || f->te_other != 0)
 			return http_fail(status, why, 501,
 			    "unsupported Transfer-Encoding");
 		req->chunked = 1;
 	}
 
-	if (f.expect_other)
+	if (f->expect_other)
 		return http_fail(status, why, 417, "unsupported expectation");
 	/* RFC 9110 §10.1.1: a 100-continue from HTTP/1.0 is ignored. */
-	if (req->minor == 0)
-		req->expect_continue = 0;
+	req->expect_continue = f->expect_continue && req->minor == 1;
 
-	if (f.conn_close)
+	if (f->conn_close)
 		req->keepalive = 0;
 	else if (req->minor == 1)
 		req->keepalive = 1;
 	else
-		req->keepalive = f.conn_keepalive;
+		req->keepalive = f->conn_keepalive;
 	return HTTP_PARSE_DONE;
+}
+
+/*
+ * Parse a request head from buf[0..len), which holds the start of a
+ * connection's unread bytes.  Returns HTTP_PARSE_MORE until the head's
+ * empty line has arrived (buf is left untouched), HTTP_PARSE_DONE with *req
+ * filled in and strings NUL-terminated in place in buf, or
+ * HTTP_PARSE_ERROR with *status the HTTP status to answer and *why a
+ * static message; after an error buf may have been written to.
+ */
+int
+http_parse_head(char *buf, size_t len, struct http_request *req,
+    int *status, const char **why)
+{
+	struct http_fields	 f;
+	enum http_field_err	 ferr;
+	char			*p;
+	size_t			 start, end;
+	int			 rv;
+
+	rv = http_find_head(buf, len, &start, &end, status, why);
+	if (rv != HTTP_PARSE_DONE)
+		return rv;
+
+	req->method = req->target = NULL;
+	req->path_len = 0;
+	req->nhdr = 0;
+	req->content_length = -1;
+	req->chunked = 0;
+	req->keepalive = 0;
+	req->expect_continue = 0;
+
+	p = buf + start;
+	if ((rv = http_request_line(&p, buf + end, req, status, why)) !=
+	    HTTP_PARSE_DONE)
+		return rv;
+	ferr = http_parse_fields(&p, req->hdr, HTTP_MAX_HEADERS, &req->nhdr,
+	    &f);
+	if (ferr != HTTP_FIELD_OK)
+		return http_fail(status, why, ferr == HTTP_FIELD_TOO_MANY ?
+		    431 : 400, http_field_why(ferr, 0));
+	req->head_len = p - buf;
+	return http_request_fields(req, &f, status, why);
 }
 
 /* The value of the first of n fields called name (any case), or NULL. */
@@ -517,22 +615,7 @@ http_bearer(const char *v, size_t *len)
 	return t;
 }
 
-/* States of struct http_chunked; 0 is where a zeroed struct starts. */
-enum {
-	CH_SIZE0 = 0,	/* before the first hex digit of a chunk size */
-	CH_SIZE,	/* in the hex digits */
-	CH_SIZE_WS,	/* BWS after the digits, before ';' */
-	CH_EXT,		/* in chunk extensions, ignored */
-	CH_SIZE_LF,	/* CR seen, LF expected */
-	CH_DATA,
-	CH_DATA_CR,	/* chunk data done, CRLF expected */
-	CH_DATA_LF,
-	CH_TRAILER0,	/* at the start of a trailer line */
-	CH_TRAILER,	/* in a trailer line, ignored */
-	CH_TRAILER_LF,
-	CH_END_LF	/* CR of the final empty line seen */
-};
-
+/* The value of a hex digit, or -1. */
 int
 http_hexval(unsigned char c)
 {
@@ -543,163 +626,6 @@ http_hexval(unsigned char c)
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
-}
-
-static int
-http_chunk_fail(size_t *consumed, size_t i, size_t *outlen, size_t o,
-    const char **why, const char *msg)
-{
-	*consumed = i;
-	*outlen = o;
-	*why = msg;
-	return HTTP_PARSE_ERROR;
-}
-
-/*
- * Decode the next inlen bytes of a chunked body (RFC 9112 §7.1) into out,
- * which has room for inlen bytes and may be in itself (data only moves
- * towards the front).  The state lives in *c, zeroed by the caller once per
- * body, so the input may be split anywhere.  Returns HTTP_PARSE_MORE when
- * all of in was used, HTTP_PARSE_DONE when the body ended after *consumed
- * bytes (the rest is the next request's), or HTTP_PARSE_ERROR.
- */
-int
-http_chunked_decode(struct http_chunked *c, const char *in, size_t inlen,
-    size_t *consumed, char *out, size_t *outlen, const char **why)
-{
-	size_t		 i = 0, o = 0, n;
-	unsigned char	 ch;
-	int		 d;
-
-	*consumed = 0;
-	*outlen = 0;
-	if (c->done)
-		return HTTP_PARSE_DONE;
-
-	while (i < inlen) {
-		if (c->state == CH_DATA) {
-			n = inlen - i;
-			if (n > c->remain)
-				n = c->remain;
-			memmove(out + o, in + i, n);
-			i += n;
-			o += n;
-			c->remain -= n;
-			if (c->remain == 0)
-				c->state = CH_DATA_CR;
-			continue;
-		}
-
-		ch = in[i++];
-		if (c->state <= CH_EXT && ch != '\r' &&
-		    ++c->line > HTTP_CHUNK_LINE_MAX)
-			return http_chunk_fail(consumed, i, outlen, o, why,
-			    "chunk size line too long");
-
-		switch (c->state) {
-		case CH_SIZE0:
-		case CH_SIZE:
-			if ((d = http_hexval(ch)) != -1) {
-				/* Shift only what cannot overflow. */
-				if (c->remain > HTTP_CHUNK_MAX >> 4 ||
-				    (c->remain = c->remain << 4 | d) >
-				    HTTP_CHUNK_MAX)
-					return http_chunk_fail(consumed, i,
-					    outlen, o, why,
-					    "chunk size too large");
-				c->state = CH_SIZE;
-				break;
-			}
-			if (c->state == CH_SIZE0)
-				return http_chunk_fail(consumed, i, outlen, o,
-				    why, "invalid chunk size");
-			/* FALLTHROUGH */
-		case CH_SIZE_WS:
-			if (http_ows(ch))
-				c->state = CH_SIZE_WS;
-			else if (ch == ';')
-				c->state = CH_EXT;
-			else if (ch == '\r' && c->state == CH_SIZE)
-				c->state = CH_SIZE_LF;
-			else if (ch == '\n')
-				return http_chunk_fail(consumed, i, outlen, o,
-				    why, "bare LF in chunk size line");
-			else
-				return http_chunk_fail(consumed, i, outlen, o,
-				    why, "invalid chunk size");
-			break;
-		case CH_EXT:
-			if (ch == '\r')
-				c->state = CH_SIZE_LF;
-			else if (ch == '\n')
-				return http_chunk_fail(consumed, i, outlen, o,
-				    why, "bare LF in chunk size line");
-			else if ((ch < ' ' && ch != '\t') || ch == 0x7f)
-				return http_chunk_fail(consumed, i, outlen, o,
-				    why, "control character in chunk extension");
-			break;
-		case CH_SIZE_LF:
-			if (ch != '\n')
-				return http_chunk_fail(consumed, i, outlen, o,
-				    why, "bare CR in chunk size line");
-			c->line = 0;
-			c->state = c->remain == 0 ? CH_TRAILER0 : CH_DATA;
-			break;
-		case CH_DATA_CR:
-			if (ch != '\r')
-				return http_chunk_fail(consumed, i, outlen, o,
-				    why, "chunk data not followed by CRLF");
-			c->state = CH_DATA_LF;
-			break;
-		case CH_DATA_LF:
-			if (ch != '\n')
-				return http_chunk_fail(consumed, i, outlen, o,
-				    why, "chunk data not followed by CRLF");
-			c->state = CH_SIZE0;
-			break;
-		case CH_TRAILER0:
-		case CH_TRAILER:
-			/*
-			 * Trailers produce no output, so without a bound a
-			 * client could keep a worker reading forever.
-			 */
-			if (++c->line > HTTP_TRAILER_MAX)
-				return http_chunk_fail(consumed, i, outlen, o,
-				    why, "trailer section too large");
-			if (ch == '\r')
-				c->state = c->state == CH_TRAILER0 ?
-				    CH_END_LF : CH_TRAILER_LF;
-			else if (ch == '\n')
-				return http_chunk_fail(consumed, i, outlen, o,
-				    why, "bare LF in trailer section");
-			else if ((ch < ' ' && ch != '\t') || ch == 0x7f)
-				return http_chunk_fail(consumed, i, outlen, o,
-				    why, "control character in trailer field");
-			else
-				c->state = CH_TRAILER;
-			break;
-		case CH_TRAILER_LF:
-			if (ch != '\n')
-				return http_chunk_fail(consumed, i, outlen, o,
-				    why, "bare CR in trailer section");
-			c->state = CH_TRAILER0;
-			break;
-		case CH_END_LF:
-			if (ch != '\n')
-				return http_chunk_fail(consumed, i, outlen, o,
-				    why, "bare CR at end of chunked body");
-			c->done = 1;
-			*consumed = i;
-			*outlen = o;
-			return HTTP_PARSE_DONE;
-		default:
-			return http_chunk_fail(consumed, i, outlen, o, why,
-			    "chunked decoder in an unknown state");
-		}
-	}
-	*consumed = i;
-	*outlen = o;
-	return HTTP_PARSE_MORE;
 }
 
 /* The reason phrase for a status line. */

@@ -1,5 +1,7 @@
 /*
- * http.c: HTTP/1.1 requests from clients, and the pieces answers share.
+ * The HTTP module: http.c (heads: requests from clients, the pieces an
+ * upstream's answer head shares, the answers we write ourselves) and
+ * chunked.c (chunked bodies, both directions).
  */
 #ifndef HTTP_H
 #define HTTP_H
@@ -35,7 +37,37 @@ struct http_request {
 	int		 expect_continue;
 };
 
-/* Incremental decoder of a chunked request body. */
+/*
+ * What a head's header fields say about its framing, its connection and
+ * expectations: http_parse_fields() tallies them for a request's head
+ * and for an upstream answer's alike; each side then applies its rules.
+ */
+struct http_fields {
+	int64_t		 content_length;	/* -1 when absent */
+	int		 te;		/* a Transfer-Encoding field was seen */
+	int		 te_chunked;	/* its "chunked" elements */
+	int		 te_other;	/* any other coding */
+	int		 conn_close;	/* Connection: close */
+	int		 conn_keepalive;	/* Connection: keep-alive */
+	int		 nhost;		/* Host fields */
+	int		 expect_continue;	/* Expect: 100-continue */
+	int		 expect_other;	/* an expectation we cannot meet */
+};
+
+/* What is wrong with a header section (in words: http_field_why). */
+enum http_field_err {
+	HTTP_FIELD_OK = 0,
+	HTTP_FIELD_FOLD,	/* obs-fold: a line starts with SP or HTAB */
+	HTTP_FIELD_WS_COLON,	/* whitespace between the name and ':' */
+	HTTP_FIELD_NAME,	/* a name that is not a token */
+	HTTP_FIELD_EMPTY_NAME,
+	HTTP_FIELD_CTL,		/* a control character in a value */
+	HTTP_FIELD_BARE_CR,
+	HTTP_FIELD_TOO_MANY,	/* more fields than the caller has room for */
+	HTTP_FIELD_LENGTH	/* Content-Length invalid, or two that differ */
+};
+
+/* Incremental decoder of a chunked body (chunked.c). */
 struct http_chunked {
 	int		 state;
 	uint64_t	 remain;	/* bytes left in the current chunk */
@@ -50,18 +82,24 @@ enum http_parse {
 };
 
 /* http.c */
-extern const unsigned char http_tchar[256];	/* RFC 9110 tchar */
 int		 http_hexval(unsigned char);
+int		 http_head_scan(const char *, size_t, size_t *, size_t *,
+		    size_t *);
+enum http_field_err http_parse_fields(char **, struct http_header *, size_t,
+		    size_t *, struct http_fields *);
+const char	*http_field_why(enum http_field_err, int);
 int		 http_parse_head(char *, size_t, struct http_request *, int *,
 		    const char **);
 const char	*http_header(const struct http_request *, const char *);
 const char	*http_lookup(const struct http_header *, size_t, const char *);
 const char	*http_bearer(const char *, size_t *);
 int		 http_query_param(const char *, const char *, char *, size_t);
-int		 http_chunked_decode(struct http_chunked *, const char *, size_t,
-		    size_t *, char *, size_t *, const char **);
 const char	*http_reason(int);
 const char	*http_status_name(int);
 int		 http_error_body(char *, size_t, int, const char *);
+
+/* chunked.c */
+int		 http_chunked_decode(struct http_chunked *, const char *, size_t,
+		    size_t *, char *, size_t *, const char **);
 
 #endif /* HTTP_H */

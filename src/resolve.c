@@ -123,7 +123,8 @@ resolve_done(int valid_s, char *err, size_t errlen)
  * The addresses of host:port into *out (owned here, valid until the next
  * call), waiting for a lookup only when there are none, and then at most
  * until deadline (mono ms) and only while the client on watch (-1: none)
- * is there.  Returns 0, -1 (err set), or -2 when the client went away.
+ * is there.  Returns 0, or RESOLVE_FAIL, RESOLVE_TIMEOUT (err set) or
+ * RESOLVE_GONE (resolve.h).
  */
 int
 resolve_upstream(const char *host, const char *port, int valid_s,
@@ -142,7 +143,7 @@ resolve_upstream(const char *host, const char *port, int valid_s,
 			if ((rv = gai_cancel(&rs.req)) == EAI_NOTCANCELED) {
 				snprintf(err, errlen, "cannot resolve %s: a "
 				    "lookup of %s is under way", host, rs.host);
-				return -1;
+				return RESOLVE_FAIL;
 			}
 			if (rv == EAI_ALLDONE && gai_error(&rs.req) == 0 &&
 			    rs.req.ar_result != NULL)
@@ -155,7 +156,7 @@ resolve_upstream(const char *host, const char *port, int valid_s,
 		    strlen(port) >= sizeof(rs.port)) {
 			snprintf(err, errlen, "cannot resolve %s: name too "
 			    "long", host);
-			return -1;
+			return RESOLVE_FAIL;
 		}
 		memcpy(rs.host, host, strlen(host) + 1);
 		memcpy(rs.port, port, strlen(port) + 1);
@@ -189,19 +190,19 @@ resolve_upstream(const char *host, const char *port, int valid_s,
 	}
 	/* Nothing to go on with: wait for a lookup, within the deadline. */
 	if (resolve_start(err, errlen) == -1)
-		return -1;
+		return RESOLVE_FAIL;
 	for (;;) {
 		if ((rv = resolve_done(valid_s, err, errlen)) == 1) {
 			*out = rs.ai;
 			return 0;
 		}
 		if (rv == -1)
-			return -1;
+			return RESOLVE_FAIL;
 		if (resolve_gone(watch))
-			return -2;
+			return RESOLVE_GONE;
 		if ((left = deadline - mono_ms()) <= 0) {
 			snprintf(err, errlen, "timeout resolving %s", host);
-			return -1;
+			return RESOLVE_TIMEOUT;
 		}
 		if (left > RESOLVE_SLICE_MS)
 			left = RESOLVE_SLICE_MS;

@@ -6,7 +6,7 @@
  * memory.  usageMetadata is cumulative in a stream: the last complete
  * one wins.  An {"error": ...} object in the answer is noticed too.
  *
- * Called by proxy.c for every relayed answer.  No I/O, no globals, no
+ * Called by relay.c for every relayed answer.  No I/O, no globals, no
  * locks: all state is the caller's struct gem_scan.
  */
 #include <limits.h>

@@ -118,7 +118,7 @@ serve(struct shm_header *h, const char *key, const char *model,
 
 	ck_assert_int_eq(shm_pick(h, mslot(h, model), 10, NULL, 0,
 	    slot(h, key), now_ms(), &p), 0);
-	shm_settle(h, &p, &t);
+	shm_settle(h, &p, &t, now_ms());
 }
 
 static struct shm_pick

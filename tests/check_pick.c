@@ -58,7 +58,7 @@ START_TEST(test_priority_and_sticky)
 
 	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), 0);
 	ck_assert_str_eq(p.key_str, "p1");
-	shm_settle(h, &p, NULL);
+	shm_settle(h, &p, NULL, NOW);
 	/* Sticky: p1 again. */
 	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), 0);
 	ck_assert_str_eq(p.key_str, "p1");
@@ -67,19 +67,19 @@ START_TEST(test_priority_and_sticky)
 	/* p1 cools: p2 takes over and stays even after p1 recovers. */
 	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), 0);
 	ck_assert_str_eq(p.key_str, "p2");
-	shm_settle(h, &p, NULL);
+	shm_settle(h, &p, NULL, NOW);
 	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW + 31000, &p), 0);
 	ck_assert_str_eq(p.key_str, "p2");
-	shm_settle(h, &p, NULL);
+	shm_settle(h, &p, NULL, NOW);
 	/* Other models are not affected by m0's cooling. */
 	ck_assert_int_eq(shm_pick(h, 1, 10, NULL, 0, -1, NOW, &p), 0);
 	ck_assert_str_eq(p.key_str, "p1");
-	shm_settle(h, &p, NULL);
+	shm_settle(h, &p, NULL, NOW);
 	/* Excluded keys are skipped: p2 tried, p1 cooling at NOW -> s1. */
 	ex[0] = slot_of(h, "p2");
 	ck_assert_int_eq(shm_pick(h, 0, 10, ex, 1, -1, NOW, &p), 0);
 	ck_assert_str_eq(p.key_str, "s1");
-	shm_settle(h, &p, NULL);
+	shm_settle(h, &p, NULL, NOW);
 	/* A retry elsewhere (p2 had a 5xx) leaves p2 sticky: it can serve. */
 	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), 0);
 	ck_assert_str_eq(p.key_str, "p2");
@@ -96,7 +96,7 @@ START_TEST(test_rpm_limit_and_wait)
 	/* 2 per minute per key, 3 keys: 6 fit, the 7th must wait. */
 	for (i = 0; i < 6; i++) {
 		ck_assert_int_eq(shm_pick(h, 0, 1, NULL, 0, -1, NOW, &p), 0);
-		shm_settle(h, &p, NULL);
+		shm_settle(h, &p, NULL, NOW);
 	}
 	ck_assert_int_eq(shm_pick(h, 0, 1, NULL, 0, -1, NOW, &p), -1);
 	ck_assert_int_eq(p.all_invalid, 0);
@@ -126,7 +126,7 @@ START_TEST(test_tpm_reservation_and_settle)
 	ck_assert_int_eq(shm_pick(h, 0, 600, NULL, 0, -1, NOW, &q), 0);
 	ck_assert_str_eq(q.key_str, "p2");
 	/* Settle p with the real 100: room again on p1. */
-	shm_settle(h, &p, &t);
+	shm_settle(h, &p, &t, NOW);
 	s = slot_of(h, "p1");
 	shm_lock(h);
 	shm_window(SHM_USAGE(h, s, 0), NOW / 1000, &tok, &req);
@@ -277,7 +277,7 @@ START_TEST(test_quota_free_ignores_state)
 	ck_assert_int_eq(shm_pick(h, 0, -1, NULL, 0, -1, NOW, &p), 0);
 	ck_assert_str_eq(p.key_str, "p1");
 	ck_assert_int_eq(p.reserved, 0);
-	shm_settle(h, &p, NULL);
+	shm_settle(h, &p, NULL, NOW);
 	ck_assert_int_eq(shm_free_ms(h, 0, -1, NOW, &all), 0);
 	/* But never to an invalid key. */
 	k1 = slot_of(h, "p1");

@@ -283,7 +283,7 @@ traffic(struct shm_header *h, int64_t now)
 	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, now, &p), 0);
 	ck_assert_int_eq(p.key, a);
 	shm_note_upstream(h, &p, 200, 0);
-	shm_settle(h, &p, &t1);
+	shm_settle(h, &p, &t1, now);
 	/* b gets a bare 429 on it. */
 	ex[0] = a;
 	ck_assert_int_eq(shm_pick(h, 0, 10, ex, 1, -1, now, &p), 0);
@@ -294,7 +294,7 @@ traffic(struct shm_header *h, int64_t now)
 	/* a spends flash's daily tokens (20) on its own counters. */
 	ck_assert_int_eq(shm_pick(h, 1, 5, NULL, 0, -1, now, &p), 0);
 	ck_assert_int_eq(p.key, a);
-	shm_settle(h, &p, &t2);
+	shm_settle(h, &p, &t2, now);
 	/* c is out of flash's requests per day. */
 	ex[1] = b;
 	ck_assert_int_eq(shm_pick(h, 1, 5, ex, 2, -1, now, &p), 0);
@@ -854,7 +854,7 @@ START_TEST(test_status_big)
 	for (i = 0; i < 50; i++) {
 		ck_assert_int_eq(shm_pick(h, i % 3, 100, NULL, 0, -1,
 		    now_ms(), &p), 0);
-		shm_settle(h, &p, &t);
+		shm_settle(h, &p, &t, now_ms());
 	}
 
 	clock_gettime(CLOCK_MONOTONIC, &a);
