@@ -203,10 +203,10 @@ adm_test_upstream(const char *key, const char *model, int *status,
 	const struct config	*cfg = looper.cfg;
 	struct upstream		*u;
 	struct up_resp		 resp;
-	char			 head[2048], host[300];
+	char			 head[2048];
 	int64_t			 deadline;
 	ssize_t			 r;
-	int			 n, t, v6, dflt, rv = -1;
+	int			 n, t, rv = -1;
 
 	*blen = 0;
 	body[0] = '\0';
@@ -214,19 +214,11 @@ adm_test_upstream(const char *key, const char *model, int *status,
 	if (t <= 0 || t > ADM_TEST_TIMEOUT_S)
 		t = ADM_TEST_TIMEOUT_S;
 	deadline = mono_ms() + (int64_t)t * 1000;
-	/* An IPv6 address gets its brackets back; 443 goes unsaid. */
-	v6 = strchr(cfg->upstream_host, ':') != NULL;
-	dflt = strcmp(cfg->upstream_port, "443") == 0;
-	n = snprintf(host, sizeof(host), "%s%s%s%s%s", v6 ? "[" : "",
-	    cfg->upstream_host, v6 ? "]" : "", dflt ? "" : ":",
-	    dflt ? "" : cfg->upstream_port);
-	if (n < 0 || (size_t)n >= sizeof(host))
-		goto toolong;
 	n = snprintf(head, sizeof(head), "POST %s/v1beta/models/%s:"
 	    "generateContent HTTP/1.1\r\nHost: %s\r\nx-goog-api-key: %s\r\n"
 	    "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-	    "Connection: close\r\n\r\n", cfg->upstream_prefix, model, host,
-	    key, sizeof(req_body) - 1);
+	    "Connection: close\r\n\r\n", cfg->upstream_prefix, model,
+	    cfg->upstream_authority, key, sizeof(req_body) - 1);
 	if (n < 0 || (size_t)n >= sizeof(head))
 		goto toolong;
 

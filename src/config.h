@@ -58,6 +58,8 @@ struct config {
 	char		  upstream[512];	/* "https://host[:port][/prefix]" */
 	char		  upstream_host[256];
 	char		  upstream_port[16];	/* "443" by default */
+	char		  upstream_authority[276];	/* the Host header:
+						   "[v6]", port unless 443 */
 	char		  upstream_prefix[256];	/* "" or "/prefix" without trailing / */
 	char		  upstream_ca_file[PATH_MAX];
 

@@ -213,6 +213,14 @@ cfg_upstream_host(struct cfg_parse *p, const char *s, char *auth)
 			return cfg_upstream_bad(p, s, 0);
 	}
 	(void)strlcpy(cfg->upstream_host, auth, sizeof(cfg->upstream_host));
+	/* The Host header the upstream is sent: brackets for IPv6, the
+	 * port unless it is the default. */
+	(void)snprintf(cfg->upstream_authority,
+	    sizeof(cfg->upstream_authority), "%s%s%s%s%s",
+	    strchr(auth, ':') != NULL ? "[" : "", cfg->upstream_host,
+	    strchr(auth, ':') != NULL ? "]" : "",
+	    strcmp(cfg->upstream_port, "443") == 0 ? "" : ":",
+	    strcmp(cfg->upstream_port, "443") == 0 ? "" : cfg->upstream_port);
 	return 0;
 }
 

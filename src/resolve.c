@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <bsd/string.h>
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
@@ -120,6 +121,43 @@ resolve_done(int valid_s, char *err, size_t errlen)
 }
 
 /*
+ * Another upstream: forget the old one (a worker has one upstream for its
+ * life; this is the first call) and set up for host:port.  0, or -1 with
+ * err.
+ */
+static int
+resolve_forget(const char *host, const char *port, char *err,
+    size_t errlen)
+{
+	int	 rv;
+
+	if (rs.pending) {
+		if ((rv = gai_cancel(&rs.req)) == EAI_NOTCANCELED) {
+			snprintf(err, errlen, "cannot resolve %s: a lookup of "
+			    "%s is under way", host, rs.host);
+			return -1;
+		}
+		if (rv == EAI_ALLDONE && gai_error(&rs.req) == 0 &&
+		    rs.req.ar_result != NULL)
+			freeaddrinfo(rs.req.ar_result);
+	}
+	if (rs.ai != NULL)
+		freeaddrinfo(rs.ai);
+	memset(&rs, 0, sizeof(rs));
+	if (strlcpy(rs.host, host, sizeof(rs.host)) >= sizeof(rs.host) ||
+	    strlcpy(rs.port, port, sizeof(rs.port)) >= sizeof(rs.port)) {
+		rs.host[0] = rs.port[0] = '\0';
+		snprintf(err, errlen, "cannot resolve %s: name too long",
+		    host);
+		return -1;
+	}
+	rs.hints.ai_family = AF_UNSPEC;
+	rs.hints.ai_socktype = SOCK_STREAM;
+	rs.hints.ai_flags = AI_NUMERICSERV;
+	return 0;
+}
+
+/*
  * The addresses of host:port into *out (owned here, valid until the next
  * call), waiting for a lookup only when there are none, and then at most
  * until deadline (mono ms) and only while the client on watch (-1: none)
@@ -136,34 +174,9 @@ resolve_upstream(const char *host, const char *port, int valid_s,
 	int64_t		 left;
 	int		 rv;
 
-	if (strcmp(rs.host, host) != 0 || strcmp(rs.port, port) != 0) {
-		/* Another upstream: forget the old one (a worker has one
-		 * upstream for its life; this is the first call). */
-		if (rs.pending) {
-			if ((rv = gai_cancel(&rs.req)) == EAI_NOTCANCELED) {
-				snprintf(err, errlen, "cannot resolve %s: a "
-				    "lookup of %s is under way", host, rs.host);
-				return RESOLVE_FAIL;
-			}
-			if (rv == EAI_ALLDONE && gai_error(&rs.req) == 0 &&
-			    rs.req.ar_result != NULL)
-				freeaddrinfo(rs.req.ar_result);
-		}
-		if (rs.ai != NULL)
-			freeaddrinfo(rs.ai);
-		memset(&rs, 0, sizeof(rs));
-		if (strlen(host) >= sizeof(rs.host) ||
-		    strlen(port) >= sizeof(rs.port)) {
-			snprintf(err, errlen, "cannot resolve %s: name too "
-			    "long", host);
-			return RESOLVE_FAIL;
-		}
-		memcpy(rs.host, host, strlen(host) + 1);
-		memcpy(rs.port, port, strlen(port) + 1);
-		rs.hints.ai_family = AF_UNSPEC;
-		rs.hints.ai_socktype = SOCK_STREAM;
-		rs.hints.ai_flags = AI_NUMERICSERV;
-	}
+	if ((strcmp(rs.host, host) != 0 || strcmp(rs.port, port) != 0) &&
+	    resolve_forget(host, port, err, errlen) == -1)
+		return RESOLVE_FAIL;
 	err[0] = '\0';
 	if (rs.ai == NULL && rs.numeric == 0) {
 		/* An IP literal needs no lookup, nor a thread to make it. */

@@ -160,20 +160,6 @@ rw_append_query(char *buf, size_t cap, size_t *len, const char *q)
 	}
 }
 
-/* The upstream's Host header: brackets for IPv6, port unless default. */
-static void
-rw_upstream_host(char *out, size_t len)
-{
-	const struct config	*cfg = looper.cfg;
-	int			 v6 = strchr(cfg->upstream_host, ':') != NULL;
-
-	if (strcmp(cfg->upstream_port, "443") == 0)
-		snprintf(out, len, v6 ? "[%s]" : "%s", cfg->upstream_host);
-	else
-		snprintf(out, len, v6 ? "[%s]:%s" : "%s:%s",
-		    cfg->upstream_host, cfg->upstream_port);
-}
-
 /*
  * The request head for the upstream, with the picked key, into x->head.
  * The client's key= is left out of the query; everything else goes as it
@@ -184,16 +170,14 @@ rw_request_head(struct px *x)
 {
 	struct conn	*c = x->c;
 	const char	*conn_hdr = http_header(&c->req, "connection");
-	char		 host[300];
 	size_t		 len = 0, i;
 
 	x->head = rw_reqhead;
 	rw_append(x->head, PX_HEAD_MAX, &len, "%s %s%.*s", c->req.method,
 	    looper.cfg->upstream_prefix, (int)x->path_len, x->path);
 	rw_append_query(x->head, PX_HEAD_MAX, &len, x->query);
-	rw_upstream_host(host, sizeof(host));
 	rw_append(x->head, PX_HEAD_MAX, &len, " HTTP/1.1\r\nHost: %s\r\n",
-	    host);
+	    looper.cfg->upstream_authority);
 	for (i = 0; i < c->req.nhdr; i++) {
 		if (rw_drop_request_field(c->req.hdr[i].name, conn_hdr))
 			continue;
