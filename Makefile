@@ -166,10 +166,12 @@ uninstall:
 # regressions through the same targets built with gcc and ASan/UBSan.
 FUZZ_CC	 = clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = http scan classify config scrub
+FUZZ_TARGETS = http scan classify config scrub reset_edit
+# reset.c brings what a reset does: the usage file and shared memory.
 FUZZ_LIBSRCS = src/http.c src/classify.c src/usagescan.c src/inspect.c \
 		 src/wire.c src/jsontext.c src/config.c src/fileio.c src/log.c \
-		 src/util.c src/scrub.c
+		 src/util.c src/scrub.c src/reset.c src/persist.c \
+		 $(wildcard shm/*.c)
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -g -O1 -Isrc -Ishm -Ibuild \
 	   -Itests/fuzz $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
 	   -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -178,6 +180,7 @@ FUZZ_MAXLEN_scan = 32768
 FUZZ_MAXLEN_classify = 8192
 FUZZ_MAXLEN_config = 4096
 FUZZ_MAXLEN_scrub = 4096
+FUZZ_MAXLEN_reset_edit = 4096
 FUZZ_RUNS = $(FUZZ_TARGETS:%=fuzz-%)
 FUZZ_REPLAYS = $(FUZZ_TARGETS:%=build/test/replay_%)
 
