@@ -15,7 +15,9 @@ main(void)
 	sr = srunner_create(config_suite());
 	srunner_add_suite(sr, http_suite());
 	srunner_add_suite(sr, lock_suite());
-	srunner_add_suite(sr, gemini_suite());
+	srunner_add_suite(sr, classify_suite());
+	srunner_add_suite(sr, usagescan_suite());
+	srunner_add_suite(sr, inspect_suite());
 	srunner_add_suite(sr, pick_suite());
 	srunner_add_suite(sr, upstream_suite());
 	srunner_add_suite(sr, status_suite());

@@ -7,7 +7,9 @@
 Suite	*config_suite(void);
 Suite	*http_suite(void);
 Suite	*lock_suite(void);
-Suite	*gemini_suite(void);
+Suite	*classify_suite(void);
+Suite	*usagescan_suite(void);
+Suite	*inspect_suite(void);
 Suite	*pick_suite(void);
 Suite	*upstream_suite(void);
 Suite	*status_suite(void);
