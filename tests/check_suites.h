@@ -16,5 +16,6 @@ Suite	*status_suite(void);
 Suite	*persist_suite(void);
 Suite	*reset_suite(void);
 Suite	*scrub_suite(void);
+Suite	*route_suite(void);
 
 #endif
