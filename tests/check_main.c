@@ -15,13 +15,16 @@ main(void)
 	sr = srunner_create(config_suite());
 	srunner_add_suite(sr, http_suite());
 	srunner_add_suite(sr, lock_suite());
-	srunner_add_suite(sr, gemini_suite());
+	srunner_add_suite(sr, classify_suite());
+	srunner_add_suite(sr, usagescan_suite());
+	srunner_add_suite(sr, inspect_suite());
 	srunner_add_suite(sr, pick_suite());
 	srunner_add_suite(sr, upstream_suite());
 	srunner_add_suite(sr, status_suite());
 	srunner_add_suite(sr, persist_suite());
 	srunner_add_suite(sr, reset_suite());
 	srunner_add_suite(sr, scrub_suite());
+	srunner_add_suite(sr, route_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

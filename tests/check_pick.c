@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <check.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,29 @@ setup(int64_t tpm, int64_t rpm, int64_t tpd, int64_t rpd)
 	ck_assert_ptr_nonnull(h);
 	ck_assert_int_eq(shm_publish(h, ks, 3, ms, 2, 0), 0);
 	return h;
+}
+
+/*
+ * Pin the calling process to the i-th CPU it may run on: a test that wants
+ * processes to race puts them on every CPU, not all on the least busy one.
+ */
+static void
+pin_to_cpu(int i)
+{
+	cpu_set_t	 all, one;
+	int		 c, n;
+
+	if (sched_getaffinity(0, sizeof(all), &all) != 0 ||
+	    (n = CPU_COUNT(&all)) < 2)
+		return;
+	i %= n;
+	for (c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &all) && i-- == 0) {
+			CPU_ZERO(&one);
+			CPU_SET(c, &one);
+			(void)sched_setaffinity(0, sizeof(one), &one);
+			return;
+		}
 }
 
 static int
@@ -220,34 +244,67 @@ START_TEST(test_unknown_model)
 END_TEST
 
 /*
- * Many processes pick at once against rpm 5 x 3 keys: reservations under
- * the lock mean exactly 15 succeed, never more.
+ * Many processes pick at once against rpm CONC_RPM x 3 keys: reservations
+ * under the lock mean exactly 3 x CONC_RPM succeed, never more, and the
+ * window counts each of them once.  The children, spread over every CPU,
+ * wait on a pipe until all exist, then race through CONC_PICKS picks each
+ * (a third more than there is room for): without the lock, two of them
+ * see the same last room, or one's count overwrites another's, and more
+ * than 3 x CONC_RPM succeed.
  */
+#define CONC_CHILDREN	40
+#define CONC_PICKS	2000
+#define CONC_RPM	20000
+
 START_TEST(test_concurrent_reservations)
 {
-	struct shm_header	*h = setup(-1, 5, -1, -1);
-	int			 p[2], i, ok = 0, st;
-	char			 c;
+	struct shm_header	*h = setup(-1, CONC_RPM, -1, -1);
+	int			 go[2], res[2], i, n, ok = 0, st;
+	uint32_t		 req;
+	uint64_t		 tok;
+	pid_t			 pid;
 
-	ck_assert_int_eq(pipe(p), 0);
-	for (i = 0; i < 40; i++) {
-		if (fork() == 0) {
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(pipe(res), 0);
+	for (i = 0; i < CONC_CHILDREN; i++) {
+		pid = fork();
+		ck_assert_int_ne(pid, -1);
+		if (pid == 0) {
 			struct shm_pick	 pk;
-			int		 r;
+			char		 c;
+			int		 j;
 
-			r = shm_pick(h, 0, 1, NULL, 0, -1, NOW, &pk);
-			(void)write(p[1], r == 0 ? "y" : "n", 1);
-			_exit(0);
+			close(go[1]);
+			close(res[0]);
+			pin_to_cpu(i);
+			/* EOF once the parent closes its end: all start. */
+			if (read(go[0], &c, 1) != 0)
+				_exit(1);
+			for (j = n = 0; j < CONC_PICKS; j++)
+				n += shm_pick(h, 0, 1, NULL, 0, -1, NOW,
+				    &pk) == 0;
+			_exit(write(res[1], &n, sizeof(n)) == sizeof(n) ?
+			    0 : 1);
 		}
 	}
-	close(p[1]);
-	for (i = 0; i < 40; i++) {
-		ck_assert_int_eq(read(p[0], &c, 1), 1);
-		ok += c == 'y';
+	close(go[0]);
+	close(res[1]);
+	close(go[1]);		/* the start */
+	for (i = 0; i < CONC_CHILDREN; i++) {
+		ck_assert_int_eq(read(res[0], &n, sizeof(n)), sizeof(n));
+		ok += n;
 	}
 	while (wait(&st) > 0)
-		;
-	ck_assert_int_eq(ok, 15);
+		ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_int_eq(ok, 3 * CONC_RPM);
+	shm_lock(h);
+	for (i = 0; i < 3; i++) {
+		shm_window_locked(SHM_USAGE(h, i, 0),
+		    (uint32_t)(NOW / 1000), &tok, &req);
+		ck_assert_uint_eq(req, CONC_RPM);
+		ck_assert_uint_eq(SHM_USAGE(h, i, 0)->rpd_used, CONC_RPM);
+	}
+	shm_unlock(h);
 	shm_destroy(h);
 }
 END_TEST
@@ -404,10 +461,14 @@ pick_suite(void)
 	tcase_add_test(tc, test_exhaust_invalid);
 	tcase_add_test(tc, test_prefer);
 	tcase_add_test(tc, test_unknown_model);
-	tcase_add_test(tc, test_concurrent_reservations);
 	tcase_add_test(tc, test_quota_free_ignores_state);
 	tcase_add_test(tc, test_free_counts_tried_keys);
 	tcase_add_test(tc, test_one_state_rule);
+	suite_add_tcase(s, tc);
+	/* 40 processes x 2000 picks under ASan on a busy machine. */
+	tc = tcase_create("concurrency");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_concurrent_reservations);
 	suite_add_tcase(s, tc);
 	return s;
 }

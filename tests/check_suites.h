@@ -7,12 +7,15 @@
 Suite	*config_suite(void);
 Suite	*http_suite(void);
 Suite	*lock_suite(void);
-Suite	*gemini_suite(void);
+Suite	*classify_suite(void);
+Suite	*usagescan_suite(void);
+Suite	*inspect_suite(void);
 Suite	*pick_suite(void);
 Suite	*upstream_suite(void);
 Suite	*status_suite(void);
 Suite	*persist_suite(void);
 Suite	*reset_suite(void);
 Suite	*scrub_suite(void);
+Suite	*route_suite(void);
 
 #endif

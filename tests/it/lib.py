@@ -38,6 +38,10 @@ def cleanup():
 
 
 def free_port():
+    """A port nobody listens on now.  Racy (another process may take it
+    before the daemon binds it): Daemon.start() tries another one when
+    that happens.  Servers of our own bind port 0 and say which port they
+    got (the stand-in's READY line); the daemon cannot yet."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -55,6 +59,22 @@ def wait_for(cond, timeout=10.0, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for " + what)
         time.sleep(0.02)
+
+
+def taken(port, sock):
+    """True once the server on 127.0.0.1:port has accepted the connection
+    whose client end is sock, and read all that was sent on it: its end
+    has a file (a connection still in the accept queue has none, inode 0)
+    and nothing waits in its receive queue."""
+    me = "0100007F:%04X" % sock.getsockname()[1]
+    srv = "0100007F:%04X" % port
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == srv and fields[2] == me:
+                return (int(fields[4].split(":")[1], 16) == 0 and
+                        fields[9] != "0")
+    return False
 
 
 def alive(pid):
@@ -149,8 +169,17 @@ class Daemon:
                               text=True, timeout=timeout, cwd=self.dir)
 
     def start(self, *extra):
-        """Start daemonized; returns once the parent exited (ready)."""
+        """Start daemonized; returns once the parent exited (ready).  When
+        another process took our free_port() first, once more on another
+        port."""
         r = self.run("-c", self.config_path, *extra)
+        ours = "127.0.0.1:%d" % self.port
+        if (r.returncode != 0 and "Address already in use" in r.stderr and
+                self.cfg.get("listen") == ours):
+            self.port = free_port()
+            self.cfg["listen"] = "127.0.0.1:%d" % self.port
+            self.write_config()
+            r = self.run("-c", self.config_path, *extra)
         if r.returncode != 0:
             raise AssertionError("start failed (%d): %s %s" %
                                  (r.returncode, r.stdout, r.stderr))
@@ -193,6 +222,21 @@ class Daemon:
 
     def signal(self, sig):
         os.kill(self.master, sig)
+
+    def wait_ticks(self, n=2, timeout=20):
+        """Return once the master has run its once-a-second tick (pool
+        maintenance, reset, usage file) n times from now.  Needs
+        persist_interval_s 1: each tick then writes the usage file anew
+        when it is gone."""
+        assert self.cfg.get("persist_interval_s") == 1, "persist_interval_s"
+        path = os.path.join(self.dir, self.cfg["usage_file"])
+        for i in range(n):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            wait_for(lambda: os.path.exists(path), timeout,
+                     "master tick %d of %d" % (i + 1, n))
 
     def wait_exit(self, timeout=30):
         """Wait for the master to exit; returns its exit status."""

@@ -5,7 +5,6 @@ import os
 import signal
 import socket
 import stat
-import time
 
 import lib
 from lib import Daemon, wait_for, alive
@@ -135,7 +134,7 @@ def test_workers_die_with_master():
     ws = wait_for(lambda: len(d.workers()) >= 2 and d.workers())
     os.kill(d.master, signal.SIGKILL)
     os.waitpid(d.master, 0)
-    wait_for(lambda: not any(alive(w) for w in ws), timeout=2,
+    wait_for(lambda: not any(alive(w) for w in ws), timeout=10,
              what="workers to exit after the master died")
 
 
@@ -171,12 +170,13 @@ def test_pool_grows_and_shrinks():
 
 def test_pool_never_exceeds_max():
     d = Daemon(workers={"start": 1, "min_spare": 2, "max_spare": 3,
-                        "max": 4}, client_timeout_s=60)
+                        "max": 4}, client_timeout_s=60, persist_interval_s=1)
     d.start()
     socks = _slow_conns(d, 8)
     try:
         wait_for(lambda: len(d.workers()) >= 4, timeout=15)
-        time.sleep(1.5)  # two maintenance ticks: must not go past max
+        # Every worker busy, none spare: each maintenance tick wants more.
+        d.wait_ticks(2)
         assert len(d.workers()) == 4
     finally:
         for s in socks:
@@ -275,13 +275,15 @@ def test_sigterm_gives_up_after_timeout():
     s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
     s.sendall(b"POST /v1beta/models/m:generateContent HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
               b"\r\n12345")
-    wait_for(lambda: len(d.workers()) >= 2)
-    time.sleep(0.2)
+    # A worker has the request, half its body read, when the stop comes.
+    wait_for(lambda: lib.taken(d.port, s), what="a worker to read the head")
     d.signal(signal.SIGTERM)
     assert d.wait_exit(timeout=10) == 0
     s.close()
+    assert "1 workers still busy after 1 s, killing them" in d.log(), \
+        d.log()
     for w in ws:
-        wait_for(lambda: not alive(w), timeout=2)
+        wait_for(lambda: not alive(w), timeout=10)
 
 
 def test_usr1_reopens_log():

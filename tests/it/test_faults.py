@@ -5,8 +5,8 @@ reloads.
   kill -9 of random workers under load: no deadlock, the pool recovers,
       every request the stand-in served counted once (or, where a kill makes
       it ambiguous, lost -- never twice);
-  kill -9 of the master under load: the workers go within a second, the
-      port is free, a restart restores the counts to within
+  kill -9 of the master under load: the workers go with it, the port is
+      free, a restart restores the counts to within
       persist_interval_s;
   the stand-in resets, stalls, answers garbage, closes before the head,
       presents a certificate that does not verify: a clear error in Gemini's
@@ -19,7 +19,9 @@ reloads.
 
 (An unwritable usage directory is test_persist.py's.)  Every test is
 bounded: waits are polls with a deadline, and the load threads stop on
-their own.
+their own.  Deadlines are generous (a busy machine is slow, not wrong);
+where a time is the feature (a timeout), it is bounded below by what it
+must wait and above by that plus SLACK, which stays under one more wait.
 """
 import json
 import os
@@ -33,6 +35,10 @@ import lib
 from lib import wait_for, alive
 from standin import (FLASH, PRO, K1, K2, K3, StandIn, proxy_daemon, mask,
                      ca_dir)
+from test_persist import file_requests, read_usage, usage_path
+
+# What a busy machine may add to a time the daemon controls.
+SLACK = 2.5
 
 
 # --------------------------------------------------------------------------
@@ -344,8 +350,9 @@ def test_faults_kill9_workers_under_load():
     # Kill random workers, again and again.
     kills = 0
     killed = set()
-    end = time.monotonic() + 8
-    while time.monotonic() < end:
+    deadline = time.monotonic() + 60
+    while kills < 30:
+        assert time.monotonic() < deadline, "only %d kills" % kills
         time.sleep(rng.uniform(0.1, 0.3))
         kids = d.workers()
         if not kids:
@@ -358,7 +365,6 @@ def test_faults_kill9_workers_under_load():
         kills += 1
         killed.add(victim)
     t_stop = time.monotonic()
-    assert kills >= 10, kills
 
     # No deadlock: requests keep being answered after the killing stops,
     # and the pool is back to its size, none of it a killed process.
@@ -367,6 +373,7 @@ def test_faults_kill9_workers_under_load():
     wait_for(lambda: len(d.workers()) == pool and
              not killed & set(d.workers()), 15,
              "the pool to be back to %d workers" % pool)
+    wait_for(lambda: load.count()[0] >= 50, 60, "50 requests answered")
     load.stop()
     assert d.read_pid() == master and alive(master)
     good, bad, results = load.count()
@@ -409,7 +416,7 @@ def test_faults_kill9_workers_under_load():
     log_text = clean_log(d)
     if sd["lock_recoveries"] > 0:
         # A worker died holding the lock and the next locker repaired it.
-        d.wait_log("a process died holding the lock", timeout=3)
+        d.wait_log("a process died holding the lock", timeout=20)
     print("    kills=%d ok=%d failed=%d lost=%d lock_recoveries=%d" % (
         kills, good, bad, lost, sd["lock_recoveries"]))
     assert log_text.count("killed by signal 9") >= kills - 2
@@ -428,20 +435,22 @@ def test_faults_kill9_master_under_load():
     port = d.port
     load = Load(d, threads=4, sleep_max_ms=40, timeout=10).start()
     wait_for(lambda: load.count()[0] >= 40, 20, "the load to get going")
-    time.sleep(1.5)
+    wait_for(lambda: os.path.exists(usage_path(d)) and
+             file_requests(read_usage(d)) > 0, 20,
+             "the usage file to hold some of the load")
     kids = d.workers()
     assert len(kids) == 3, kids
     before = cell_counts(status_data(d))
     t_kill = time.time()
     os.kill(d.master, signal.SIGKILL)
     t0 = time.monotonic()
-    # PR_SET_PDEATHSIG: every worker goes with the master, within a second,
-    # whatever it was doing.
-    wait_for(lambda: not any(alive(k) for k in kids), 1.0,
+    # PR_SET_PDEATHSIG: every worker goes with the master, whatever it
+    # was doing (an idle one would otherwise wait in accept() for good).
+    wait_for(lambda: not any(alive(k) for k in kids), 10,
              "the workers to exit with the master")
     gone = time.monotonic() - t0
-    assert d.wait_exit(5) == -signal.SIGKILL
-    wait_for(lambda: port_free(port), 2, "the port to be free")
+    assert d.wait_exit(10) == -signal.SIGKILL
+    wait_for(lambda: port_free(port), 10, "the port to be free")
     load.stop()
 
     # What the stand-in served until the kill, and what the file may miss:
@@ -517,14 +526,14 @@ def check_next_served(d, si, worker):
     want = dict(before)
     r, t = want.get((mask(K1), FLASH), (0, 0))
     want[(mask(K1), FLASH)] = (r + 1, t + log[0]["total"])
-    wait_for(lambda: cell_counts(status_data(d)) == want, 3,
+    wait_for(lambda: cell_counts(status_data(d)) == want, 20,
              "the request to be counted")
     assert d.workers() == [worker], (d.workers(), worker)
 
 
 def test_faults_upstream_misbehaves():
     si = StandIn()
-    timeout_s = 2
+    timeout_s = 3       # > SLACK: one wait more than due shows
     d = proxy_daemon(si, workers=1, upstream_timeout_s=timeout_s)
     d.start()
     worker, = d.workers()
@@ -560,9 +569,10 @@ def test_faults_upstream_misbehaves():
                 assert len(keys) == 2, (fault, [mask(k) for k in keys])
             if fault == "stall":
                 # Each attempt waited upstream_timeout_s, no more.
-                assert 2 * timeout_s - 0.2 <= took < 2 * timeout_s + 1.5, \
+                assert 2 * timeout_s - 0.2 <= took < 2 * timeout_s + SLACK, \
                     took
             else:
+                # Not taken for a stall: no attempt waited the timeout.
                 assert took < timeout_s, (fault, took)
             keys_unharmed(d)
             check_next_served(d, si, worker)
@@ -594,12 +604,12 @@ def test_faults_upstream_misbehaves():
         # once, with the tokens the part that came reported, if any.
         after = wait_for(lambda: (lambda c: c if c[0] == before[0] + 1
                                   else None)(cell_counts(status_data(d)).get(
-                                      (mask(K1), FLASH))), 3,
+                                      (mask(K1), FLASH))), 20,
                          "the cut request to be counted")
         assert before[1] <= after[1] <= before[1] + log[0]["total"], \
             (before, after, log[0]["total"])
         if fault == "stall_midstream":
-            assert timeout_s - 0.2 <= took < timeout_s + 1.5, took
+            assert timeout_s - 0.2 <= took < timeout_s + SLACK, took
         else:
             assert took < timeout_s, took
         keys_unharmed(d)
@@ -656,8 +666,8 @@ def test_faults_upstream_certificate_refused():
     d.write_config()
     d.signal(signal.SIGHUP)
     d.wait_log("reloaded: generation")
-    wait_for(lambda: worker not in d.workers() and len(d.workers()) == 1, 5,
-             "the new generation's worker")
+    wait_for(lambda: worker not in d.workers() and len(d.workers()) == 1,
+             20, "the new generation's worker")
     check_next_served(d, si, d.workers()[0])
     assert d.stop() == 0
 
@@ -720,9 +730,10 @@ def test_faults_100_sighups_in_a_second():
         left = t_storm + (i + 1) * 0.0095 - time.monotonic()
         if left > 0:
             time.sleep(left)
-    storm = time.monotonic() - t_storm
+    t_end = time.monotonic()
+    storm = t_end - t_storm
     # Serve a little on whatever the last reload made, then stop.
-    wait_for(lambda: load.count(time.monotonic() - 0.5)[0] >= 5, 20,
+    wait_for(lambda: load.count(t_end)[0] >= 10, 30,
              "requests answered after the storm")
     load.stop()
     for t in slow:
@@ -777,9 +788,9 @@ def test_faults_100_sighups_in_a_second():
     assert d.read_pid() == master and alive(master)
     wait_for(lambda: len(d.workers()) == pool, 15,
              "the pool to be back to %d workers (%r)" % (pool, d.workers()))
+    # Paced for 1 s; how long it took says how busy the machine was.
     print("    storm took %.2f s; generation %d -> %d" % (
         storm, gen0, sd["config_generation"]))
-    assert storm < 2.5, storm      # paced for 1 s; slack for a busy box
     # Served by the last generation: a model that only the last file has,
     # on its first priority key.
     since = si.last_seq()
@@ -829,7 +840,7 @@ def test_faults_worker_dies_holding_the_lock():
                                daemon=True)
         big.start()
         busy = wait_for(lambda: [p for p in d.workers()
-                                 if _wchan(p) != "do_epoll_wait"], 5,
+                                 if _wchan(p) != "do_epoll_wait"], 20,
                         "a worker to take the status request")
         victim = busy[0]
         time.sleep(rng.uniform(0, 0.08))
@@ -846,7 +857,7 @@ def test_faults_worker_dies_holding_the_lock():
             big.join(30)
             continue
         os.kill(victim, signal.SIGKILL)
-        t.join(5)
+        t.join(25)      # the probe's own timeout is 20 s
         assert probe, "the probe hangs after the lock holder died"
         took = time.monotonic() - t0
         a = probe[0]
@@ -854,7 +865,7 @@ def test_faults_worker_dies_holding_the_lock():
         sd = status_data(d)
         if sd["lock_recoveries"] >= 1:
             caught = 1
-            d.wait_log("a process died holding the lock", timeout=3)
+            d.wait_log("a process died holding the lock", timeout=20)
             print("    caught on try %d (probe answered %.2f s after "
                   "the stop)" % (tries, took))
         big.join(30)

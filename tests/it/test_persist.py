@@ -229,9 +229,10 @@ def test_persist_kill9_restart_loses_at_most_an_interval():
         assert gen(d, FLASH, "request %d" % i)[0] == 200
     want = counts(status_data(d), K1, FLASH)
     assert want[0] == 4
-    # Within an interval (and a tick) the file has them.
+    # The next save (an interval and a tick away) has them: what the
+    # restart must show.  How much a kill may lose is test_faults.py's.
     wait_for(lambda: os.path.exists(usage_path(d)) and
-             file_requests(read_usage(d), K1, FLASH) == 4, 4,
+             file_requests(read_usage(d), K1, FLASH) == 4, 20,
              "the usage file to hold 4 requests")
     kill9(d)
     d.start()
@@ -282,7 +283,7 @@ def test_persist_reset_due_at_start_and_config_written_back():
     assert stat.S_IMODE(os.stat(d.config_path).st_mode) == 0o640
     # The usage file says the reset happened.
     data = read_usage(d)
-    assert data["last_reset"] >= now_ms() - 60000
+    assert data["last_reset"] >= int(now.timestamp() * 1000)   # by d.start()
     assert data["next_reset"] == int(nxt.timestamp() * 1000)
     assert gen(d, FLASH, "fresh day")[0] == 200
     finish(d)
@@ -331,17 +332,17 @@ def test_persist_reset_at_its_time_and_schedule_reload():
         '"%s": "%s"' % (FIELD, fmt(this_minute)))
     write_raw_config(d, text)
     d.signal(signal.SIGHUP)
-    wait_for(lambda: counts(status_data(d), K1, FLASH) == (0, 0), 5,
+    wait_for(lambda: counts(status_data(d), K1, FLASH) == (0, 0), 20,
              "the daily counters to be cleared")
     d.wait_log("daily counters and exhaustion cleared")
     sd = status_data(d)
     assert sd["last_reset"] is not None
     assert sd["next_quota_reset"] == fmt(midnight)
-    wait_for(lambda: json.loads(config_text(d))[FIELD] == fmt(midnight), 5,
+    wait_for(lambda: json.loads(config_text(d))[FIELD] == fmt(midnight), 20,
              "the config to name the next midnight again")
     assert config_text(d).decode() == text.replace(fmt(this_minute),
                                                    fmt(midnight))
-    wait_for(lambda: read_usage(d)["last_reset"] > 0, 5, "usage file")
+    wait_for(lambda: read_usage(d)["last_reset"] > 0, 20, "usage file")
     assert file_requests(read_usage(d)) == 0
 
     # A new schedule by reload: computed and written back at once.
@@ -351,9 +352,9 @@ def test_persist_reset_at_its_time_and_schedule_reload():
     d.write_config(cfg)
     d.signal(signal.SIGHUP)
     want = fmt(next_local("Asia/Shanghai", "13:37"))
-    wait_for(lambda: json.loads(config_text(d))[FIELD] == want, 5,
+    wait_for(lambda: json.loads(config_text(d))[FIELD] == want, 20,
              "the config to name the new schedule's next reset")
-    wait_for(lambda: status_data(d)["next_quota_reset"] == want, 5,
+    wait_for(lambda: status_data(d)["next_quota_reset"] == want, 20,
              "status_data to show it")
     finish(d)
 
@@ -377,7 +378,7 @@ def test_persist_corrupt_file_moved_aside():
     assert "moved aside" in log and usage_path(d) in log, log
     assert gen(d, FLASH, "works")[0] == 200
     wait_for(lambda: os.path.exists(usage_path(d)) and
-             file_requests(read_usage(d)) == 1, 4, "a fresh usage file")
+             file_requests(read_usage(d)) == 1, 20, "a fresh usage file")
     finish(d)
 
 
@@ -411,7 +412,7 @@ def test_persist_unwritable_directory_keeps_old_file():
     for i in range(2):
         assert gen(d, FLASH, "early %d" % i)[0] == 200
     wait_for(lambda: os.path.exists(usage_path(d)) and
-             file_requests(read_usage(d)) == 2, 4, "the usage file")
+             file_requests(read_usage(d)) == 2, 20, "the usage file")
     good = open(usage_path(d), "rb").read()
     undo = _make_unwritable(d.dir)
     lib._cleanups.append(lambda: undo() if undo else None)
@@ -420,7 +421,8 @@ def test_persist_unwritable_directory_keeps_old_file():
             st, _, raw = gen(d, FLASH, "late %d" % i)
             assert st == 200, raw[:300]
         # Several intervals go by: one error line, the old file intact.
-        d.wait_log("not written", timeout=5)
+        d.wait_log("not written", timeout=20)
+        # Absence over time: retries each second must not log again.
         time.sleep(3.5)
         assert open(usage_path(d), "rb").read() == good
         assert d.log().count("not written") == 1, d.log()
@@ -428,8 +430,8 @@ def test_persist_unwritable_directory_keeps_old_file():
     finally:
         undo()
         undo = None
-    d.wait_log("written again", timeout=5)
-    wait_for(lambda: file_requests(read_usage(d)) == 5, 4, "usage file")
+    d.wait_log("written again", timeout=20)
+    wait_for(lambda: file_requests(read_usage(d)) == 5, 20, "usage file")
     assert d.log().count("not written") == 1
     assert d.log().count("written again") == 1
     finish(d)
