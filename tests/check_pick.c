@@ -299,7 +299,7 @@ START_TEST(test_concurrent_reservations)
 	ck_assert_int_eq(ok, 3 * CONC_RPM);
 	shm_lock(h);
 	for (i = 0; i < 3; i++) {
-		shm_window_locked(SHM_USAGE(h, i, 0),
+		shm_window(SHM_USAGE(h, i, 0),
 		    (uint32_t)(NOW / 1000), &tok, &req);
 		ck_assert_uint_eq(req, CONC_RPM);
 		ck_assert_uint_eq(SHM_USAGE(h, i, 0)->rpd_used, CONC_RPM);
