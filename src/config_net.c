@@ -26,7 +26,7 @@
 #define CFG_HTTPS	"https://"	/* the only scheme upstream may have */
 #define CFG_HOST_MAX	253		/* longest DNS name, dots included */
 
-static int	 cfg_port(const char *, char *, size_t);
+static int	 cfg_port(const char *, int, char *, size_t);
 static int	 cfg_hostname_ok(const char *);
 static int	 cfg_v6_ok(const char *);
 static int	 cfg_upstream_host(struct cfg_parse *, const char *, char *);
@@ -34,9 +34,12 @@ static int	 cfg_upstream_path(struct cfg_parse *, const char *,
 		    const char *);
 static int	 cfg_upstream_bad(struct cfg_parse *, const char *, int);
 
-/* A decimal port 1-65535, written back without leading zeros. */
+/*
+ * A decimal port 1-65535 (0 too when zero_ok: any free port), written
+ * back without leading zeros.
+ */
 static int
-cfg_port(const char *s, char *out, size_t outlen)
+cfg_port(const char *s, int zero_ok, char *out, size_t outlen)
 {
 	long	 n = 0;
 	size_t	 i;
@@ -46,7 +49,7 @@ cfg_port(const char *s, char *out, size_t outlen)
 			return -1;
 		n = n * 10 + (s[i] - '0');
 	}
-	if (i == 0 || n < 1 || n > 65535)
+	if (i == 0 || n < (zero_ok ? 0 : 1) || n > 65535)
 		return -1;
 	(void)snprintf(out, outlen, "%ld", n);
 	return 0;
@@ -129,10 +132,11 @@ cfg_listen(struct cfg_parse *p, const cJSON *v)
 		else if (strcmp(host, "*") != 0 && !cfg_hostname_ok(host))
 			goto bad;
 	}
-	if (cfg_port(colon + 1, cfg->listen_port,
+	if (cfg_port(colon + 1, 1, cfg->listen_port,
 	    sizeof(cfg->listen_port)) == -1)
 		return cfg_err(p, "listen", "port must be a number from 1 to "
-		    "65535 (got %s)", cfg_quote(s, got, sizeof(got)));
+		    "65535, or 0 for any free one (got %s)",
+		    cfg_quote(s, got, sizeof(got)));
 	(void)strlcpy(cfg->listen_host, host, sizeof(cfg->listen_host));
 	return 0;
 bad:
@@ -193,7 +197,7 @@ cfg_upstream_host(struct cfg_parse *p, const char *s, char *auth)
 		if ((rb = strchr(auth, ']')) == NULL)
 			return cfg_upstream_bad(p, s, 0);
 		if (rb[1] == ':') {
-			if (cfg_port(rb + 2, cfg->upstream_port,
+			if (cfg_port(rb + 2, 0, cfg->upstream_port,
 			    sizeof(cfg->upstream_port)) == -1)
 				return cfg_upstream_bad(p, s, 1);
 		} else if (rb[1] != '\0')
@@ -204,7 +208,7 @@ cfg_upstream_host(struct cfg_parse *p, const char *s, char *auth)
 			return cfg_upstream_bad(p, s, 0);
 	} else {
 		if ((pc = strchr(auth, ':')) != NULL) {
-			if (cfg_port(pc + 1, cfg->upstream_port,
+			if (cfg_port(pc + 1, 0, cfg->upstream_port,
 			    sizeof(cfg->upstream_port)) == -1)
 				return cfg_upstream_bad(p, s, 1);
 			*pc = '\0';

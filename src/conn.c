@@ -33,6 +33,7 @@
 #include "config.h"
 #include "http.h"
 #include "looper.h"
+#include "pool.h"
 #include "shm.h"
 #include "util.h"
 #include "worker.h"
@@ -143,30 +144,10 @@ conn_fill(struct conn *c, int64_t deadline, int interruptible, int mayyield,
 static int
 conn_pool_full(void)
 {
-	const struct shm_slot	*s = SHM_SLOTS(looper.shm);
-	uint32_t		 i, st;
-	int			 total = 0;
+	int	 total, idle, busy;
 
-	for (i = 0; i < looper.shm->max_workers; i++) {
-		st = __atomic_load_n(&s[i].state, __ATOMIC_ACQUIRE);
-		if (st == SHM_W_IDLE || st == SHM_W_STARTING)
-			return 0;
-		if (st != SHM_W_FREE)
-			total++;
-	}
-	return total >= looper.cfg->max_workers;
-}
-
-/* In the order in which workers give up their clients: lower first. */
-static int
-conn_yield_before(uint32_t st_a, int64_t start_a, uint32_t a, uint32_t st_b,
-    int64_t start_b, uint32_t b)
-{
-	if (st_a != st_b)
-		return st_a == SHM_W_KEEPALIVE;
-	if (st_a == SHM_W_READING && start_a != start_b)
-		return start_a < start_b;
-	return a < b;
+	board_count(looper.shm, &total, &idle, &busy);
+	return idle == 0 && total >= looper.cfg->max_workers;
 }
 
 /*
@@ -223,7 +204,7 @@ conn_yield_check(void)
 		    (st != SHM_W_READING || o->req[0] != '\0'))
 			continue;
 		start = o->req_start;
-		if (conn_yield_before(st, start, i, mine, mystart,
+		if (pool_yield_before(st, start, i, mine, mystart,
 		    (uint32_t)looper.slot))
 			rank++;
 	}

@@ -42,6 +42,7 @@
 #include "looper.h"
 #include "master.h"
 #include "persist.h"
+#include "pool.h"
 #include "priv.h"
 #include "reset.h"
 #include "shm.h"
@@ -49,8 +50,6 @@
 #include "util.h"
 #include "worker.h"
 
-#define SPAWN_MAX_PER_TICK	32
-#define REAP_MAX_PER_TICK	8
 #define QUICK_DEATH_MS		1000	/* died this soon, unready: back off */
 #define BACKOFF_MAX_MS		10000
 
@@ -141,6 +140,29 @@ master_listen(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: listen: cannot bind %s: %s",
 		    cfg->path, cfg->listen, strerror(saved));
 	return fd;
+}
+
+/*
+ * The address fd is bound to, numerically ("127.0.0.1:48888",
+ * "[::1]:48888"), into looper.listen_addr: with port 0 in the config,
+ * the log says which port the system chose.
+ */
+static void
+master_bound(int fd, const struct config *cfg)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 sl = sizeof(ss);
+	char			 host[NI_MAXHOST], port[NI_MAXSERV];
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == -1 ||
+	    getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port,
+	    sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+		(void)strlcpy(looper.listen_addr, cfg->listen,
+		    sizeof(looper.listen_addr));
+		return;
+	}
+	(void)snprintf(looper.listen_addr, sizeof(looper.listen_addr),
+	    ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
 }
 
 /*
@@ -350,7 +372,8 @@ static void
 maintain_pool(void)
 {
 	const struct config	*cfg = looper.cfg;
-	int			 i, total = 0, idle = 0, spawn, excess;
+	struct pool_plan	 plan;
+	int			 i, total = 0, idle = 0, excess;
 	uint32_t		 st;
 
 	if (stop_spawning || sig_term)
@@ -363,24 +386,14 @@ maintain_pool(void)
 		if (st == SHM_W_IDLE || st == SHM_W_STARTING)
 			idle++;
 	}
-	/* start_workers is also the pool's floor: a dead worker is
-	 * replaced even while enough others are idle. */
-	spawn = cfg->min_spare - idle;
-	if (spawn < cfg->start_workers - total)
-		spawn = cfg->start_workers - total;
-	if (spawn > cfg->max_workers - total)
-		spawn = cfg->max_workers - total;
-	if (spawn > SPAWN_MAX_PER_TICK)
-		spawn = SPAWN_MAX_PER_TICK;
-	if (spawn > 0 && mono_ms() >= next_spawn) {
-		for (i = 0; i < spawn; i++)
+	pool_plan(total, idle, cfg, &plan);
+	if (plan.spawn > 0 && mono_ms() >= next_spawn) {
+		for (i = 0; i < plan.spawn; i++)
 			if (spawn_worker() == -1)
 				break;
 		return;
 	}
-	excess = idle - cfg->max_spare;
-	if (excess > REAP_MAX_PER_TICK)
-		excess = REAP_MAX_PER_TICK;
+	excess = plan.stop;
 	for (i = nchildren - 1; i >= 0 && excess > 0; i--) {
 		if (children[i].pid <= 0 || children[i].stopping)
 			continue;
@@ -436,7 +449,8 @@ reload(void)
 	if (fd != -1) {
 		close(looper.listen_fd);
 		looper.listen_fd = fd;
-		log_info("now listening on %s", ncfg->listen);
+		master_bound(fd, ncfg);
+		log_info("now listening on %s", looper.listen_addr);
 	}
 	priv_init(ncfg);
 	if (!looper.foreground && strcmp(ncfg->log_file, ocfg->log_file) != 0)
@@ -600,6 +614,7 @@ master_start(int readyfd)
 
 	/* What the last run counted, before any worker can count more.  An
 	 * unreadable file is retried on every save (persist.c says so). */
+	master_bound(looper.listen_fd, looper.cfg);
 	now = now_ms();
 	rv = persist_load(looper.shm, looper.cfg, now, &pi);
 	reset_init(looper.shm, looper.cfg, &pi, now);
@@ -615,7 +630,7 @@ master_start(int readyfd)
 	}
 	log_info("%s %s started: master pid %ld, listening on %s, %d workers,"
 	    " %zu keys, %zu models, usage %s", LOOPER_NAME, LOOPER_VERSION,
-	    (long)getpid(), looper.cfg->listen, looper.cfg->start_workers,
+	    (long)getpid(), looper.listen_addr, looper.cfg->start_workers,
 	    looper.cfg->nkeys, looper.cfg->nmodels,
 	    rv >= 0 && rv <= PERSIST_CORRUPT ? usage[rv] : "unreadable");
 	if (readyfd != -1) {

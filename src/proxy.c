@@ -22,7 +22,7 @@
  *
  * Each step below is a function that says what comes next (enum
  * px_next); an upstream that fails says how (enum up_fail), and
- * px_fault_status() alone turns that into 502 or 504.  A client that
+ * up_fail_status() alone turns that into 502 or 504.  A client that
  * closes its connection at any point stops the upstream request at once
  * (499).  Locks: none held here; shm/pick.c and shm/affinity.c take
  * hdr->lock for each short step.  No secret leaves: answer heads and
@@ -282,19 +282,6 @@ px_client_gone(struct px *x)
 }
 
 /*
- * The status a client gets for an upstream that could not be reached or
- * did not answer, by what failed (upstream.h): 504 when a deadline passed
- * (the lookup, the connection, the handshake, the sending or the wait for
- * the answer's head), 502 for every other way.  The one place that maps a
- * failure to a status.
- */
-static int
-px_fault_status(enum up_fail fault)
-{
-	return fault == UP_ERR_TIMEOUT ? 504 : 502;
-}
-
-/*
  * No attempt left, or no key to make one with: what the client gets.  A
  * held upstream answer (an upstream fault that the one retry did not get
  * past, or the answer to a request that costs no quota) goes as it came;
@@ -306,7 +293,7 @@ px_give_up(struct px *x, int64_t free_ms, int all_invalid)
 	if (x->held == PX_HELD_ANSWER)
 		relay_pass_error(x);
 	else if (x->held == PX_HELD_FAULT)
-		conn_error(x->c, px_fault_status(x->fault),
+		conn_error(x->c, up_fail_status(x->fault),
 		    "the upstream did not answer", NULL);
 	else
 		px_no_key(x, free_ms, all_invalid);
@@ -464,7 +451,7 @@ px_exchange_failed(struct px *x, int sent_before)
  * An error answer's body, read whole into x->ebody.  Returns 0, or -1
  * when the request is over: the client left, or the upstream broke off.
  * That is a 502 whatever broke it, a timeout too: the upstream had begun
- * to answer (px_fault_status is for no answer at all).
+ * to answer (up_fail_status is for no answer at all).
  */
 static int
 px_error_body(struct px *x)

@@ -238,6 +238,7 @@ rq_reset(struct conn *c)
 	c->bytes_out = 0;
 	c->body_len = 0;
 	c->log[0] = '\0';
+	c->route = NULL;
 	c->next = 0;
 	memset(&c->req, 0, sizeof(c->req));
 }

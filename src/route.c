@@ -29,26 +29,62 @@ route_exact(const char *path, size_t len, const char *p)
 	return len == strlen(p) && memcmp(path, p, len) == 0;
 }
 
-/* Who answers a path. */
-enum route_to {
-	ROUTE_NONE,
-	ROUTE_HEALTHZ,
-	ROUTE_PROXY,
-	ROUTE_STATUS
+static int	 route_healthz_admit(struct conn *);
+static void	 route_healthz(struct conn *);
+
+/*
+ * Who answers which paths, first match wins: exact paths, or prefixes
+ * (ending in '/').  The entry route_admit() finds is kept in the
+ * connection for route_request().
+ */
+struct route {
+	const char	*path;
+	int		 prefix;
+	int		(*admit)(struct conn *);	/* 0, or -1: answered */
+	void		(*handle)(struct conn *);
 };
 
-static enum route_to
+static const struct route route_table[] = {
+	{ "/healthz",		0, route_healthz_admit,	route_healthz },
+	{ "/v1beta/",		1, proxy_admit,		proxy_handle },
+	{ "/v1/",		1, proxy_admit,		proxy_handle },
+	{ "/upload/",		1, proxy_admit,		proxy_handle },
+	{ "/status",		0, status_admit,	status_handle },
+	{ "/status/",		1, status_admit,	status_handle },
+	{ "/api/",		1, status_admit,	status_handle },
+	{ "/metrics",		0, status_admit,	status_handle },
+};
+
+static const struct route *
 route_of(const char *path, size_t len)
 {
-	if (route_exact(path, len, "/healthz"))
-		return ROUTE_HEALTHZ;
-	if (route_prefix(path, len, "/v1beta/") || route_prefix(path, len, "/v1/") ||
-	    route_prefix(path, len, "/upload/"))
-		return ROUTE_PROXY;
-	if (route_exact(path, len, "/status") || route_prefix(path, len, "/status/") ||
-	    route_prefix(path, len, "/api/") || route_exact(path, len, "/metrics"))
-		return ROUTE_STATUS;
-	return ROUTE_NONE;
+	const struct route	*r;
+
+	for (r = route_table; r < route_table + sizeof(route_table) /
+	    sizeof(route_table[0]); r++)
+		if (r->prefix ? route_prefix(path, len, r->path) :
+		    route_exact(path, len, r->path))
+			return r;
+	return NULL;
+}
+
+static int
+route_healthz_admit(struct conn *c)
+{
+	if (strcmp(c->req.method, "GET") != 0 &&
+	    strcmp(c->req.method, "HEAD") != 0) {
+		conn_error(c, 405, "use GET", "Allow: GET, HEAD\r\n");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+route_healthz(struct conn *c)
+{
+	static const char	 ok[] = "{\"status\":\"ok\"}\n";
+
+	conn_respond(c, 200, "application/json", NULL, ok, sizeof(ok) - 1);
 }
 
 /*
@@ -62,44 +98,21 @@ route_of(const char *path, size_t len)
 int
 route_admit(struct conn *c)
 {
-	switch (route_of(c->req.target, c->req.path_len)) {
-	case ROUTE_HEALTHZ:
-		if (strcmp(c->req.method, "GET") != 0 &&
-		    strcmp(c->req.method, "HEAD") != 0) {
-			conn_error(c, 405, "use GET", "Allow: GET, HEAD\r\n");
-			return -1;
-		}
-		return 0;
-	case ROUTE_PROXY:
-		return proxy_admit(c);
-	case ROUTE_STATUS:
-		return status_admit(c);
-	case ROUTE_NONE:
-		break;
+	if ((c->route = route_of(c->req.target, c->req.path_len)) == NULL) {
+		conn_error(c, 404, "no such endpoint: gemini-looper serves "
+		    "/v1beta/, /v1/, /upload/, /status, /api/, /metrics and "
+		    "/healthz", NULL);
+		return -1;
 	}
-	conn_error(c, 404, "no such endpoint: gemini-looper serves /v1beta/,"
-	    " /v1/, /upload/, /status, /api/, /metrics and /healthz", NULL);
-	return -1;
+	return c->route->admit(c);
 }
 
 /* A request that route_admit() let through, its body read. */
 void
 route_request(struct conn *c)
 {
-	switch (route_of(c->req.target, c->req.path_len)) {
-	case ROUTE_HEALTHZ:
-		conn_respond(c, 200, "application/json", NULL,
-		    "{\"status\":\"ok\"}\n", 16);
-		break;
-	case ROUTE_PROXY:
-		proxy_handle(c);
-		break;
-	case ROUTE_STATUS:
-		status_handle(c);
-		break;
-	case ROUTE_NONE:
-		break;
-	}
+	if (c->route != NULL)
+		c->route->handle(c);
 }
 
 /*

@@ -639,3 +639,16 @@ up_failure(const struct upstream *u)
 {
 	return u->fail;
 }
+
+/*
+ * The status a client gets for an upstream that could not be reached or
+ * did not answer, by what failed: 504 when a deadline passed (the lookup,
+ * the connection, the handshake, the sending or the wait for the answer's
+ * head), 502 for every other way.  The one place that maps a failure to a
+ * status.
+ */
+int
+up_fail_status(enum up_fail fault)
+{
+	return fault == UP_ERR_TIMEOUT ? 504 : 502;
+}

@@ -69,6 +69,7 @@ int		 up_stale(const struct upstream *);
 int		 up_resumed(const struct upstream *);
 const char	*up_error(const struct upstream *);
 enum up_fail	 up_failure(const struct upstream *);
+int		 up_fail_status(enum up_fail);
 
 /* upread.c */
 int		 up_read_head(struct upstream *, struct up_resp *, int,

@@ -14,6 +14,8 @@
 
 #include "http.h"
 
+struct route;
+
 /* One client connection, owned by a worker while it serves it. */
 struct conn {
 	int			 fd;
@@ -34,6 +36,7 @@ struct conn {
 	int			 sent_head;	/* response head already sent */
 	uint64_t		 bytes_out;
 	char			 log[256];	/* key=, model=, tokens= */
+	const struct route	*route;		/* route_admit()'s choice */
 };
 
 /* How conn_fill() failed, besides an error or the client's EOF. */

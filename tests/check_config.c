@@ -262,6 +262,36 @@ START_TEST(test_full)
 }
 END_TEST
 
+/* Port 0 to listen on any free port; the Host header the upstream gets. */
+START_TEST(test_listen_any_port_and_authority)
+{
+	static const struct {
+		const char	*upstream;
+		const char	*authority;
+	} cases[] = {
+		{ "https://[::1]:8443/v", "[::1]:8443" },
+		{ "https://[::1]", "[::1]" },
+		{ "https://host.example:443", "host.example" },
+		{ "https://host.example:8443", "host.example:8443" },
+	};
+	struct config	*cfg;
+	char		 text[512];
+	size_t		 i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), "{\"priority_keys\": [\"" K1
+		    "\"], \"models\": {\"m\": {}}, \"listen\": "
+		    "\"127.0.0.1:0\", \"upstream\": \"%s\"}",
+		    cases[i].upstream);
+		cfg = load(text);
+		ck_assert_msg(cfg != NULL, "%s", err);
+		ck_assert_str_eq(cfg->listen_port, "0");
+		ck_assert_str_eq(cfg->upstream_authority, cases[i].authority);
+		cfg_free(cfg);
+	}
+}
+END_TEST
+
 START_TEST(test_defaults)
 {
 	struct config		*cfg;
@@ -650,10 +680,9 @@ static const struct {
 	{ WITH("\"listen\": \"localhost\""),
 	    "listen: must be \"host:port\", \"[v6addr]:port\", \"*:port\" or "
 	    "\":port\" (got \"localhost\")" },
-	{ WITH("\"listen\": \"127.0.0.1:0\""),
-	    "listen: port must be a number from 1 to 65535 (got "
-	    "\"127.0.0.1:0\")" },
-	{ WITH("\"listen\": \"127.0.0.1:65536\""), "listen: port must be" },
+	{ WITH("\"listen\": \"127.0.0.1:65536\""),
+	    "listen: port must be a number from 1 to 65535, or 0 for any free "
+	    "one (got \"127.0.0.1:65536\")" },
 	{ WITH("\"listen\": \"127.0.0.1:http\""), "listen: port must be" },
 	{ WITH("\"listen\": \"127.0.0.1:\""), "listen: port must be" },
 	{ WITH("\"listen\": \"::1:80\""),
@@ -674,6 +703,8 @@ static const struct {
 	{ WITH("\"upstream\": \"https://host:99999\""),
 	    "upstream: port must be a number from 1 to 65535" },
 	{ WITH("\"upstream\": \"https://host:\""), "upstream: port must be" },
+	{ WITH("\"upstream\": \"https://host:0\""),
+	    "upstream: port must be a number from 1 to 65535" },
 	{ WITH("\"upstream\": \"https://TESTKEYuser:TESTKEYpw@host\""),
 	    "upstream: must not hold user information" },
 	{ WITH("\"upstream\": \"http://TESTKEYuser:TESTKEYpw@host\""),
@@ -1103,6 +1134,7 @@ config_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_full);
 	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_listen_any_port_and_authority);
 	tcase_add_test(tc, test_seed_shape);
 	tcase_add_test(tc, test_forms);
 	tcase_add_test(tc, test_system_zoneinfo);

@@ -17,5 +17,6 @@ Suite	*persist_suite(void);
 Suite	*reset_suite(void);
 Suite	*scrub_suite(void);
 Suite	*route_suite(void);
+Suite	*pool_suite(void);
 
 #endif

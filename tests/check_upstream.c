@@ -1429,6 +1429,17 @@ START_TEST(test_pending)
 }
 END_TEST
 
+/* The proxy's one map from an upstream failure to the client's status. */
+START_TEST(test_up_fail_status)
+{
+	enum up_fail	 f;
+
+	for (f = UP_ERR_NONE; f <= UP_ERR_USAGE; f++)
+		ck_assert_int_eq(up_fail_status(f),
+		    f == UP_ERR_TIMEOUT ? 504 : 502);
+}
+END_TEST
+
 Suite *
 upstream_suite(void)
 {
@@ -1467,6 +1478,9 @@ upstream_suite(void)
 	tcase_add_test(tc, test_raw_limits);
 	tcase_add_test(tc, test_raw_tls12_resume);
 	tcase_add_test(tc, test_raw_ipv6);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("verdicts");
+	tcase_add_test(tc, test_up_fail_status);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -39,9 +39,10 @@ def cleanup():
 
 def free_port():
     """A port nobody listens on now.  Racy (another process may take it
-    before the daemon binds it): Daemon.start() tries another one when
-    that happens.  Servers of our own bind port 0 and say which port they
-    got (the stand-in's READY line); the daemon cannot yet."""
+    before it is bound): only for a test that must name a port before
+    binding it.  The daemon and the stand-in bind port 0 and say which
+    port they got (the daemon's "listening on" log line, the stand-in's
+    READY line)."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -75,6 +76,30 @@ def taken(port, sock):
                 return (int(fields[4].split(":")[1], 16) == 0 and
                         fields[9] != "0")
     return False
+
+
+def listening_port(pid):
+    """The TCP port process pid listens on (its listening socket found by
+    inode in /proc/net/tcp and tcp6), or None."""
+    inodes = set()
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if t.startswith("socket:["):
+            inodes.add(t[8:-1])
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(name) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:
+                    return int(fields[1].rsplit(":", 1)[1], 16)
+    return None
 
 
 def alive(pid):
@@ -122,7 +147,7 @@ class Daemon:
         self.wrap = []      # a command that runs the binary (unshare ...)
         self.dir = tempfile.mkdtemp(prefix="gl-it-")
         _cleanups.append(lambda: shutil.rmtree(self.dir, True))
-        self.port = free_port()
+        self._port = None   # (master pid, port): see port
         self.config_path = os.path.join(self.dir, "config.json")
         self.pidfile = os.path.join(self.dir, "gemini-looper.pid")
         self.logfile = os.path.join(self.dir, "daemon.log")
@@ -137,7 +162,7 @@ class Daemon:
             "reset_after": "00:00",
             "timezone": "UTC",
             "default_model": "gemini-2.5-flash",
-            "listen": "127.0.0.1:%d" % self.port,
+            "listen": "127.0.0.1:0",
             "upstream": "https://127.0.0.1:9",
             "pidfile": "gemini-looper.pid",
             "usage_file": "key_usage.json",
@@ -168,18 +193,26 @@ class Daemon:
                               capture_output=True,
                               text=True, timeout=timeout, cwd=self.dir)
 
+    @property
+    def port(self):
+        """The port the running master listens on: the config's listen
+        has port 0, so the system chose it.  Looked up (and remembered)
+        per master pid, so a restart by any means is followed."""
+        if self.master and (self._port is None or
+                            self._port[0] != self.master):
+            pid = self.master
+            self._port = (pid, wait_for(lambda: listening_port(pid), 10,
+                                        "the daemon's listening port"))
+        return self._port[1] if self._port else None
+
+    @port.setter
+    def port(self, value):
+        self._port = (self.master, value)
+
     def start(self, *extra):
-        """Start daemonized; returns once the parent exited (ready).  When
-        another process took our free_port() first, once more on another
-        port."""
+        """Start daemonized; returns once the parent exited (ready), its
+        port known."""
         r = self.run("-c", self.config_path, *extra)
-        ours = "127.0.0.1:%d" % self.port
-        if (r.returncode != 0 and "Address already in use" in r.stderr and
-                self.cfg.get("listen") == ours):
-            self.port = free_port()
-            self.cfg["listen"] = "127.0.0.1:%d" % self.port
-            self.write_config()
-            r = self.run("-c", self.config_path, *extra)
         if r.returncode != 0:
             raise AssertionError("start failed (%d): %s %s" %
                                  (r.returncode, r.stdout, r.stderr))

@@ -101,10 +101,10 @@ def test_second_instance_refused():
 
 
 def test_bind_failure_exits_1():
-    d = Daemon()
     s = socket.socket()
-    s.bind(("127.0.0.1", d.port))
+    s.bind(("127.0.0.1", 0))
     s.listen(1)
+    d = Daemon(listen="127.0.0.1:%d" % s.getsockname()[1])
     try:
         r = d.run("-c", d.config_path)
         assert r.returncode == 1
