@@ -1,22 +1,14 @@
 /*
  * What the master records in the segment's header, and the daily reset
- * of the tables: when the daemon started, how the last reload went, when
- * the quotas were reset last and will be next.  Master only (the tests
- * aside); each call takes hdr->lock briefly.  Times are ms since the
+ * of the tables: how the last reload went, when the quotas were reset
+ * last and will be next.  Master only (the tests aside); each call takes
+ * hdr->lock briefly.  Times are ms since the
  * epoch, read by the caller: one clock per tick.
  */
 #include <bsd/string.h>
 #include <string.h>
 
 #include "shm.h"
-
-void
-shm_note_start(struct shm_header *h, int64_t now)
-{
-	shm_lock(h);
-	h->started = now;
-	shm_unlock(h);
-}
 
 void
 shm_note_reload(struct shm_header *h, int64_t now, int ok, const char *msg)

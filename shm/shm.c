@@ -71,11 +71,12 @@ shm_fits(const struct shm_header *h, const struct shm_sizes *need)
 }
 
 /*
- * Create a zeroed segment with the header filled in and the lock ready.
- * Returns NULL with errno set on failure.
+ * Create a zeroed segment with the header filled in and the lock ready,
+ * started at now (ms since the epoch).  Returns NULL with errno set on
+ * failure.
  */
 struct shm_header *
-shm_create(const struct shm_sizes *sz)
+shm_create(const struct shm_sizes *sz, int64_t now)
 {
 	struct shm_header	*h;
 	struct timespec		 ts;
@@ -120,6 +121,7 @@ shm_create(const struct shm_sizes *sz)
 	h->off_slots = off[3];
 	h->off_affinity = off[4];
 	h->default_model = -1;
+	h->started = now;
 	if (shm_lock_init(&h->lock) != 0) {
 		munmap(h, total);
 		errno = EINVAL;

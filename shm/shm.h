@@ -239,7 +239,7 @@ struct shm_model_spec {
 /* shm.c */
 void		 shm_sizes_for(uint32_t, uint32_t, uint32_t, struct shm_sizes *);
 size_t		 shm_layout_size(const struct shm_sizes *);
-struct shm_header *shm_create(const struct shm_sizes *);
+struct shm_header *shm_create(const struct shm_sizes *, int64_t);
 int		 shm_check(const struct shm_header *);
 void		 shm_destroy(struct shm_header *);
 int		 shm_fits(const struct shm_header *, const struct shm_sizes *);
@@ -310,7 +310,6 @@ uint64_t	 shm_minute_get(const struct shm_minute *, uint32_t,
 		    uint32_t *);
 
 /* events.c: what the master records */
-void		 shm_note_start(struct shm_header *, int64_t);
 void		 shm_note_reload(struct shm_header *, int64_t, int,
 		    const char *);
 void		 shm_resets(struct shm_header *, int64_t *, int64_t *);

@@ -206,7 +206,7 @@ master_publish(struct config *cfg, char *err, size_t errlen)
 	h = old;
 	if (h == NULL || !shm_fits(h, &sz) ||
 	    shm_publish(h, ks, cfg->nkeys, ms, cfg->nmodels, def) == -1) {
-		if ((h = shm_create(&sz)) == NULL) {
+		if ((h = shm_create(&sz, now_ms())) == NULL) {
 			snprintf(err, errlen, "shared memory of %zu bytes: %s",
 			    shm_layout_size(&sz), strerror(errno));
 			goto done;
@@ -218,10 +218,9 @@ master_publish(struct config *cfg, char *err, size_t errlen)
 			goto done;
 		}
 		if (old != NULL) {
-			shm_carry(h, old);
+			shm_carry(h, old);	/* the old start time too */
 			shm_destroy(old);
-		} else
-			shm_note_start(h, now_ms());
+		}
 		looper.shm = h;
 		log_info("shared memory: %zu bytes for %u keys, %u models, "
 		    "%u workers", (size_t)h->size, h->max_keys, h->max_models,

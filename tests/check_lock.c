@@ -20,7 +20,7 @@ make(uint32_t keys, uint32_t models)
 	struct shm_header	*h;
 
 	shm_sizes_for(keys, models, 8, &sz);
-	h = shm_create(&sz);
+	h = shm_create(&sz, 0);
 	ck_assert_ptr_nonnull(h);
 	ck_assert_int_eq(shm_check(h), 0);
 	return h;

@@ -70,7 +70,7 @@ segment(const char *const *keys, const char *const *ids, size_t nk,
 		ms[i].rpd_limit = -1;
 	}
 	shm_sizes_for(nk, nm, 4, &sz);
-	h = shm_create(&sz);
+	h = shm_create(&sz, 0);
 	ck_assert_ptr_nonnull(h);
 	ck_assert_int_eq(shm_publish(h, ks, nk, ms, nm, 0), 0);
 	return h;

@@ -39,7 +39,7 @@ setup(void)
 	cfg.client_timeout_s = 5;
 	looper.cfg = &cfg;
 	shm_sizes_for(1, 1, 4, &sz);
-	looper.shm = shm_create(&sz);
+	looper.shm = shm_create(&sz, 0);
 	ck_assert_ptr_nonnull(looper.shm);
 }
 

@@ -58,7 +58,7 @@ fresh(void)
 	ms[1].rpm_limit = 5;
 	ms[1].rpd_limit = 100;
 	shm_sizes_for(NKEYS, 2, 1, &sz);
-	if ((h = shm_create(&sz)) == NULL ||
+	if ((h = shm_create(&sz, 0)) == NULL ||
 	    shm_publish(h, ks, NKEYS, ms, 2, 0) == -1)
 		abort();
 	return h;
