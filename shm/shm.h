@@ -386,7 +386,8 @@ struct shm_snap {
 	size_t			 naff;
 };
 
-#define SHM_SNAP_AFFINITY	0x1
+#define SHM_SNAP_AFFINITY	0x1	/* the affinity table too */
+#define SHM_SNAP_NO_USAGE	0x2	/* keys and models only: no cells */
 #define SHM_SNAP_CELL(s, k, m) \
 	(&(s)->usage[(size_t)(k) * (s)->nmodels + (size_t)(m)])
 

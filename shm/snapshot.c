@@ -96,7 +96,7 @@ shm_snap_take(struct shm_header *h, unsigned what, int64_t now,
 	shm_unlock(h);
 
 	nm = s->nmodels;
-	cells = (size_t)s->nkeys * nm;
+	cells = (what & SHM_SNAP_NO_USAGE) != 0 ? 0 : (size_t)s->nkeys * nm;
 	s->keys = malloc(((size_t)s->nkeys + 1) * sizeof(*s->keys));
 	s->usage = malloc((cells + 1) * sizeof(*s->usage));
 	if (s->keys == NULL || s->usage == NULL)
@@ -116,8 +116,9 @@ shm_snap_take(struct shm_header *h, unsigned what, int64_t now,
 		/* A reload may have shrunk the table since the head. */
 		for (k = k0; k < k0 + n && k < h->nkeys; k++) {
 			s->keys[k] = SHM_KEYS(h)[k];
-			memcpy(SHM_SNAP_CELL(s, k, 0), SHM_USAGE(h, k, 0),
-			    sizeof(*s->usage) * nm);
+			if (cells != 0)
+				memcpy(SHM_SNAP_CELL(s, k, 0),
+				    SHM_USAGE(h, k, 0), sizeof(*s->usage) * nm);
 		}
 		shm_unlock(h);
 		for (k = k0; k < k0 + n; k++) {
@@ -162,7 +163,9 @@ shm_cell_state(const struct shm_model *m, const struct shm_usage *u,
 			why = SHM_R_RPD;
 		}
 	}
+	if (st > SHM_EXHAUSTED)
+		st = SHM_EXHAUSTED;	/* a stray value counts as the worst */
 	if (reason != NULL)
-		*reason = why;
+		*reason = why < SHM_R_N ? why : SHM_R_NONE;
 	return st;
 }

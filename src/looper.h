@@ -40,7 +40,7 @@ struct looper {
 	struct config		*cfg;
 	struct shm_header	*shm;
 	int			 listen_fd;
-	char			 listen_addr[64];	/* as bound: "127.0.0.1:48888" */
+	char			 listen_addr[96];	/* as bound: "127.0.0.1:48888" */
 	pid_t			 master_pid;
 	struct pidfh		*pfh;
 	int			 foreground;

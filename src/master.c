@@ -486,7 +486,7 @@ reload(void)
 static void
 tick(void)
 {
-	int64_t		 now = now_ms(), mono = mono_ms();
+	int64_t		 now, mono;
 	uint32_t	 r;
 
 	r = __atomic_load_n(&looper.shm->lock_recoveries, __ATOMIC_RELAXED);
@@ -496,6 +496,8 @@ tick(void)
 		seen_recoveries = r;
 	}
 	maintain_pool();
+	now = now_ms();		/* after the forks, which may take a while */
+	mono = mono_ms();
 	reset_tick(looper.shm, looper.cfg, now);
 	persist_tick(looper.shm, looper.cfg, now, mono);
 }

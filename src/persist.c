@@ -143,7 +143,9 @@ fp_seen(void *arg, uint32_t k, const char *key)
 	if (f->oom)
 		return;
 	if (k >= f->n) {
-		n = (size_t)k + 64;
+		n = f->n < 64 ? 64 : f->n * 2;
+		if (n <= k)
+			n = (size_t)k + 1;
 		if ((p = reallocarray(f->fp, n, sizeof(*f->fp))) == NULL) {
 			f->oom = 1;
 			return;

@@ -229,7 +229,7 @@ kindex_build(struct shm_header *h, int64_t now, struct kindex *x)
 	uint32_t		 k;
 
 	memset(x, 0, sizeof(*x));
-	if (persist_snap(h, 0, now, &s, &f) == -1)
+	if (persist_snap(h, SHM_SNAP_NO_USAGE, now, &s, &f) == -1)
 		return -1;
 	x->nslots = s.nkeys;
 	x->byfp = calloc(s.nkeys + 1, sizeof(*x->byfp));

@@ -445,6 +445,13 @@ START_TEST(test_one_state_rule)
 	ck_assert_uint_eq(why, SHM_R_NONE);
 	ck_assert_int_eq(shm_pick(h, 0, 0, NULL, 0, p1, NOW, &p), 0);
 	shm_release(h, &p);
+
+	/* A stray state (a torn write) counts as the worst, never more. */
+	u->state = 7;
+	u->reason = 99;
+	ck_assert_uint_eq(shm_cell_state(SHM_MODELS(h), u, NOW, &why),
+	    SHM_EXHAUSTED);
+	ck_assert_uint_eq(why, SHM_R_NONE);
 	shm_destroy(h);
 }
 END_TEST
