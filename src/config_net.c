@@ -190,6 +190,7 @@ cfg_upstream_host(struct cfg_parse *p, const char *s, char *auth)
 {
 	struct config	*cfg = p->cfg;
 	char		*rb, *pc;
+	int		 v6;
 
 	(void)strlcpy(cfg->upstream_port, CFG_DEF_UPSTREAM_PORT,
 	    sizeof(cfg->upstream_port));
@@ -219,12 +220,15 @@ cfg_upstream_host(struct cfg_parse *p, const char *s, char *auth)
 	(void)strlcpy(cfg->upstream_host, auth, sizeof(cfg->upstream_host));
 	/* The Host header the upstream is sent: brackets for IPv6, the
 	 * port unless it is the default. */
-	(void)snprintf(cfg->upstream_authority,
-	    sizeof(cfg->upstream_authority), "%s%s%s%s%s",
-	    strchr(auth, ':') != NULL ? "[" : "", cfg->upstream_host,
-	    strchr(auth, ':') != NULL ? "]" : "",
-	    strcmp(cfg->upstream_port, "443") == 0 ? "" : ":",
-	    strcmp(cfg->upstream_port, "443") == 0 ? "" : cfg->upstream_port);
+	v6 = strchr(cfg->upstream_host, ':') != NULL;
+	if (strcmp(cfg->upstream_port, "443") == 0)
+		(void)snprintf(cfg->upstream_authority,
+		    sizeof(cfg->upstream_authority), v6 ? "[%s]" : "%s",
+		    cfg->upstream_host);
+	else
+		(void)snprintf(cfg->upstream_authority,
+		    sizeof(cfg->upstream_authority), v6 ? "[%s]:%s" : "%s:%s",
+		    cfg->upstream_host, cfg->upstream_port);
 	return 0;
 }
 

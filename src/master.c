@@ -407,12 +407,6 @@ maintain_pool(void)
 }
 
 static void
-record_reload(int ok, const char *msg)
-{
-	shm_note_reload(looper.shm, now_ms(), ok, msg);
-}
-
-static void
 grow_children(int want)
 {
 	struct child	*n;
@@ -467,7 +461,7 @@ reload(void)
 	snprintf(err, sizeof(err), "generation %llu: %zu keys, %zu models",
 	    (unsigned long long)looper.shm->generation, ncfg->nkeys,
 	    ncfg->nmodels);
-	record_reload(1, err);
+	shm_note_reload(looper.shm, now, 1, err);
 	log_info("reloaded: %s", err);
 	/* Old workers finish their request and go; new ones take over. */
 	signal_children(SIGHUP, 1);
@@ -477,7 +471,7 @@ reload(void)
 	return;
  fail:
 	log_errx("reload failed, keeping the running config: %s", err);
-	record_reload(0, err);
+	shm_note_reload(looper.shm, now_ms(), 0, err);
 	if (fd != -1)
 		close(fd);
 	cfg_free(ncfg);

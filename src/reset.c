@@ -22,9 +22,9 @@
  * The C library converts only in the zone TZ names, so TZ is set around
  * each conversion and put back (tz_enter/tz_leave).  That is process-wide
  * state: these functions are for single-threaded processes (the master;
- * a worker, for display).  Locks: hdr->lock, taken only to publish
- * next_reset; shm_daily_reset takes it itself.  All file I/O happens with
- * no lock held.
+ * a worker, for display).  Locks: none of its own; shm/events.c takes
+ * hdr->lock to publish next_reset and for the daily reset.  All file I/O
+ * happens with no lock held.
  */
 #include <sys/stat.h>
 #include <sys/types.h>

@@ -227,9 +227,9 @@ js_history(cJSON *o, const struct view *s)
 static void
 js_workers(cJSON *o, const struct view *s)
 {
-	const struct view_worker	*w;
-	cJSON				*arr, *y;
-	size_t				 i;
+	const struct shm_slot	*w;
+	cJSON			*arr, *y;
+	size_t			 i;
 
 	arr = cJSON_AddArrayToObject(o, "workers");
 	for (i = 0; arr != NULL && i < s->nworkers; i++) {
@@ -241,7 +241,8 @@ js_workers(cJSON *o, const struct view *s)
 		cJSON_AddStringToObject(y, "state", board_state_name(w->state));
 		cJSON_AddNumberToObject(y, "requests", (double)w->requests);
 		cJSON_AddStringToObject(y, "request", w->req);
-		cJSON_AddNumberToObject(y, "busy_ms", (double)w->busy_ms);
+		cJSON_AddNumberToObject(y, "busy_ms", w->req_start > 0 &&
+		    w->req_start <= s->now ? (double)(s->now - w->req_start) : 0);
 	}
 	cJSON_AddNumberToObject(o, "workers_busy", s->busy);
 	cJSON_AddNumberToObject(o, "workers_idle", s->idle);

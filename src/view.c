@@ -228,37 +228,25 @@ view_clean_req(char *req, size_t len)
 	scrub_str(looper.cfg != NULL ? looper.cfg->scrub : NULL, req);
 }
 
-/* The scoreboard, as board.c copies it. */
+/* The scoreboard, as board.c copies it, with its request lines scrubbed. */
 static int
 view_workers(struct shm_header *h, struct view *v)
 {
-	struct shm_slot		*slots;
-	struct view_worker	*w;
-	size_t			 i, n;
+	struct shm_slot	*w;
+	size_t		 i;
 
-	slots = calloc(h->max_workers + 1, sizeof(*slots));
-	v->workers = calloc(h->max_workers + 1, sizeof(*v->workers));
-	if (slots == NULL || v->workers == NULL) {
-		free(slots);
+	if ((v->workers = calloc(h->max_workers + 1,
+	    sizeof(*v->workers))) == NULL)
 		return -1;
-	}
-	n = board_copy(h, slots);
-	for (i = 0; i < n; i++) {
-		w = &v->workers[v->nworkers++];
-		w->pid = slots[i].pid;
-		w->state = slots[i].state;
-		w->requests = slots[i].requests;
-		w->busy_ms = slots[i].req_start > 0 &&
-		    slots[i].req_start <= v->now ?
-		    v->now - slots[i].req_start : 0;
-		memcpy(w->req, slots[i].req, sizeof(w->req));
+	v->nworkers = board_copy(h, v->workers);
+	for (i = 0; i < v->nworkers; i++) {
+		w = &v->workers[i];
 		view_clean_req(w->req, sizeof(w->req));
 		if (w->state == SHM_W_IDLE || w->state == SHM_W_STARTING)
 			v->idle++;
 		else if (w->state != SHM_W_CLOSING)
 			v->busy++;
 	}
-	free(slots);
 	return 0;
 }
 

@@ -46,14 +46,6 @@ struct view_cell {
 	uint32_t	 rpm_used;
 };
 
-struct view_worker {
-	pid_t		 pid;
-	uint32_t	 state;		/* enum shm_worker_state */
-	uint64_t	 requests;
-	int64_t		 busy_ms;
-	char		 req[SHM_REQ_MAX];	/* scrubbed */
-};
-
 struct view {
 	struct shm_snap	 snap;
 	int64_t		 now;
@@ -65,7 +57,8 @@ struct view {
 	size_t		 nmodels;
 	struct view_cell *cells;	/* nkeys x nmodels */
 	int		*slot_row;	/* key slot -> row, -1 */
-	struct view_worker *workers;
+	struct shm_slot	*workers;	/* board_copy(): slots in use, their
+					   request lines scrubbed */
 	size_t		 nworkers;
 	int		 busy;
 	int		 idle;
