@@ -152,6 +152,7 @@ keys_publish_locked(struct shm_header *h, const struct shm_key_spec *ks,
 		    sizeof(keys[slot].masked));
 		keys[slot].tier = ks[i].tier;
 		keys[slot].order = i;
+		keys[slot].project = (uint32_t)slot;
 		keys[slot].invalid = 0;
 		keys[slot].invalid_why[0] = '\0';
 	}

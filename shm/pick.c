@@ -167,6 +167,16 @@ key_refresh_wait_locked(struct shm_header *h, int k, int mi, int64_t est,
 	return at == NEVER ? NEVER : at - now;
 }
 
+/*
+ * The cell that holds key k's project's state and counters for model mi:
+ * the one the limits apply to.
+ */
+struct shm_usage *
+shm_project_cell_locked(struct shm_header *h, int k, int mi)
+{
+	return SHM_USAGE(h, SHM_KEYS(h)[k].project, mi);
+}
+
 static int
 excluded(int k, const int *ex, size_t nex)
 {

@@ -104,6 +104,9 @@ struct shm_key {
 	uint32_t	 tier;		/* enum cfg_tier */
 	uint32_t	 invalid;	/* rejected by the upstream until a reload */
 	uint32_t	 order;		/* position in the config: lower first */
+	uint32_t	 project;	/* project slot: keys of one Google
+					   project share its quota */
+	uint32_t	 pad;
 	char		 key[SHM_KEY_MAX];
 	char		 id[12];
 	char		 masked[20];
@@ -308,6 +311,7 @@ int		 shm_window_live(const struct shm_usage *, uint32_t,
 		    const struct shm_bucket *[SHM_WIN_BUCKETS]);
 uint64_t	 shm_minute_get(const struct shm_minute *, uint32_t,
 		    uint32_t *);
+struct shm_usage *shm_project_cell_locked(struct shm_header *, int, int);
 
 /* events.c: what the master records */
 void		 shm_note_reload(struct shm_header *, int64_t, int,
