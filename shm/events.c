@@ -50,29 +50,35 @@ shm_restore_last_reset(struct shm_header *h, int64_t last)
 	shm_unlock(h);
 }
 
+static void
+reset_cell(struct shm_usage *u)
+{
+	u->tpd_used = u->rpd_used = 0;
+	memset(u->tokens, 0, sizeof(u->tokens));
+	u->requests = u->errors = 0;
+	if (u->state == SHM_EXHAUSTED) {
+		u->state = SHM_AVAILABLE;
+		u->reason = SHM_R_NONE;
+	}
+}
+
 /*
  * The daily reset at now: per-day counters and exhaustion cleared for
- * every key and model at once, as every worker sees it; next is when the
- * one after is due.
+ * every key, project and model at once, as every worker sees it; next is
+ * when the one after is due.
  */
 void
 shm_daily_reset(struct shm_header *h, int64_t now, int64_t next)
 {
-	struct shm_usage	*u;
 	uint32_t		 k, m;
 
 	shm_lock(h);
 	for (k = 0; k < h->nkeys; k++)
-		for (m = 0; m < h->nmodels; m++) {
-			u = SHM_USAGE(h, k, m);
-			u->tpd_used = u->rpd_used = 0;
-			memset(u->tokens, 0, sizeof(u->tokens));
-			u->requests = u->errors = 0;
-			if (u->state == SHM_EXHAUSTED) {
-				u->state = SHM_AVAILABLE;
-				u->reason = SHM_R_NONE;
-			}
-		}
+		for (m = 0; m < h->nmodels; m++)
+			reset_cell(SHM_USAGE(h, k, m));
+	for (k = 0; k < h->nprojects; k++)
+		for (m = 0; m < h->nmodels; m++)
+			reset_cell(SHM_PUSAGE(h, k, m));
 	h->last_reset = now;
 	h->next_reset = next;
 	shm_unlock(h);

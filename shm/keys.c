@@ -129,7 +129,7 @@ keys_take_slot_locked(struct shm_header *h, uint32_t *free_slot,
 
 static int
 keys_publish_locked(struct shm_header *h, const struct shm_key_spec *ks,
-    size_t nk, const uint32_t *found, const unsigned char *keep)
+    size_t nk, uint32_t *found, const unsigned char *keep)
 {
 	struct shm_key	*keys = SHM_KEYS(h);
 	uint32_t	 i, j, free_slot = 0;
@@ -147,12 +147,14 @@ keys_publish_locked(struct shm_header *h, const struct shm_key_spec *ks,
 		    keys_take_slot_locked(h, &free_slot, ks[i].key);
 		if (slot < 0)
 			return -1;
+		found[i] = (uint32_t)slot;
 		(void)strlcpy(keys[slot].id, ks[i].id, sizeof(keys[slot].id));
+		(void)strlcpy(keys[slot].label, ks[i].label != NULL ?
+		    ks[i].label : "", sizeof(keys[slot].label));
 		(void)strlcpy(keys[slot].masked, ks[i].masked,
 		    sizeof(keys[slot].masked));
 		keys[slot].tier = ks[i].tier;
 		keys[slot].order = i;
-		keys[slot].project = (uint32_t)slot;
 		keys[slot].invalid = 0;
 		keys[slot].invalid_why[0] = '\0';
 	}
@@ -208,6 +210,127 @@ keys_models_locked(struct shm_header *h, const struct shm_model_spec *ms,
 	return 0;
 }
 
+/* FNV-1a, for the project index. */
+static uint32_t
+proj_hash(const char *s)
+{
+	uint32_t	 x = 2166136261u;
+
+	for (; *s != '\0'; s++)
+		x = (x ^ (unsigned char)*s) * 16777619u;
+	return x;
+}
+
+/*
+ * The bucket of an open-addressing index (slot + 1 per bucket, 0 empty;
+ * cap a power of two) that holds the project of this name, or the empty
+ * bucket where it would go.
+ */
+static uint32_t *
+proj_bucket(const struct shm_header *h, uint32_t *idx, size_t cap,
+    const char *name)
+{
+	const struct shm_project	*pr = SHM_PROJECTS(h);
+	size_t				 b = proj_hash(name) & (cap - 1);
+
+	while (idx[b] != 0 && strcmp(pr[idx[b] - 1].name, name) != 0)
+		b = (b + 1) & (cap - 1);
+	return &idx[b];
+}
+
+/* A free project slot, its cells zero, or -1 when the table is full. */
+static int
+proj_take_locked(struct shm_header *h, uint32_t *cursor, const char *name)
+{
+	struct shm_project	*pr = SHM_PROJECTS(h);
+	uint32_t		 j;
+
+	while (*cursor < h->nprojects && pr[*cursor].in_use)
+		(*cursor)++;
+	if ((j = *cursor) >= h->max_projects)
+		return -1;
+	if (j == h->nprojects)
+		h->nprojects++;	/* never used: zero already */
+	else
+		memset(SHM_PUSAGE(h, j, 0), 0,
+		    sizeof(struct shm_usage) * h->max_models);
+	memset(&pr[j], 0, sizeof(pr[j]));
+	(void)strlcpy(pr[j].name, name, sizeof(pr[j].name));
+	pr[j].in_use = 1;
+	return (int)j;
+}
+
+/*
+ * A key that leaves a named project for a project of its own takes
+ * nothing of the old one's quota with it: its cells' limit counters,
+ * window and state start afresh (its totals of the day stay, for show).
+ */
+static void
+keys_forget_limits_locked(struct shm_header *h, uint32_t k)
+{
+	struct shm_usage	*u;
+	uint32_t		 m;
+
+	for (m = 0; m < h->max_models; m++) {
+		u = SHM_USAGE(h, k, m);
+		u->state = SHM_AVAILABLE;
+		u->reason = SHM_R_NONE;
+		u->cooldown_until = 0;
+		u->tpd_used = u->rpd_used = 0;
+		memset(u->win, 0, sizeof(u->win));
+	}
+}
+
+/*
+ * Each key's project as the config says (found[i]: spec i's slot).  Named
+ * projects keep their slot, and with it their cells, while any key names
+ * them; one no key names any more is freed.  idx: cap zeroed buckets.
+ */
+static int
+keys_projects_locked(struct shm_header *h, const struct shm_key_spec *ks,
+    size_t nk, const uint32_t *found, uint32_t *idx, size_t cap)
+{
+	struct shm_project	*pr = SHM_PROJECTS(h);
+	struct shm_key		*keys = SHM_KEYS(h);
+	uint32_t		*b, j, v, cursor = 0;
+	size_t			 i;
+	int			 slot;
+
+	for (j = 0; j < h->nprojects; j++) {
+		pr[j].nkeys = 0;
+		if (pr[j].in_use)
+			*proj_bucket(h, idx, cap, pr[j].name) = j + 1;
+	}
+	for (i = 0; i < nk; i++) {
+		if (ks[i].project == NULL || ks[i].project[0] == '\0')
+			v = found[i];
+		else {
+			b = proj_bucket(h, idx, cap, ks[i].project);
+			if (*b == 0) {
+				if ((slot = proj_take_locked(h, &cursor,
+				    ks[i].project)) < 0)
+					return -1;
+				*b = (uint32_t)slot + 1;
+			}
+			v = SHM_PROJECT_NAMED | (*b - 1);
+			pr[*b - 1].nkeys++;
+		}
+		if ((keys[found[i]].project & SHM_PROJECT_NAMED) &&
+		    !(v & SHM_PROJECT_NAMED))
+			keys_forget_limits_locked(h, found[i]);
+		keys[found[i]].project = v;
+	}
+	for (j = 0; j < h->nprojects; j++)
+		if (pr[j].in_use && pr[j].nkeys == 0) {
+			memset(&pr[j], 0, sizeof(pr[j]));
+			memset(SHM_PUSAGE(h, j, 0), 0,
+			    sizeof(struct shm_usage) * h->max_models);
+		}
+	while (h->nprojects > 0 && !pr[h->nprojects - 1].in_use)
+		h->nprojects--;
+	return 0;
+}
+
 /*
  * Make the tables say what the config says.  Keys are matched by value and
  * keep their slot and usage; removed keys free their slot; new keys take a
@@ -222,19 +345,24 @@ shm_publish(struct shm_header *h, const struct shm_key_spec *ks, size_t nk,
 {
 	struct shm_key		*keys = SHM_KEYS(h);
 	struct shm_model	*models = SHM_MODELS(h);
-	uint32_t		*found, j;
+	uint32_t		*found, *idx, j;
 	unsigned char		*keep;
+	size_t			 cap = 2;
 	int			 rv = -1;
 
 	if (nk > h->max_keys || nm > h->max_models || def >= nm)
 		return -1;
+	while (cap < 2 * (size_t)h->max_projects + 2)
+		cap *= 2;
 	found = calloc(nk + 1, sizeof(*found));
 	keep = calloc(h->max_keys + 1, 1);
-	if (found == NULL || keep == NULL ||
+	idx = calloc(cap, sizeof(*idx));
+	if (found == NULL || keep == NULL || idx == NULL ||
 	    keys_match(h, ks, nk, found, keep) == -1)
 		goto done;
 	shm_lock(h);
 	if (keys_publish_locked(h, ks, nk, found, keep) == 0 &&
+	    keys_projects_locked(h, ks, nk, found, idx, cap) == 0 &&
 	    keys_models_locked(h, ms, nm, def) == 0) {
 		/* A sticky key that left the config is no longer anyone's. */
 		for (j = 0; j < h->nmodels; j++)
@@ -248,7 +376,29 @@ shm_publish(struct shm_header *h, const struct shm_key_spec *ks, size_t nk,
 done:
 	free(found);
 	free(keep);
+	free(idx);
 	return rv;
+}
+
+/* Named projects' cells, matched by name (models by mmap_). */
+static void
+carry_projects_locked(struct shm_header *dst, struct shm_header *src,
+    const int *mmap_)
+{
+	struct shm_project	*dp = SHM_PROJECTS(dst), *sp = SHM_PROJECTS(src);
+	uint32_t		 i, j, m;
+
+	for (i = 0; i < dst->nprojects; i++) {
+		if (!dp[i].in_use)
+			continue;
+		for (j = 0; j < src->nprojects; j++)
+			if (sp[j].in_use && strcmp(sp[j].name, dp[i].name) == 0)
+				break;
+		for (m = 0; j < src->nprojects && m < dst->nmodels; m++)
+			if (mmap_[m] >= 0)
+				*SHM_PUSAGE(dst, i, m) =
+				    *SHM_PUSAGE(src, j, mmap_[m]);
+	}
 }
 
 /*
@@ -303,6 +453,12 @@ shm_carry(struct shm_header *dst, struct shm_header *src)
 			if (mmap_[j] >= 0)
 				*SHM_USAGE(dst, i, j) =
 				    *SHM_USAGE(src, kmap[i], mmap_[j]);
+	for (i = 0; i < dst->nkeys; i++)
+		if (kmap[i] >= 0 &&
+		    (sk[kmap[i]].project & SHM_PROJECT_NAMED) &&
+		    !(dk[i].project & SHM_PROJECT_NAMED))
+			keys_forget_limits_locked(dst, i);
+	carry_projects_locked(dst, src, mmap_);
 	for (i = 0; i < src->max_affinity && i < dst->max_affinity; i++) {
 		struct shm_affinity	*a = SHM_AFF(src) + i;
 

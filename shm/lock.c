@@ -76,13 +76,25 @@ repair_bucket(struct shm_bucket *b)
  * The dead holder may have been anywhere in a critical section: check
  * every invariant the lock protects and put it right.
  */
+static void
+repair_cell(struct shm_usage *u)
+{
+	int	 i;
+
+	if (u->state > SHM_EXHAUSTED)
+		u->state = SHM_AVAILABLE;
+	if (u->state == SHM_AVAILABLE)
+		u->cooldown_until = 0;
+	for (i = 0; i < SHM_WIN_BUCKETS; i++)
+		repair_bucket(&u->win[i]);
+}
+
 void
 shm_repair_locked(struct shm_header *h)
 {
 	struct shm_key		*keys = SHM_KEYS(h);
 	struct shm_model	*models = SHM_MODELS(h);
 	struct shm_affinity	*aff = SHM_AFF(h);
-	struct shm_usage	*u;
 	uint32_t		 k, m, i;
 
 	if (h->nkeys > h->max_keys)
@@ -97,7 +109,16 @@ shm_repair_locked(struct shm_header *h)
 		keys[k].id[sizeof(keys[k].id) - 1] = '\0';
 		keys[k].masked[sizeof(keys[k].masked) - 1] = '\0';
 		keys[k].invalid_why[sizeof(keys[k].invalid_why) - 1] = '\0';
+		keys[k].label[sizeof(keys[k].label) - 1] = '\0';
+		if ((keys[k].project & SHM_PROJECT_NAMED) ?
+		    SHM_PROJECT_SLOT(keys[k].project) >= h->nprojects :
+		    keys[k].project != k)
+			keys[k].project = k;	/* its own, rather than wild */
 	}
+	if (h->nprojects > h->max_projects)
+		h->nprojects = h->max_projects;
+	for (i = 0; i < h->nprojects; i++)
+		SHM_PROJECTS(h)[i].name[SHM_PROJECT_MAX - 1] = '\0';
 	for (m = 0; m < h->nmodels; m++) {
 		models[m].name[SHM_NAME_MAX - 1] = '\0';
 		if (models[m].current_key < -1 ||
@@ -105,15 +126,10 @@ shm_repair_locked(struct shm_header *h)
 		    (models[m].current_key >= 0 &&
 		    !keys[models[m].current_key].in_use))
 			models[m].current_key = -1;
-		for (k = 0; k < h->nkeys; k++) {
-			u = SHM_USAGE(h, k, m);
-			if (u->state > SHM_EXHAUSTED)
-				u->state = SHM_AVAILABLE;
-			if (u->state == SHM_AVAILABLE)
-				u->cooldown_until = 0;
-			for (i = 0; i < SHM_WIN_BUCKETS; i++)
-				repair_bucket(&u->win[i]);
-		}
+		for (k = 0; k < h->nkeys; k++)
+			repair_cell(SHM_USAGE(h, k, m));
+		for (k = 0; k < h->nprojects; k++)
+			repair_cell(SHM_PUSAGE(h, k, m));
 	}
 	for (i = 0; i < h->max_affinity; i++) {
 		aff[i].name[SHM_AFF_NAME - 1] = '\0';

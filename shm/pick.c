@@ -129,6 +129,20 @@ clamp_estimate(const struct shm_model *m, int64_t est)
 }
 
 /*
+ * The cell that holds key k's project's state and counters for model mi:
+ * the one the limits apply to.
+ */
+struct shm_usage *
+shm_project_cell_locked(struct shm_header *h, int k, int mi)
+{
+	uint32_t	 v = SHM_KEYS(h)[k].project;
+
+	if (v & SHM_PROJECT_NAMED)
+		return SHM_PUSAGE(h, SHM_PROJECT_SLOT(v), mi);
+	return SHM_USAGE(h, k, mi);
+}
+
+/*
  * End key k's cooldown on model m if it has run out (the one state change
  * here), then say how long until the key can take this request.  0: now.
  * NEVER: not before something outside our view changes (invalid key, or
@@ -141,7 +155,7 @@ key_refresh_wait_locked(struct shm_header *h, int k, int mi, int64_t est,
     int64_t now)
 {
 	const struct shm_model	*m = SHM_MODELS(h) + mi;
-	struct shm_usage	*u = SHM_USAGE(h, k, mi);
+	struct shm_usage	*u = shm_project_cell_locked(h, k, mi);
 	int64_t			 at;
 	uint32_t		 st;
 
@@ -167,16 +181,6 @@ key_refresh_wait_locked(struct shm_header *h, int k, int mi, int64_t est,
 	return at == NEVER ? NEVER : at - now;
 }
 
-/*
- * The cell that holds key k's project's state and counters for model mi:
- * the one the limits apply to.
- */
-struct shm_usage *
-shm_project_cell_locked(struct shm_header *h, int k, int mi)
-{
-	return SHM_USAGE(h, SHM_KEYS(h)[k].project, mi);
-}
-
 static int
 excluded(int k, const int *ex, size_t nex)
 {
@@ -197,25 +201,40 @@ before(const struct shm_key *a, const struct shm_key *b)
 	return a->order < b->order;
 }
 
+/* A reservation's room on one cell; the bucket's stamp. */
+static uint32_t
+reserve_cell_locked(struct shm_usage *u, int64_t est, int64_t now)
+{
+	struct shm_bucket	*b = bucket_locked(u, (uint32_t)(now / 1000));
+
+	b->tokens += est;
+	b->requests++;
+	u->tpd_used += est;
+	u->rpd_used++;
+	return b->stamp;
+}
+
+/*
+ * Reserve on key k's cell (its own counts) and, when it belongs to a named
+ * project, on the project's cell too (what the limits apply to).
+ */
 static void
 reserve_locked(struct shm_header *h, int k, int mi, int64_t est,
     int64_t now, struct shm_pick *p)
 {
 	struct shm_usage	*u = SHM_USAGE(h, k, mi);
-	struct shm_bucket	*b;
 	struct shm_key		*key = SHM_KEYS(h) + k;
 
 	p->key = k;
+	p->project = key->project;
 	p->reserved = 0;
 	p->stamp = 0;
 	if (est >= 0) {
-		b = bucket_locked(u, (uint32_t)(now / 1000));
-		b->tokens += est;
-		b->requests++;
-		u->tpd_used += est;
-		u->rpd_used++;
+		p->stamp = reserve_cell_locked(u, est, now);
+		if (key->project & SHM_PROJECT_NAMED)
+			(void)reserve_cell_locked(shm_project_cell_locked(h,
+			    k, mi), est, now);
 		p->reserved = est;
-		p->stamp = b->stamp;
 	}
 	memcpy(p->key_str, key->key, sizeof(p->key_str));
 	memcpy(p->id, key->id, sizeof(p->id));
@@ -375,11 +394,23 @@ pick_valid_locked(struct shm_header *h, const struct shm_pick *p)
 	    strcmp(SHM_KEYS(h)[p->key].key, p->key_str) == 0;
 }
 
-static void
-unreserve_locked(struct shm_header *h, struct shm_pick *p, int64_t tokens,
-    int requests)
+/*
+ * The project cell a pick also counts on, or NULL: its key is its own
+ * project, or was moved to another by a reload since the pick.
+ */
+static struct shm_usage *
+pick_project_cell_locked(struct shm_header *h, const struct shm_pick *p)
 {
-	struct shm_usage	*u = SHM_USAGE(h, p->key, p->model);
+	if (!(p->project & SHM_PROJECT_NAMED) ||
+	    SHM_KEYS(h)[p->key].project != p->project)
+		return NULL;
+	return shm_project_cell_locked(h, p->key, p->model);
+}
+
+static void
+unreserve_cell_locked(struct shm_usage *u, const struct shm_pick *p,
+    int64_t tokens, int requests)
+{
 	struct shm_bucket	*b;
 
 	if (p->stamp != 0) {
@@ -395,6 +426,18 @@ unreserve_locked(struct shm_header *h, struct shm_pick *p, int64_t tokens,
 	u->tpd_used = (int64_t)u->tpd_used > tokens ? u->tpd_used - tokens : 0;
 	if (requests && u->rpd_used > 0)
 		u->rpd_used--;
+}
+
+static void
+unreserve_locked(struct shm_header *h, struct shm_pick *p, int64_t tokens,
+    int requests)
+{
+	struct shm_usage	*pu = pick_project_cell_locked(h, p);
+
+	unreserve_cell_locked(SHM_USAGE(h, p->key, p->model), p, tokens,
+	    requests);
+	if (pu != NULL)
+		unreserve_cell_locked(pu, p, tokens, requests);
 }
 
 static void
@@ -429,30 +472,22 @@ shm_minute_get(const struct shm_minute *hist, uint32_t minute,
 }
 
 /*
- * A successful answer: replace the estimate with the real input tokens
- * and count what the upstream reported.  t == NULL: no usage was reported
- * (a models list, a file): the request is counted, the estimate stays.
+ * One cell's share of a settle: the estimate replaced by the real input
+ * tokens (t != NULL), the upstream's counts added, one request counted.
+ * For /metrics, only the key's own cell counts m_tokens.
  */
-void
-shm_settle(struct shm_header *h, struct shm_pick *p,
-    const struct shm_tokens *t, int64_t now)
+static void
+settle_cell_locked(struct shm_usage *u, const struct shm_pick *p,
+    const struct shm_tokens *t, int metrics)
 {
-	struct shm_usage	*u;
-	uint32_t		 minute = (uint32_t)(now / 60000);
+	struct shm_bucket	*b;
+	int			 i;
 
-	if (p->key < 0)
-		return;
-	shm_lock(h);
-	if (!pick_valid_locked(h, p))
-		goto out;
-	u = SHM_USAGE(h, p->key, p->model);
 	if (t != NULL && p->stamp != 0) {
-		/* Take the estimate back, put the truth in. */
-		unreserve_locked(h, p, p->reserved, 0);
+		unreserve_cell_locked(u, p, p->reserved, 0);
 		if (t->prompt > 0) {
-			struct shm_bucket *b = &u->win[(p->stamp /
-			    SHM_WIN_SPAN) % SHM_WIN_BUCKETS];
-
+			b = &u->win[(p->stamp / SHM_WIN_SPAN) %
+			    SHM_WIN_BUCKETS];
 			if (b->stamp == p->stamp)
 				b->tokens += t->prompt;
 			u->tpd_used += t->prompt;
@@ -466,15 +501,39 @@ shm_settle(struct shm_header *h, struct shm_pick *p,
 			[SHM_TOK_THOUGHTS] = t->thoughts,
 			[SHM_TOK_TOTAL] = t->total
 		};
-		int		 i;
 
 		for (i = 0; i < SHM_TOK_N; i++)
 			if (v[i] > 0) {
 				u->tokens[i] += (uint64_t)v[i];
-				u->m_tokens[i] += (uint64_t)v[i];
+				if (metrics)
+					u->m_tokens[i] += (uint64_t)v[i];
 			}
 	}
 	u->requests++;
+}
+
+/*
+ * A successful answer: replace the estimate with the real input tokens
+ * and count what the upstream reported, on the key and on its named
+ * project.  t == NULL: no usage was reported (a models list, a file): the
+ * request is counted, the estimate stays.
+ */
+void
+shm_settle(struct shm_header *h, struct shm_pick *p,
+    const struct shm_tokens *t, int64_t now)
+{
+	struct shm_usage	*pu;
+	uint32_t		 minute = (uint32_t)(now / 60000);
+
+	if (p->key < 0)
+		return;
+	shm_lock(h);
+	if (!pick_valid_locked(h, p))
+		goto out;
+	pu = pick_project_cell_locked(h, p);
+	settle_cell_locked(SHM_USAGE(h, p->key, p->model), p, t, 1);
+	if (pu != NULL)
+		settle_cell_locked(pu, p, t, 0);
 	minute_add(SHM_KEYS(h)[p->key].history, minute,
 	    t != NULL && t->total > 0 ? t->total : 0);
 	minute_add(SHM_MODELS(h)[p->model].history, minute,
@@ -492,9 +551,13 @@ shm_release(struct shm_header *h, struct shm_pick *p)
 		return;
 	shm_lock(h);
 	if (pick_valid_locked(h, p)) {
+		struct shm_usage *pu = pick_project_cell_locked(h, p);
+
 		if (p->stamp != 0)
 			unreserve_locked(h, p, p->reserved, 1);
 		SHM_USAGE(h, p->key, p->model)->errors++;
+		if (pu != NULL)
+			pu->errors++;
 	}
 	shm_unlock(h);
 	p->key = -1;
@@ -516,7 +579,11 @@ shm_cancel(struct shm_header *h, struct shm_pick *p)
 	p->key = -1;
 }
 
-/* Rate-limited: the key rests for this model until `until` (ms). */
+/*
+ * Rate-limited: the key's project (every key of it) rests for this model
+ * until `until` (ms).  The project as it is now: a reload that moved the
+ * key since the pick moved the blame with it.
+ */
 void
 shm_cool(struct shm_header *h, const struct shm_pick *p, int64_t until,
     uint32_t reason)
@@ -525,7 +592,7 @@ shm_cool(struct shm_header *h, const struct shm_pick *p, int64_t until,
 
 	shm_lock(h);
 	if (pick_valid_locked(h, p)) {
-		u = SHM_USAGE(h, p->key, p->model);
+		u = shm_project_cell_locked(h, p->key, p->model);
 		if (u->state != SHM_EXHAUSTED) {
 			u->state = SHM_COOLING;
 			if (until > u->cooldown_until)
@@ -536,7 +603,8 @@ shm_cool(struct shm_header *h, const struct shm_pick *p, int64_t until,
 	shm_unlock(h);
 }
 
-/* Daily quota spent: the key is out for this model until the reset. */
+/* Daily quota spent: the key's project is out for this model until the
+ * reset. */
 void
 shm_exhaust(struct shm_header *h, const struct shm_pick *p, uint32_t reason)
 {
@@ -544,7 +612,7 @@ shm_exhaust(struct shm_header *h, const struct shm_pick *p, uint32_t reason)
 
 	shm_lock(h);
 	if (pick_valid_locked(h, p)) {
-		u = SHM_USAGE(h, p->key, p->model);
+		u = shm_project_cell_locked(h, p->key, p->model);
 		u->state = SHM_EXHAUSTED;
 		u->reason = reason;
 		u->cooldown_until = 0;

@@ -22,19 +22,23 @@
 
 #define ALIGN(x)	(((x) + 63) & ~(size_t)63)
 
-/* Room for the configured counts, plus headroom for reloads. */
+/*
+ * Room for the configured counts (projects: the named ones), plus
+ * headroom for reloads.
+ */
 void
 shm_sizes_for(uint32_t keys, uint32_t models, uint32_t workers,
-    struct shm_sizes *sz)
+    uint32_t projects, struct shm_sizes *sz)
 {
 	sz->keys = keys + keys / 4 + 8;
 	sz->models = models + models / 2 + SHM_EXTRA_MODELS;
 	sz->workers = workers;
 	sz->affinity = SHM_AFFINITY;
+	sz->projects = projects + projects / 4 + 8;
 }
 
 static void
-shm_offsets(const struct shm_sizes *sz, uint64_t off[5], size_t *total)
+shm_offsets(const struct shm_sizes *sz, uint64_t off[7], size_t *total)
 {
 	size_t	 o;
 
@@ -49,13 +53,18 @@ shm_offsets(const struct shm_sizes *sz, uint64_t off[5], size_t *total)
 	o = ALIGN(o + (size_t)sz->workers * sizeof(struct shm_slot));
 	off[4] = o;
 	o = ALIGN(o + (size_t)sz->affinity * sizeof(struct shm_affinity));
+	off[5] = o;
+	o = ALIGN(o + (size_t)sz->projects * sizeof(struct shm_project));
+	off[6] = o;
+	o = ALIGN(o + (size_t)sz->projects * sz->models *
+	    sizeof(struct shm_usage));
 	*total = o;
 }
 
 size_t
 shm_layout_size(const struct shm_sizes *sz)
 {
-	uint64_t	 off[5];
+	uint64_t	 off[7];
 	size_t		 total;
 
 	shm_offsets(sz, off, &total);
@@ -67,7 +76,8 @@ int
 shm_fits(const struct shm_header *h, const struct shm_sizes *need)
 {
 	return need->keys <= h->max_keys && need->models <= h->max_models &&
-	    need->workers <= h->max_workers;
+	    need->workers <= h->max_workers &&
+	    need->projects <= h->max_projects;
 }
 
 /*
@@ -80,7 +90,7 @@ shm_create(const struct shm_sizes *sz, int64_t now)
 {
 	struct shm_header	*h;
 	struct timespec		 ts;
-	uint64_t		 off[5];
+	uint64_t		 off[7];
 	size_t			 total;
 	char			 name[64];
 	int			 fd, saved;
@@ -115,11 +125,14 @@ shm_create(const struct shm_sizes *sz, int64_t now)
 	h->max_models = sz->models;
 	h->max_workers = sz->workers;
 	h->max_affinity = sz->affinity;
+	h->max_projects = sz->projects;
 	h->off_keys = off[0];
 	h->off_models = off[1];
 	h->off_usage = off[2];
 	h->off_slots = off[3];
 	h->off_affinity = off[4];
+	h->off_projects = off[5];
+	h->off_pusage = off[6];
 	h->default_model = -1;
 	h->started = now;
 	if (shm_lock_init(&h->lock) != 0) {
@@ -137,7 +150,9 @@ shm_check(const struct shm_header *h)
 	if (h == NULL || h->magic != SHM_MAGIC || h->version != SHM_VERSION)
 		return -1;
 	if (h->off_affinity + (uint64_t)h->max_affinity *
-	    sizeof(struct shm_affinity) > h->size)
+	    sizeof(struct shm_affinity) > h->size ||
+	    h->off_pusage + (uint64_t)h->max_projects * h->max_models *
+	    sizeof(struct shm_usage) > h->size)
 		return -1;
 	return 0;
 }

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC		0x31524550504f4f4cULL	/* "LOOPPER1" */
-#define SHM_VERSION		1
+#define SHM_VERSION		2
 
 #define SHM_KEY_MAX		128	/* = CFG_KEY_MAX */
 #define SHM_NAME_MAX		128	/* = CFG_NAME_MAX */
@@ -36,6 +36,18 @@
 #define SHM_AFF_NAME		96
 #define SHM_DUR_BUCKETS		12	/* request-duration histogram */
 #define SHM_REQ_MAX		64	/* a scoreboard slot's request line */
+#define SHM_PROJECT_MAX		64	/* = CFG_PROJECT_MAX */
+#define SHM_LABEL_MAX		64	/* = CFG_LABEL_MAX */
+
+/*
+ * A key's project: a key without one is its own project, and its cells are
+ * the project's (shm_key.project is then its own slot); a named project
+ * has a slot of its own in the project table, with cells of its own, and
+ * shm_key.project is SHM_PROJECT_NAMED | that slot.  Either way, two keys
+ * share quota exactly when their project values are equal.
+ */
+#define SHM_PROJECT_NAMED	0x80000000u
+#define SHM_PROJECT_SLOT(v)	((v) & ~SHM_PROJECT_NAMED)
 
 enum shm_cell_state {
 	SHM_AVAILABLE = 0,
@@ -104,10 +116,10 @@ struct shm_key {
 	uint32_t	 tier;		/* enum cfg_tier */
 	uint32_t	 invalid;	/* rejected by the upstream until a reload */
 	uint32_t	 order;		/* position in the config: lower first */
-	uint32_t	 project;	/* project slot: keys of one Google
-					   project share its quota */
+	uint32_t	 project;	/* see SHM_PROJECT_NAMED */
 	uint32_t	 pad;
 	char		 key[SHM_KEY_MAX];
+	char		 label[SHM_LABEL_MAX];
 	char		 id[12];
 	char		 masked[20];
 	char		 invalid_why[64];
@@ -151,6 +163,16 @@ struct shm_usage {
 	uint64_t	 m_tokens[SHM_TOK_N];
 };
 
+/*
+ * A named project: the keys that share its quota.  Its cells (one per
+ * model, SHM_PUSAGE) hold the state and the counters the limits apply to.
+ */
+struct shm_project {
+	uint32_t	 in_use;
+	uint32_t	 nkeys;		/* keys in it now */
+	char		 name[SHM_PROJECT_MAX];
+};
+
 struct shm_slot {
 	pid_t		 pid;
 	uint32_t	 state;		/* enum shm_worker_state */
@@ -179,11 +201,15 @@ struct shm_header {
 	uint32_t	 max_models;
 	uint32_t	 max_workers;
 	uint32_t	 max_affinity;
+	uint32_t	 max_projects;
+	uint32_t	 pad2;
 	uint64_t	 off_keys;
 	uint64_t	 off_models;
 	uint64_t	 off_usage;
 	uint64_t	 off_slots;
 	uint64_t	 off_affinity;
+	uint64_t	 off_projects;
+	uint64_t	 off_pusage;
 
 	pthread_mutex_t	 lock;
 
@@ -191,7 +217,7 @@ struct shm_header {
 	uint32_t	 nkeys;		/* slots in use are below this */
 	uint32_t	 nmodels;
 	int32_t		 default_model;	/* model index */
-	uint32_t	 pad1;
+	uint32_t	 nprojects;	/* named project slots in use are below */
 	int64_t		 started;	/* ms since epoch */
 	int64_t		 last_reset;	/* ms since epoch */
 	int64_t		 next_reset;	/* ms since epoch */
@@ -206,6 +232,7 @@ _Static_assert(sizeof(struct shm_key) % 8 == 0, "key alignment");
 _Static_assert(sizeof(struct shm_model) % 8 == 0, "model alignment");
 _Static_assert(sizeof(struct shm_slot) % 8 == 0, "slot alignment");
 _Static_assert(sizeof(struct shm_affinity) % 8 == 0, "affinity alignment");
+_Static_assert(sizeof(struct shm_project) % 8 == 0, "project alignment");
 
 /* The sizes a segment is built for. */
 struct shm_sizes {
@@ -213,12 +240,18 @@ struct shm_sizes {
 	uint32_t	 models;
 	uint32_t	 workers;
 	uint32_t	 affinity;
+	uint32_t	 projects;
 };
 
 #define SHM_KEYS(h)	((struct shm_key *)((char *)(h) + (h)->off_keys))
 #define SHM_MODELS(h)	((struct shm_model *)((char *)(h) + (h)->off_models))
 #define SHM_SLOTS(h)	((struct shm_slot *)((char *)(h) + (h)->off_slots))
 #define SHM_AFF(h)	((struct shm_affinity *)((char *)(h) + (h)->off_affinity))
+#define SHM_PROJECTS(h) \
+	((struct shm_project *)((char *)(h) + (h)->off_projects))
+#define SHM_PUSAGE(h, p, m) \
+	((struct shm_usage *)((char *)(h) + (h)->off_pusage) + \
+	    (size_t)(p) * (h)->max_models + (size_t)(m))
 #define SHM_USAGE(h, k, m) \
 	((struct shm_usage *)((char *)(h) + (h)->off_usage) + \
 	    (size_t)(k) * (h)->max_models + (size_t)(m))
@@ -229,6 +262,8 @@ struct shm_key_spec {
 	const char	*id;
 	const char	*masked;
 	uint32_t	 tier;
+	const char	*project;	/* "" or NULL: its own project */
+	const char	*label;		/* "" or NULL: none */
 };
 
 struct shm_model_spec {
@@ -240,7 +275,8 @@ struct shm_model_spec {
 };
 
 /* shm.c */
-void		 shm_sizes_for(uint32_t, uint32_t, uint32_t, struct shm_sizes *);
+void		 shm_sizes_for(uint32_t, uint32_t, uint32_t, uint32_t,
+		    struct shm_sizes *);
 size_t		 shm_layout_size(const struct shm_sizes *);
 struct shm_header *shm_create(const struct shm_sizes *, int64_t);
 int		 shm_check(const struct shm_header *);
@@ -260,6 +296,7 @@ void		 shm_repair_locked(struct shm_header *);
 struct shm_pick {
 	int		 key;		/* key slot, -1 when none can serve */
 	int		 model;		/* model slot */
+	uint32_t	 project;	/* the key's project when picked */
 	uint64_t	 generation;	/* segment generation of the pick */
 	uint32_t	 stamp;		/* window bucket the reservation went to */
 	int64_t		 reserved;	/* input tokens reserved */

@@ -45,6 +45,8 @@
  */
 _Static_assert(CFG_KEY_MAX == SHM_KEY_MAX, "CFG_KEY_MAX is SHM_KEY_MAX");
 _Static_assert(CFG_NAME_MAX == SHM_NAME_MAX, "CFG_NAME_MAX is SHM_NAME_MAX");
+_Static_assert(CFG_PROJECT_MAX == SHM_PROJECT_MAX, "CFG_PROJECT_MAX is SHM_PROJECT_MAX");
+_Static_assert(CFG_LABEL_MAX == SHM_LABEL_MAX, "CFG_LABEL_MAX is SHM_LABEL_MAX");
 _Static_assert(sizeof(((struct cfg_key *)0)->id) <=
     sizeof(((struct shm_key *)0)->id), "a key's id fits a shm_key");
 _Static_assert(sizeof(((struct cfg_key *)0)->masked) <=

@@ -20,6 +20,8 @@ struct scrub;
 #define CFG_ATTEMPTS_MAX	64	/* largest max_attempts */
 #define CFG_ID_SIZE		9	/* a key's fingerprint: 8 hex digits */
 #define CFG_MASKED_SIZE		16	/* "AIza…wxyz", the … in 3 bytes */
+#define CFG_PROJECT_MAX		64	/* longest project name, + NUL */
+#define CFG_LABEL_MAX		64	/* longest key label, + NUL */
 
 enum cfg_tier {
 	CFG_TIER_PRIORITY = 0,
@@ -30,6 +32,8 @@ struct cfg_key {
 	char		 key[CFG_KEY_MAX];
 	char		 id[CFG_ID_SIZE];	/* SHA-256's first 8 hex digits */
 	char		 masked[CFG_MASKED_SIZE];	/* "AIza…wxyz" */
+	char		 project[CFG_PROJECT_MAX];	/* "": its own */
+	char		 label[CFG_LABEL_MAX];		/* "": none */
 	enum cfg_tier	 tier;
 };
 
@@ -83,6 +87,7 @@ struct config {
 	struct cfg_key	 *keys;		/* priority keys first, then secondary */
 	size_t		  nkeys;
 	size_t		  npriority;
+	size_t		  nprojects;	/* distinct named projects */
 	struct cfg_model *models;
 	size_t		  nmodels;
 	char		  default_model[CFG_NAME_MAX];

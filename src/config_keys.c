@@ -39,6 +39,11 @@ static int	 cfg_key_count(struct cfg_parse *, const cJSON *const *,
 		    size_t *);
 static int	 cfg_key_fill(struct cfg_parse *, const cJSON *const *);
 static int	 cfg_key_dups(struct cfg_parse *);
+static int	 cfg_key_projects(struct cfg_parse *);
+static int	 cfg_key_object(struct cfg_parse *, const cJSON *,
+		    const char *, struct cfg_key *);
+static int	 cfg_key_text(struct cfg_parse *, const cJSON *, const char *,
+		    const char *, char *, size_t);
 static void	 cfg_key_field(const struct config *, size_t, char *, size_t);
 
 /*
@@ -63,9 +68,29 @@ cfg_keys(struct cfg_parse *p, const cJSON *pri, const cJSON *sec)
 	if ((cfg->keys = calloc(n, sizeof(*cfg->keys))) == NULL)
 		return cfg_err(p, cfg_fields[F_PRIORITY_KEYS], "%s",
 		    strerror(errno));
-	if (cfg_key_fill(p, lists) == -1)
+	if (cfg_key_fill(p, lists) == -1 || cfg_key_dups(p) == -1)
 		return -1;
-	return cfg_key_dups(p);
+	return cfg_key_projects(p);
+}
+
+/* How many distinct named projects (to size the shared tables). */
+static int
+cfg_key_projects(struct cfg_parse *p)
+{
+	struct config	*cfg = p->cfg;
+	struct cfg_dup	*d;
+	size_t		 k;
+
+	if ((d = cfg_dup_sort(cfg->keys[0].project, cfg->nkeys,
+	    sizeof(cfg->keys[0]))) == NULL)
+		return cfg_err(p, cfg_fields[F_PRIORITY_KEYS], "%s",
+		    strerror(errno));
+	for (k = 0; k < cfg->nkeys; k++)
+		if (d[k].s[0] != '\0' &&
+		    (k == 0 || strcmp(d[k].s, d[k - 1].s) != 0))
+			cfg->nprojects++;
+	free(d);
+	return 0;
 }
 
 /* The lists are arrays, null or left out; *np: how many keys in all. */
@@ -82,7 +107,8 @@ cfg_key_count(struct cfg_parse *p, const cJSON *const *lists, size_t *np)
 			continue;
 		if (!cJSON_IsArray(lists[t]))
 			return cfg_err(p, cfg_fields[cfg_key_lists[t]],
-			    "must be an array of strings (got %s)",
+			    "must be an array of key strings or objects "
+			    "(got %s)",
 			    cfg_what(lists[t], got, sizeof(got)));
 		cJSON_ArrayForEach(v, lists[t])
 			(*np)++;
@@ -107,12 +133,17 @@ cfg_key_fill(struct cfg_parse *p, const cJSON *const *lists)
 		cJSON_ArrayForEach(v, lists[t]) {
 			(void)snprintf(field, sizeof(field), "%s[%zu]",
 			    cfg_fields[cfg_key_lists[t]], i++);
-			if (cfg_secret(p, v, field, CFG_KEY_MAX) == -1)
-				return -1;
 			k = &cfg->keys[cfg->nkeys++];
-			(void)strlcpy(k->key, v->valuestring, sizeof(k->key));
-			cfg_key_id(v->valuestring, k->id);
-			cfg_key_mask(v->valuestring, k->masked);
+			if (cJSON_IsObject(v)) {
+				if (cfg_key_object(p, v, field, k) == -1)
+					return -1;
+			} else if (cfg_secret(p, v, field, CFG_KEY_MAX) == -1)
+				return -1;
+			else
+				(void)strlcpy(k->key, v->valuestring,
+				    sizeof(k->key));
+			cfg_key_id(k->key, k->id);
+			cfg_key_mask(k->key, k->masked);
 			k->tier = (enum cfg_tier)t;
 			if (cfg_placeholder(k->key))
 				cfg->placeholder_keys = 1;
@@ -120,6 +151,65 @@ cfg_key_fill(struct cfg_parse *p, const cJSON *const *lists)
 		if (t == CFG_TIER_PRIORITY)
 			cfg->npriority = cfg->nkeys;
 	}
+	return 0;
+}
+
+/*
+ * {"key": "AIza…", "project": "team-a", "label": "alice's key"}: the key
+ * as in a plain entry; project and label optional (null or left out: its
+ * own project, no label).
+ */
+static int
+cfg_key_object(struct cfg_parse *p, const cJSON *v, const char *field,
+    struct cfg_key *k)
+{
+	static const char *const names[] = { "key", "project", "label" };
+	const cJSON	*f[3];
+	char		 sub[96];
+	char		 prefix[72];
+
+	(void)snprintf(prefix, sizeof(prefix), "%s.", field);
+	if (cfg_members(p, v, prefix, names, 3, f) == -1)
+		return -1;
+	(void)snprintf(sub, sizeof(sub), "%skey", prefix);
+	if (f[0] == NULL)
+		return cfg_err(p, sub, "missing: an entry given as an object "
+		    "needs its key");
+	if (cfg_secret(p, f[0], sub, CFG_KEY_MAX) == -1)
+		return -1;
+	(void)strlcpy(k->key, f[0]->valuestring, sizeof(k->key));
+	(void)snprintf(sub, sizeof(sub), "%sproject", prefix);
+	if (cfg_key_text(p, f[1], sub, "\"\\", k->project,
+	    sizeof(k->project)) == -1)
+		return -1;
+	(void)snprintf(sub, sizeof(sub), "%slabel", prefix);
+	return cfg_key_text(p, f[2], sub, "", k->label, sizeof(k->label));
+}
+
+/*
+ * An optional name (project, label): left out or null is "", else a
+ * non-empty string of at most len - 1 bytes, without control characters
+ * or any of the bytes in bad (it is shown, logged and saved).
+ */
+static int
+cfg_key_text(struct cfg_parse *p, const cJSON *v, const char *field,
+    const char *bad, char *dst, size_t len)
+{
+	const unsigned char	*u;
+
+	if (v == NULL || cJSON_IsNull(v)) {
+		dst[0] = '\0';
+		return 0;
+	}
+	if (cfg_str(p, v, field, 1, dst, len) == -1)
+		return -1;
+	for (u = (const unsigned char *)dst; *u != '\0'; u++)
+		if (*u < ' ' || *u == 0x7f || (*bad != '\0' &&
+		    strchr(bad, *u) != NULL))
+			return cfg_err(p, field, "must not hold control "
+			    "characters%s (character %zu does)",
+			    *bad != '\0' ? ", quotes or backslashes" : "",
+			    (size_t)(u - (const unsigned char *)dst) + 1);
 	return 0;
 }
 

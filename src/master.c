@@ -191,6 +191,8 @@ master_publish(struct config *cfg, char *err, size_t errlen)
 		ks[i].id = cfg->keys[i].id;
 		ks[i].masked = cfg->keys[i].masked;
 		ks[i].tier = cfg->keys[i].tier;
+		ks[i].project = cfg->keys[i].project;
+		ks[i].label = cfg->keys[i].label;
 	}
 	for (i = 0; i < cfg->nmodels; i++) {
 		ms[i].name = cfg->models[i].name;
@@ -202,7 +204,8 @@ master_publish(struct config *cfg, char *err, size_t errlen)
 			def = i;
 	}
 	/* Old-generation workers drain while new ones start: twice the pool. */
-	shm_sizes_for(cfg->nkeys, cfg->nmodels, cfg->max_workers * 2, &sz);
+	shm_sizes_for(cfg->nkeys, cfg->nmodels, cfg->max_workers * 2,
+	    cfg->nprojects, &sz);
 	h = old;
 	if (h == NULL || !shm_fits(h, &sz) ||
 	    shm_publish(h, ks, cfg->nkeys, ms, cfg->nmodels, def) == -1) {

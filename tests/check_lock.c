@@ -19,7 +19,7 @@ make(uint32_t keys, uint32_t models)
 	struct shm_sizes	 sz;
 	struct shm_header	*h;
 
-	shm_sizes_for(keys, models, 8, &sz);
+	shm_sizes_for(keys, models, 8, 0, &sz);
 	h = shm_create(&sz, 0);
 	ck_assert_ptr_nonnull(h);
 	ck_assert_int_eq(shm_check(h), 0);

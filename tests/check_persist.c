@@ -50,7 +50,7 @@ static struct shm_header *
 segment(const char *const *keys, const char *const *ids, size_t nk,
     const char *const *models, size_t nm)
 {
-	struct shm_key_spec	 ks[8];
+	struct shm_key_spec	 ks[8] = { { 0 } };
 	struct shm_model_spec	 ms[8];
 	struct shm_sizes	 sz;
 	struct shm_header	*h;
@@ -69,7 +69,7 @@ segment(const char *const *keys, const char *const *ids, size_t nk,
 		ms[i].rpm_limit = -1;
 		ms[i].rpd_limit = -1;
 	}
-	shm_sizes_for(nk, nm, 4, &sz);
+	shm_sizes_for(nk, nm, 4, 0, &sz);
 	h = shm_create(&sz, 0);
 	ck_assert_ptr_nonnull(h);
 	ck_assert_int_eq(shm_publish(h, ks, nk, ms, nm, 0), 0);

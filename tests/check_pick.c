@@ -33,7 +33,7 @@ setup(int64_t tpm, int64_t rpm, int64_t tpd, int64_t rpd)
 		{ "m1", -1, -1, -1, -1 },
 	};
 
-	shm_sizes_for(3, 2, 4, &sz);
+	shm_sizes_for(3, 2, 4, 0, &sz);
 	h = shm_create(&sz, 0);
 	ck_assert_ptr_nonnull(h);
 	ck_assert_int_eq(shm_publish(h, ks, 3, ms, 2, 0), 0);

@@ -38,7 +38,7 @@ setup(void)
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.client_timeout_s = 5;
 	looper.cfg = &cfg;
-	shm_sizes_for(1, 1, 4, &sz);
+	shm_sizes_for(1, 1, 4, 0, &sz);
 	looper.shm = shm_create(&sz, 0);
 	ck_assert_ptr_nonnull(looper.shm);
 }

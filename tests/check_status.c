@@ -202,7 +202,7 @@ make4(void)
 	};
 	int			 i;
 
-	shm_sizes_for(4, 2, 8, &sz);
+	shm_sizes_for(4, 2, 8, 0, &sz);
 	h = shm_create(&sz, 0);
 	ck_assert_ptr_nonnull(h);
 	ck_assert_int_eq(shm_publish(h, ks, 4, ms, 2, 1), 0);
@@ -847,7 +847,7 @@ START_TEST(test_status_big)
 		ks[i].masked = "AIza…0000";
 		ks[i].tier = i < NK / 2 ? 0 : 1;
 	}
-	shm_sizes_for(NK, 3, 8, &sz);
+	shm_sizes_for(NK, 3, 8, 0, &sz);
 	h = shm_create(&sz, 0);
 	ck_assert_ptr_nonnull(h);
 	ck_assert_int_eq(shm_publish(h, ks, NK, ms, 3, 1), 0);
