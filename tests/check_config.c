@@ -766,6 +766,26 @@ static const struct {
 	{ WITH("\"user\": \"no-such-user-gl\""),
 	    "user: no such user \"no-such-user-gl\"" },
 	{ WITH("\"user\": \"root\""), "user: \"root\" is uid 0" },
+	{ KEYLIST("\"priority_keys\": [{\"project\": \"p\"}]"),
+	    "priority_keys[0].key: missing: an entry given as an object "
+	    "needs its key" },
+	{ KEYLIST("\"priority_keys\": [{\"key\": \"AIzaSECRET1\", "
+	    "\"project\": 3}]"),
+	    "priority_keys[0].project: must be a non-empty string or null "
+	    "(got 3)" },
+	{ KEYLIST("\"secondary_keys\": [\"AIzaSECRET0\", {\"key\": "
+	    "\"AIzaSECRET1\", \"project\": \"a\\\"b\"}]"),
+	    "secondary_keys[1].project: must not hold control characters, "
+	    "quotes or backslashes (character 2 does)" },
+	{ KEYLIST("\"priority_keys\": [{\"key\": \"AIzaSECRET1\", "
+	    "\"label\": \"\"}]"),
+	    "priority_keys[0].label: must be a non-empty string or null "
+	    "(got an empty string)" },
+	{ KEYLIST("\"priority_keys\": [{\"key\": \"AIza SECRET1\"}]"),
+	    "priority_keys[0].key: must be printable ASCII without spaces" },
+	{ KEYLIST("\"priority_keys\": [{\"key\": \"AIzaSECRET1\"}, "
+	    "\"AIzaSECRET1\"]"),
+	    "priority_keys[1]: duplicate of priority_keys[0]" },
 	{ WITH("\"access_tokens\": \"TESTTOKEN\""),
 	    "access_tokens: must be an array of strings (got a string)" },
 	{ WITH("\"access_tokens\": [\"TESTTOKEN-1\", \"\"]"),
@@ -839,6 +859,33 @@ START_TEST(test_ca_fifo)
 END_TEST
 
 /* Good variants of the fields with several forms. */
+/* Keys as objects: project and label; plain strings in the same list. */
+START_TEST(test_key_objects)
+{
+	struct config	*cfg;
+
+	cfg = load(KEYLIST("\"priority_keys\": [{\"key\": \"AIzaSECRET1\", "
+	    "\"project\": \"team-a\", \"label\": \"alice's key\"}, "
+	    "\"AIzaSECRET2\", {\"key\": \"AIzaSECRET3\", \"project\": "
+	    "\"team-a\", \"label\": null}], \"secondary_keys\": "
+	    "[{\"key\": \"AIzaSECRET4\", \"project\": \"team b\"}]"));
+	ck_assert_msg(cfg != NULL, "%s", err);
+	ck_assert_int_eq(cfg->nkeys, 4);
+	ck_assert_int_eq(cfg->npriority, 3);
+	ck_assert_str_eq(cfg->keys[0].key, "AIzaSECRET1");
+	ck_assert_str_eq(cfg->keys[0].project, "team-a");
+	ck_assert_str_eq(cfg->keys[0].label, "alice's key");
+	ck_assert_str_eq(cfg->keys[1].project, "");
+	ck_assert_str_eq(cfg->keys[1].label, "");
+	ck_assert_str_eq(cfg->keys[2].project, "team-a");
+	ck_assert_str_eq(cfg->keys[2].label, "");
+	ck_assert_str_eq(cfg->keys[3].project, "team b");
+	ck_assert_int_eq(cfg->keys[3].tier, CFG_TIER_SECONDARY);
+	ck_assert_int_eq(cfg->nprojects, 2);
+	cfg_free(cfg);
+}
+END_TEST
+
 START_TEST(test_forms)
 {
 	struct config	*cfg;
@@ -1034,7 +1081,9 @@ elapsed(const struct timespec *a)
 
 /*
  * 10,000 keys: 5,000 in each list.  dupat >= 0 makes the last secondary
- * key a copy of priority key dupat.
+ * key a copy of priority key dupat.  The tests' time bound (2 s, under
+ * the sanitizers, on a busy machine) only catches a quadratic check: a
+ * load takes tens of ms.
  */
 static char *
 many_keys(int dupat)
@@ -1072,7 +1121,7 @@ START_TEST(test_many_keys)
 	cfg = cfg_load(cfgpath, err, sizeof(err));
 	s = elapsed(&t0);
 	ck_assert_msg(cfg != NULL, "%s", err);
-	ck_assert_msg(s < 0.5, "10,000 keys took %.3f s", s);
+	ck_assert_msg(s < 2.0, "10,000 keys took %.3f s", s);
 	ck_assert_uint_eq(cfg->nkeys, 10000);
 	ck_assert_uint_eq(cfg->npriority, 5000);
 	for (i = 0; i < cfg->nkeys; i++)
@@ -1086,7 +1135,7 @@ START_TEST(test_many_keys)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ck_assert_ptr_null(cfg_load(cfgpath, err, sizeof(err)));
 	s = elapsed(&t0);
-	ck_assert_msg(s < 0.5, "10,000 keys took %.3f s", s);
+	ck_assert_msg(s < 2.0, "10,000 keys took %.3f s", s);
 	ck_assert_msg(strstr(err, ": secondary_keys[4999]: duplicate of "
 	    "priority_keys[17]") != NULL, "%s", err);
 	assert_clean(err);
@@ -1137,6 +1186,7 @@ config_suite(void)
 	tcase_add_test(tc, test_listen_any_port_and_authority);
 	tcase_add_test(tc, test_seed_shape);
 	tcase_add_test(tc, test_forms);
+	tcase_add_test(tc, test_key_objects);
 	tcase_add_test(tc, test_system_zoneinfo);
 	tcase_add_test(tc, test_unknown_field);
 	tcase_add_test(tc, test_relative);
