@@ -92,6 +92,33 @@ restore_model_ok(const struct shm_header *h, int m)
 }
 
 /*
+ * Named projects' cells, by name: a project the config no longer names
+ * takes nothing.  Linear in the projects per entry: a usage file is read
+ * once at start (and a late one once more).
+ */
+static void
+restore_projects_locked(struct shm_header *h, const struct shm_restore *r,
+    int daily, int64_t now)
+{
+	const struct shm_project	*pr = SHM_PROJECTS(h);
+	size_t				 i;
+	uint32_t			 p = 0;
+
+	for (i = 0; i < r->npcells; i++) {
+		/* Entries of one project come together: try the last first. */
+		if (p >= h->nprojects || !pr[p].in_use ||
+		    strcmp(pr[p].name, r->pcells[i].name) != 0)
+			for (p = 0; p < h->nprojects; p++)
+				if (pr[p].in_use &&
+				    strcmp(pr[p].name, r->pcells[i].name) == 0)
+					break;
+		if (p < h->nprojects && restore_model_ok(h, r->pcells[i].m))
+			restore_cell_locked(SHM_PUSAGE(h, p, r->pcells[i].m),
+			    &r->pcells[i].u, daily, now);
+	}
+}
+
+/*
  * Merge r into the tables at now.  Slots that no longer hold a key or a
  * model (a reload since the file was resolved) are skipped.  An affinity
  * entry already known keeps the key it has.
@@ -106,6 +133,7 @@ shm_restore(struct shm_header *h, const struct shm_restore *r, int daily,
 	int			 k, m;
 
 	shm_lock(h);
+	restore_projects_locked(h, r, daily, now);
 	for (i = 0; i < r->ncells; i++) {
 		k = r->cells[i].k;
 		m = r->cells[i].m;

@@ -377,9 +377,18 @@ struct shm_restore_aff {
 	int64_t			 created;
 };
 
+/* A named project's cell, by the project's name (it has no slot yet). */
+struct shm_restore_pcell {
+	char			 name[SHM_PROJECT_MAX];
+	int			 m;	/* model slot */
+	struct shm_usage	 u;
+};
+
 struct shm_restore {
 	struct shm_restore_cell	*cells;
 	size_t			 ncells;
+	struct shm_restore_pcell *pcells;
+	size_t			 npcells;
 	struct shm_restore_hist	*khist;
 	size_t			 nkhist;
 	struct shm_restore_hist	*mhist;
@@ -425,18 +434,25 @@ struct shm_snap {
 	struct shm_usage	*usage;		/* nkeys x nmodels */
 	struct shm_affinity	*aff;		/* SHM_SNAP_AFFINITY: in use */
 	size_t			 naff;
+	uint32_t		 nprojects;
+	struct shm_project	*projects;	/* nprojects named slots */
+	struct shm_usage	*pusage;	/* nprojects x nmodels */
 };
 
 #define SHM_SNAP_AFFINITY	0x1	/* the affinity table too */
 #define SHM_SNAP_NO_USAGE	0x2	/* keys and models only: no cells */
 #define SHM_SNAP_CELL(s, k, m) \
 	(&(s)->usage[(size_t)(k) * (s)->nmodels + (size_t)(m)])
+#define SHM_SNAP_PCELL(s, p, m) \
+	(&(s)->pusage[(size_t)(p) * (s)->nmodels + (size_t)(m)])
 
 /* snapshot.c */
 int		 shm_snap_take(struct shm_header *, unsigned, int64_t,
 		    void (*)(void *, uint32_t, const char *), void *,
 		    struct shm_snap *);
 void		 shm_snap_free(struct shm_snap *);
+const struct shm_usage *shm_snap_project_cell(const struct shm_snap *,
+		    uint32_t, uint32_t);
 uint32_t	 shm_cell_state(const struct shm_model *,
 		    const struct shm_usage *, int64_t, uint32_t *);
 

@@ -24,7 +24,9 @@
 
 #include "shm.h"
 
-#define SHM_SNAP_BATCH	256	/* key slots per lock hold */
+#define SHM_SNAP_BATCH	256	/* key or project slots per lock hold */
+
+static int	 snap_projects(struct shm_header *, struct shm_snap *);
 
 void
 shm_snap_free(struct shm_snap *s)
@@ -33,6 +35,8 @@ shm_snap_free(struct shm_snap *s)
 	free(s->models);
 	free(s->usage);
 	free(s->aff);
+	free(s->projects);
+	free(s->pusage);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -43,6 +47,7 @@ snap_head_locked(struct shm_header *h, struct shm_snap *s)
 	s->nkeys = h->nkeys;
 	s->nmodels = h->nmodels;
 	s->default_model = h->default_model;
+	s->nprojects = h->nprojects;
 	s->started = h->started;
 	s->last_reset = h->last_reset;
 	s->next_reset = h->next_reset;
@@ -127,10 +132,55 @@ shm_snap_take(struct shm_header *h, unsigned what, int64_t now,
 			explicit_bzero(s->keys[k].key, sizeof(s->keys[k].key));
 		}
 	}
+	if (cells != 0 && snap_projects(h, s) == -1)
+		goto fail;
 	return 0;
  fail:
 	shm_snap_free(s);
 	return -1;
+}
+
+/*
+ * The named projects and their cells, in batches like the keys.  A
+ * reload that shrank the table since the head leaves the rest zero.
+ */
+static int
+snap_projects(struct shm_header *h, struct shm_snap *s)
+{
+	size_t		 np = s->nprojects, nm = s->nmodels;
+	uint32_t	 p0, p, n;
+
+	s->projects = malloc((np + 1) * sizeof(*s->projects));
+	s->pusage = malloc((np * nm + 1) * sizeof(*s->pusage));
+	if (s->projects == NULL || s->pusage == NULL)
+		return -1;
+	explicit_bzero(s->projects, (np + 1) * sizeof(*s->projects));
+	explicit_bzero(s->pusage, (np * nm + 1) * sizeof(*s->pusage));
+	for (p0 = 0; p0 < np; p0 += SHM_SNAP_BATCH) {
+		n = np - p0 < SHM_SNAP_BATCH ? np - p0 : SHM_SNAP_BATCH;
+		shm_lock(h);
+		for (p = p0; p < p0 + n && p < h->nprojects; p++) {
+			s->projects[p] = SHM_PROJECTS(h)[p];
+			memcpy(SHM_SNAP_PCELL(s, p, 0), SHM_PUSAGE(h, p, 0),
+			    sizeof(*s->pusage) * nm);
+		}
+		shm_unlock(h);
+	}
+	return 0;
+}
+
+/*
+ * In a snapshot with cells: the cell key slot k's project holds for
+ * model m (the key's own when it is its own project).
+ */
+const struct shm_usage *
+shm_snap_project_cell(const struct shm_snap *s, uint32_t k, uint32_t m)
+{
+	uint32_t	 v = s->keys[k].project;
+
+	if ((v & SHM_PROJECT_NAMED) && SHM_PROJECT_SLOT(v) < s->nprojects)
+		return SHM_SNAP_PCELL(s, SHM_PROJECT_SLOT(v), m);
+	return SHM_SNAP_CELL(s, k, m);
 }
 
 /*

@@ -38,7 +38,7 @@ struct kindex {
 /* What the file says, resolved to slots, and what became of it. */
 struct restore {
 	struct shm_restore r;
-	size_t		 capcells, capkhist, capmhist, capaff;
+	size_t		 capcells, capkhist, capmhist, capaff, cappcells;
 	size_t		 restored, dropped, ambiguous, ignored, invalid;
 };
 
@@ -65,6 +65,7 @@ restore_free(struct restore *r)
 	free(r->r.khist);
 	free(r->r.mhist);
 	free(r->r.aff);
+	free(r->r.pcells);
 }
 
 /* A non-negative integer member (absent: 0).  -1 when malformed. */
@@ -450,6 +451,52 @@ parse_models(struct shm_header *h, const struct kindex *x, const cJSON *obj,
 	return 0;
 }
 
+/*
+ * "projects": {"team-a": {"models": {"m": cell, ...}}, ...}: the named
+ * projects' cells, merged by name (shm/restore.c).  -1: out of memory.
+ */
+static int
+parse_projects(struct shm_header *h, const cJSON *obj, struct restore *r)
+{
+	const cJSON			*o, *cells, *c;
+	struct shm_restore_pcell	*pc;
+	int				 m;
+
+	if (obj == NULL)
+		return 0;
+	if (!cJSON_IsObject(obj)) {
+		r->ignored++;
+		return 0;
+	}
+	cJSON_ArrayForEach(o, obj) {
+		cells = cJSON_GetObjectItemCaseSensitive(o, "models");
+		if (strlen(o->string) >= SHM_PROJECT_MAX ||
+		    !cJSON_IsObject(cells)) {
+			r->ignored++;
+			continue;
+		}
+		cJSON_ArrayForEach(c, cells) {
+			if ((m = shm_model_named(h, c->string)) < 0) {
+				r->ignored++;
+				continue;
+			}
+			if (grow((void **)&r->r.pcells, &r->cappcells,
+			    r->r.npcells, sizeof(*r->r.pcells)) == -1)
+				return -1;
+			pc = &r->r.pcells[r->r.npcells];
+			memset(pc, 0, sizeof(*pc));
+			if (parse_cell(c, &pc->u, &r->ignored) == -1) {
+				r->ignored++;
+				continue;
+			}
+			(void)strlcpy(pc->name, o->string, sizeof(pc->name));
+			pc->m = m;
+			r->r.npcells++;
+		}
+	}
+	return 0;
+}
+
 static int
 parse_affinity(const struct kindex *x, const cJSON *arr, int64_t now,
     struct restore *r)
@@ -594,6 +641,8 @@ persist_parse(struct shm_header *h, const char *path, const char *text,
 	    &r) == -1 ||
 	    parse_models(h, &x, cJSON_GetObjectItemCaseSensitive(root,
 	    "models"), &r) == -1 ||
+	    parse_projects(h, cJSON_GetObjectItemCaseSensitive(root,
+	    "projects"), &r) == -1 ||
 	    parse_affinity(&x, cJSON_GetObjectItemCaseSensitive(root,
 	    "affinity"), now, &r) == -1) {
 		snprintf(err, errlen, "out of memory");

@@ -266,6 +266,38 @@ out_affinity(cJSON *aff, const struct shm_snap *s,
 	}
 }
 
+/* The named projects' cells by model, like a key's. */
+static void
+out_projects(cJSON *projects, const struct shm_snap *s, int64_t now)
+{
+	cJSON		*o, *cells, *c;
+	uint32_t	 p, m;
+
+	for (p = 0; p < s->nprojects && projects != NULL && !out_bad; p++) {
+		if (!s->projects[p].in_use)
+			continue;
+		cells = NULL;
+		for (m = 0; m < s->nmodels && !out_bad; m++) {
+			if (!s->models[m].in_use ||
+			    (c = out_cell(SHM_SNAP_PCELL(s, p, m), now)) == NULL)
+				continue;
+			if (cells == NULL && (cells = out_new(0)) == NULL) {
+				cJSON_Delete(c);
+				return;
+			}
+			out_add(cells, s->models[m].name, c);
+		}
+		if (cells == NULL)
+			continue;
+		if ((o = out_new(0)) == NULL) {
+			cJSON_Delete(cells);
+			return;
+		}
+		out_add(o, "models", cells);
+		out_add(projects, s->projects[p].name, o);
+	}
+}
+
 /* The whole file for snapshot s at now, or NULL when memory ran out. */
 cJSON *
 persist_json(const struct shm_snap *s, const struct persist_fps *f,
@@ -287,6 +319,9 @@ persist_json(const struct shm_snap *s, const struct persist_fps *f,
 	x = out_new(0);
 	out_add(root, "models", x);
 	out_models(x, s, f, now);
+	x = out_new(0);
+	out_add(root, "projects", x);
+	out_projects(x, s, now);
 	x = out_new(1);
 	out_add(root, "affinity", x);
 	out_affinity(x, s, f);

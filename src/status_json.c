@@ -336,6 +336,89 @@ js_cell(struct sbuf *b, const struct view_model *sm,
 	sb_lit(b, "}");
 }
 
+/* A JSON string, or null for NULL. */
+static void
+js_sbname(struct sbuf *b, const char *s)
+{
+	if (s == NULL)
+		sb_lit(b, "null");
+	else
+		sb_jstr(b, s);
+}
+
+/*
+ * projects: each named project by name, with its keys' ids (config
+ * order), its state (the most restrictive of its cells, as for a key) and
+ * its cells: the state and the counts its limits apply to.
+ */
+static void
+js_projects(struct sbuf *b, const struct view *s, char **mname)
+{
+	const struct view_project	*vp;
+	uint32_t			 st, v;
+	size_t				 i, j, o, *rows, *at, *start;
+
+	/* Each project's rows, config order, by a counting sort. */
+	rows = calloc(s->nkeys + 1, sizeof(*rows));
+	at = calloc((size_t)s->snap.nprojects + 1, sizeof(*at));
+	start = calloc(s->nprojects + 2, sizeof(*start));
+	if (rows == NULL || at == NULL || start == NULL) {
+		b->oom = 1;
+		goto done;
+	}
+	for (i = 0; i < s->nprojects; i++)
+		at[s->projects[i].slot] = i + 1;
+	for (o = 0; o < s->nkeys; o++) {
+		v = s->keys[s->order[o]].k->project;
+		if ((v & SHM_PROJECT_NAMED) &&
+		    SHM_PROJECT_SLOT(v) < s->snap.nprojects &&
+		    (i = at[SHM_PROJECT_SLOT(v)]) != 0)
+			start[i + 1]++;
+	}
+	for (i = 1; i <= s->nprojects; i++)
+		start[i + 1] += start[i];
+	for (o = 0; o < s->nkeys; o++) {
+		v = s->keys[s->order[o]].k->project;
+		if ((v & SHM_PROJECT_NAMED) &&
+		    SHM_PROJECT_SLOT(v) < s->snap.nprojects &&
+		    (i = at[SHM_PROJECT_SLOT(v)]) != 0)
+			rows[start[i]++] = s->order[o];
+	}
+	/* start[i] is now project i-1's end, and so project i's start. */
+	sb_lit(b, ",\"projects\":{");
+	for (i = 0; i < s->nprojects; i++) {
+		vp = &s->projects[i];
+		if (i > 0)
+			sb_lit(b, ",");
+		sb_jstr(b, vp->p->name);
+		sb_lit(b, ":{\"keys\":[");
+		for (o = start[i]; o < start[i + 1]; o++) {
+			if (o > start[i])
+				sb_lit(b, ",");
+			sb_jstr(b, s->keys[rows[o]].k->id);
+		}
+		for (j = 0, st = SHM_AVAILABLE; j < s->nmodels; j++)
+			if (vp->cells[j].state > st)
+				st = vp->cells[j].state;
+		sb_lit(b, "],\"state\":\"");
+		sb_cstr(b, view_state_name(st));
+		sb_lit(b, "\",\"models\":{");
+		for (j = 0; j < s->nmodels; j++) {
+			if (j > 0)
+				sb_lit(b, ",");
+			sb_cstr(b, mname[j]);
+			sb_lit(b, ":");
+			js_cell(b, &s->models[j], &vp->cells[j]);
+		}
+		sb_lit(b, "}}");
+	}
+	sb_lit(b, "}");
+ done:
+	free(rows);
+	free(at);
+	free(start);
+}
+
 /* keys[] and history_by_key, whose size follows the number of keys. */
 static void
 js_keys(struct sbuf *b, const struct view *s, char **mname)
@@ -356,7 +439,11 @@ js_keys(struct sbuf *b, const struct view *s, char **mname)
 		sb_lit(b, ",\"tier\":\"");
 		sb_cstr(b, sk->k->tier == CFG_TIER_PRIORITY ? "priority" :
 		    "secondary");
-		sb_lit(b, "\",\"state\":\"");
+		sb_lit(b, "\",\"project\":");
+		js_sbname(b, view_project_name(s, sk->k));
+		sb_lit(b, ",\"label\":");
+		js_sbname(b, sk->k->label[0] != '\0' ? sk->k->label : NULL);
+		sb_lit(b, ",\"state\":\"");
 		sb_cstr(b, view_state_name(sk->state));
 		sb_lit(b, "\",\"until\":");
 		js_sbtime(b, sk->until);
@@ -434,6 +521,7 @@ status_data_json(struct shm_header *h, const struct config *cfg, int64_t now,
 	/* The head without its closing brace, then the rest. */
 	sb_add(&b, hs, hl - 1);
 	js_keys(&b, &s, mname);
+	js_projects(&b, &s, mname);
 	sb_lit(&b, "}\n");
 	if (!b.oom) {
 		out = b.p;

@@ -52,6 +52,8 @@ view_free(struct view *v)
 	free(v->cells);
 	free(v->slot_row);
 	free(v->workers);
+	free(v->projects);
+	free(v->pcells);
 	memset(v, 0, sizeof(*v));
 }
 
@@ -94,7 +96,8 @@ view_rows(struct view *v)
 		for (j = 0; j < s->nmodels; j++) {
 			c = VIEW_CELL(v, vk - v->keys, j);
 			c->u = SHM_SNAP_CELL(s, k, j);
-			c->state = shm_cell_state(&s->models[j], c->u, v->now,
+			c->pu = shm_snap_project_cell(s, k, j);
+			c->state = shm_cell_state(&s->models[j], c->pu, v->now,
 			    &c->reason);
 			shm_window(c->u, sec, &c->tpm_used,
 			    &c->rpm_used);
@@ -140,7 +143,7 @@ view_states(struct view *v)
 			vm = &v->models[j];
 			c = VIEW_CELL(v, r, j);
 			if (c->state == SHM_COOLING)
-				c->cooldown_until = c->u->cooldown_until;
+				c->cooldown_until = c->pu->cooldown_until;
 			if (vk->k->invalid && c->reason == SHM_R_NONE)
 				c->reason = SHM_R_INVALID;
 			if (c->state == SHM_COOLING)
@@ -250,6 +253,66 @@ view_workers(struct shm_header *h, struct view *v)
 	return 0;
 }
 
+static int
+view_project_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct view_project *)a)->p->name,
+	    ((const struct view_project *)b)->p->name);
+}
+
+/* The named projects in use, by name, with their cells' states. */
+static int
+view_projects(struct view *v)
+{
+	const struct shm_snap	*s = &v->snap;
+	struct view_cell	*c;
+	size_t			 i, j;
+	uint32_t		 p, sec = (uint32_t)(v->now / 1000);
+
+	v->projects = calloc((size_t)s->nprojects + 1, sizeof(*v->projects));
+	v->pcells = calloc(((size_t)s->nprojects + 1) * (v->nmodels + 1),
+	    sizeof(*v->pcells));
+	if (v->projects == NULL || v->pcells == NULL)
+		return -1;
+	for (p = 0; p < s->nprojects; p++) {
+		if (!s->projects[p].in_use)
+			continue;
+		v->projects[v->nprojects].p = &s->projects[p];
+		v->projects[v->nprojects++].slot = p;
+	}
+	qsort(v->projects, v->nprojects, sizeof(*v->projects),
+	    view_project_cmp);
+	for (i = 0; i < v->nprojects; i++) {
+		v->projects[i].cells = &v->pcells[i * v->nmodels];
+		for (j = 0; j < v->nmodels; j++) {
+			c = &v->projects[i].cells[j];
+			c->u = c->pu = SHM_SNAP_PCELL(s, v->projects[i].slot, j);
+			c->state = shm_cell_state(&s->models[j], c->u, v->now,
+			    &c->reason);
+			shm_window(c->u, sec, &c->tpm_used, &c->rpm_used);
+			if (c->state == SHM_COOLING)
+				c->cooldown_until = c->until =
+				    c->u->cooldown_until;
+			else if (c->state == SHM_EXHAUSTED)
+				c->until = s->next_reset > 0 ?
+				    s->next_reset : 0;
+		}
+	}
+	return 0;
+}
+
+/* A key's project as named in the config, or NULL: its own. */
+const char *
+view_project_name(const struct view *v, const struct shm_key *k)
+{
+	uint32_t	 p = SHM_PROJECT_SLOT(k->project);
+
+	if (!(k->project & SHM_PROJECT_NAMED) || p >= v->snap.nprojects ||
+	    !v->snap.projects[p].in_use)
+		return NULL;
+	return v->snap.projects[p].name;
+}
+
 /* Take the whole view of segment h at now.  0, or -1 when memory ran out. */
 int
 view_take(struct shm_header *h, int64_t now, struct view *v)
@@ -276,7 +339,8 @@ view_take(struct shm_header *h, int64_t now, struct view *v)
 	for (r = 0; r < v->nkeys; r++)
 		v->order[r] = r;
 	qsort_r(v->order, v->nkeys, sizeof(*v->order), view_row_cmp, v->keys);
-	if (view_current(v) == -1 || view_workers(h, v) == -1)
+	if (view_current(v) == -1 || view_workers(h, v) == -1 ||
+	    view_projects(v) == -1)
 		goto fail;
 	return 0;
  fail:

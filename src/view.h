@@ -37,13 +37,21 @@ struct view_key {
 };
 
 struct view_cell {
-	const struct shm_usage *u;	/* into the snapshot */
+	const struct shm_usage *u;	/* into the snapshot: the counts */
+	const struct shm_usage *pu;	/* its project's: the state */
 	uint32_t	 state;		/* enum shm_cell_state */
 	uint32_t	 reason;	/* enum shm_reason, shown when not 0 */
 	int64_t		 cooldown_until;	/* while cooling, else 0 */
 	int64_t		 until;		/* when the state ends, 0 */
 	uint64_t	 tpm_used;	/* the last minute's window */
 	uint32_t	 rpm_used;
+};
+
+/* A named project, with its cells (state and the counts limits apply to). */
+struct view_project {
+	const struct shm_project *p;	/* into the snapshot */
+	uint32_t	 slot;
+	struct view_cell *cells;	/* nmodels, into view.pcells */
 };
 
 struct view {
@@ -57,6 +65,9 @@ struct view {
 	size_t		 nmodels;
 	struct view_cell *cells;	/* nkeys x nmodels */
 	int		*slot_row;	/* key slot -> row, -1 */
+	struct view_project *projects;	/* named, in use, by name */
+	size_t		 nprojects;
+	struct view_cell *pcells;	/* nprojects x nmodels */
 	struct shm_slot	*workers;	/* board_copy(): slots in use, their
 					   request lines scrubbed */
 	size_t		 nworkers;
@@ -67,6 +78,7 @@ struct view {
 #define VIEW_CELL(v, r, j)	(&(v)->cells[(size_t)(r) * (v)->nmodels + (j)])
 
 int		 view_take(struct shm_header *, int64_t, struct view *);
+const char	*view_project_name(const struct view *, const struct shm_key *);
 void		 view_free(struct view *);
 const char	*view_state_name(uint32_t);
 const char	*view_reason_name(uint32_t);
