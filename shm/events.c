@@ -67,7 +67,7 @@ shm_daily_reset(struct shm_header *h, int64_t now, int64_t next)
 			u = SHM_USAGE(h, k, m);
 			u->tpd_used = u->rpd_used = 0;
 			memset(u->tokens, 0, sizeof(u->tokens));
-			u->requests = u->errors = 0;
+			u->requests = u->errors = u->batches = 0;
 			if (u->state == SHM_EXHAUSTED) {
 				u->state = SHM_AVAILABLE;
 				u->reason = SHM_R_NONE;
