@@ -172,7 +172,7 @@ FUZZ_LIBSRCS = src/http.c src/chunked.c src/uphead.c src/classify.c \
 		 src/usagescan.c src/inspect.c src/wire.c src/jsontext.c \
 		 $(wildcard src/config*.c) src/fileio.c src/log.c src/util.c \
 		 src/scrub.c src/reset.c src/persist.c src/persist_in.c \
-		 src/persist_out.c \
+		 src/persist_out.c src/resname.c \
 		 $(wildcard shm/*.c)
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -g -O1 -Isrc -Ishm -Ibuild \
 	   -Itests/fuzz $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \

@@ -55,7 +55,7 @@ reset_cell(struct shm_usage *u)
 {
 	u->tpd_used = u->rpd_used = 0;
 	memset(u->tokens, 0, sizeof(u->tokens));
-	u->requests = u->errors = 0;
+	u->requests = u->errors = u->batches = 0;
 	if (u->state == SHM_EXHAUSTED) {
 		u->state = SHM_AVAILABLE;
 		u->reason = SHM_R_NONE;

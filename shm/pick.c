@@ -543,6 +543,28 @@ out:
 	p->key = -1;
 }
 
+/*
+ * A batch job was created (batchGenerateContent, asyncBatchEmbedContent):
+ * counted as what it is, a batch job on the key x model, not as a request
+ * against the model's interactive limits (it reserved nothing).
+ */
+void
+shm_settle_batch(struct shm_header *h, struct shm_pick *p)
+{
+	struct shm_usage	*u;
+
+	if (p->key < 0)
+		return;
+	shm_lock(h);
+	if (pick_valid_locked(h, p)) {
+		u = SHM_USAGE(h, p->key, p->model);
+		u->batches++;
+		u->m_batches++;
+	}
+	shm_unlock(h);
+	p->key = -1;
+}
+
 /* The request did not happen as far as quotas go: give the room back. */
 void
 shm_release(struct shm_header *h, struct shm_pick *p)

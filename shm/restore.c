@@ -41,6 +41,7 @@ restore_daily_locked(struct shm_usage *d, const struct shm_usage *s)
 		d->tokens[i] += s->tokens[i];
 	d->requests += s->requests;
 	d->errors += s->errors;
+	d->batches += s->batches;
 	if (s->state == SHM_EXHAUSTED && d->state != SHM_EXHAUSTED) {
 		d->state = SHM_EXHAUSTED;
 		d->reason = s->reason;
@@ -156,8 +157,18 @@ shm_restore(struct shm_header *h, const struct shm_restore *r, int daily,
 	}
 	shm_unlock(h);
 
-	for (i = 0; i < r->naff; i++)
-		if (shm_affinity_get(h, r->aff[i].name) < 0)
-			shm_affinity_put(h, r->aff[i].name, r->aff[i].k,
-			    r->aff[i].created);
+	for (i = 0; i < r->naff; i++) {
+		struct shm_aff_note	 n;
+
+		if (shm_affinity_get(h, r->aff[i].name, now) >= 0)
+			continue;
+		memset(&n, 0, sizeof(n));
+		n.name = r->aff[i].name;
+		n.kind = r->aff[i].kind;
+		n.key = r->aff[i].k;
+		n.created = r->aff[i].created;
+		n.expires = r->aff[i].expires;
+		n.done = r->aff[i].done;
+		shm_affinity_put(h, &n, now);
+	}
 }

@@ -32,7 +32,7 @@
 #define SHM_WIN_SECONDS		60
 #define SHM_HISTORY		60	/* minutes of history kept */
 #define SHM_EXTRA_MODELS	8	/* slots for models not in config */
-#define SHM_AFFINITY		4096	/* files/cachedContents -> key */
+#define SHM_AFFINITY		4096	/* resources (files/...) -> key */
 #define SHM_AFF_NAME		96
 #define SHM_DUR_BUCKETS		12	/* request-duration histogram */
 #define SHM_REQ_MAX		64	/* a scoreboard slot's request line */
@@ -161,6 +161,8 @@ struct shm_usage {
 	uint64_t	 m_status[SHM_CLASS_N];	/* upstream answers by class */
 	uint64_t	 m_429[SHM_Q_N];	/* upstream 429s by quota */
 	uint64_t	 m_tokens[SHM_TOK_N];
+	uint64_t	 batches;	/* batch jobs created today */
+	uint64_t	 m_batches;	/* the same since the segment was made */
 };
 
 /*
@@ -183,11 +185,38 @@ struct shm_slot {
 	char		 req[SHM_REQ_MAX];	/* "POST /v1beta/models/x:gen..." */
 };
 
+/* The kinds of resource that belong to the project that made them. */
+enum shm_res {
+	SHM_RES_FILE = 0,	/* files/x: 48 h */
+	SHM_RES_CACHE,		/* cachedContents/x: until its expireTime */
+	SHM_RES_UPLOAD,		/* upload:<upload_id>, a resumable session */
+	SHM_RES_BATCH,		/* batches/x: until done, plus a margin */
+	SHM_RES_OPERATION,	/* models/m/operations/x: the same */
+	SHM_RES_STORE,		/* fileSearchStores/x (and what is under it) */
+	SHM_RES_TUNED,		/* tunedModels/x */
+	SHM_RES_CORPUS,		/* corpora/x */
+	SHM_RES_N
+};
+
 struct shm_affinity {
 	uint32_t	 in_use;
 	int32_t		 key;		/* key index */
-	int64_t		 created;
-	char		 name[SHM_AFF_NAME];	/* "files/abc", "cachedContents/x" */
+	int64_t		 created;	/* ms since epoch */
+	int64_t		 expires;	/* ms since epoch; 0: until deleted */
+	uint32_t	 kind;		/* enum shm_res */
+	uint32_t	 done;		/* a batch or operation seen finished */
+	char		 name[SHM_AFF_NAME];	/* "files/abc", "batches/x" */
+};
+
+/* What an answer taught about a resource (shm_affinity_put). */
+struct shm_aff_note {
+	const char	*name;
+	uint32_t	 kind;		/* enum shm_res */
+	int		 key;		/* the key that was answered */
+	int64_t		 created;	/* ms since epoch, for a new entry */
+	int64_t		 expires;	/* ms since epoch; 0: until deleted */
+	int		 keep_expiry;	/* known already: leave its expiry */
+	int		 done;		/* seen finished */
 };
 
 struct shm_header {
@@ -334,6 +363,7 @@ int64_t		 shm_free_ms(struct shm_header *, int, int64_t, int64_t,
 		    int *);
 void		 shm_settle(struct shm_header *, struct shm_pick *,
 		    const struct shm_tokens *, int64_t);
+void		 shm_settle_batch(struct shm_header *, struct shm_pick *);
 void		 shm_release(struct shm_header *, struct shm_pick *);
 void		 shm_cancel(struct shm_header *, struct shm_pick *);
 void		 shm_cool(struct shm_header *, const struct shm_pick *,
@@ -374,7 +404,10 @@ struct shm_restore_hist {
 struct shm_restore_aff {
 	char			 name[SHM_AFF_NAME];
 	int			 k;
+	uint32_t		 kind;		/* enum shm_res */
+	int			 done;
 	int64_t			 created;
+	int64_t			 expires;	/* 0: until deleted */
 };
 
 /* A named project's cell, by the project's name (it has no slot yet). */
@@ -457,9 +490,13 @@ uint32_t	 shm_cell_state(const struct shm_model *,
 		    const struct shm_usage *, int64_t, uint32_t *);
 
 /* affinity.c */
-int		 shm_affinity_get(struct shm_header *, const char *);
-void		 shm_affinity_put(struct shm_header *, const char *, int,
-		    int64_t);
+int		 shm_affinity_get(struct shm_header *, const char *, int64_t);
+void		 shm_affinity_put(struct shm_header *,
+		    const struct shm_aff_note *, int64_t);
+void		 shm_affinity_forget(struct shm_header *, const char *);
+int		 shm_owner_key(struct shm_header *, int, uint32_t *,
+		    char *, size_t);
+extern const char *const shm_res_names[SHM_RES_N];
 
 /* board.c */
 int		 board_claim(struct shm_header *, pid_t);

@@ -7,8 +7,8 @@
  * keys{state}; per model requests_total{class} (answers to clients),
  * retries_total, waits_total, request_duration_seconds (histogram); per
  * key x model upstream_requests_total{class}, upstream_429_total{quota=
- * minute|day|other}, tokens_total{kind}, tpm_used, tpm_limit and
- * key_state{state} (one-hot over available, cooling, exhausted, invalid).
+ * minute|day|other}, tokens_total{kind}, batch_jobs_total, tpm_used,
+ * tpm_limit and key_state{state} (one-hot over available, cooling, exhausted, invalid).
  * Counters count since the shared segment was made (the daemon's start).
  *
  * Every family's samples are written together, as the format wants, so
@@ -298,6 +298,30 @@ prom_cell_counters(struct sbuf *b, const struct view *s, const char *labs,
 	}
 }
 
+/* Batch jobs created per key x model, for the cells that made some. */
+static void
+prom_batches(struct sbuf *b, const struct view *s, const char *labs,
+    const struct plab *kl, const struct plab *ml)
+{
+	const struct view_cell	*c;
+	size_t			 o, r, j;
+
+	prom_family(b, "gemini_looper_batch_jobs_total", "counter",
+	    "Batch jobs created (batchGenerateContent, "
+	    "asyncBatchEmbedContent), by key fingerprint and model.");
+	for (o = 0; o < s->nkeys; o++) {
+		r = s->order[o];
+		for (j = 0; j < s->nmodels; j++) {
+			c = VIEW_CELL(s, r, j);
+			if (c->u->m_batches == 0)
+				continue;
+			prom_cell(b, "gemini_looper_batch_jobs_total", labs,
+			    &kl[r], &ml[j]);
+			prom_end(b, NULL, NULL, c->u->m_batches);
+		}
+	}
+}
+
 /* The gauges per key x model, for every cell. */
 static void
 prom_cell_gauges(struct sbuf *b, const struct view *s, const char *labs,
@@ -383,6 +407,7 @@ metrics_text(struct shm_header *h, int64_t now, size_t *lenp)
 	prom_head(&b, &s);
 	prom_models(&b, &s, labs.p, ml);
 	prom_cell_counters(&b, &s, labs.p, kl, ml);
+	prom_batches(&b, &s, labs.p, kl, ml);
 	prom_cell_gauges(&b, &s, labs.p, kl, ml);
 	if (b.oom)
 		goto fail;

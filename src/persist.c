@@ -84,7 +84,8 @@ const struct persist_count persist_counts[PERSIST_NCOUNTS] = {
 	COUNT(tokens[SHM_TOK_THOUGHTS], "thoughts"),
 	COUNT(tokens[SHM_TOK_TOTAL], "total"),
 	COUNT(requests, "requests"),
-	COUNT(errors, "errors")
+	COUNT(errors, "errors"),
+	COUNT(batches, "batches")
 };
 
 /* The module's memory between calls (one master, one usage file). */

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "persist.h"
 #include "persist_int.h"
+#include "resname.h"
 #include "shm.h"
 
 /* A configured key: its slot and fingerprints. */
@@ -497,13 +498,53 @@ parse_projects(struct shm_header *h, const cJSON *obj, struct restore *r)
 	return 0;
 }
 
+/*
+ * An entry's kind: its "kind", else what its name says (files written
+ * before kinds were kept hold files, caches and uploads).  -1: unknown.
+ */
+static int
+aff_kind(const cJSON *o, const char *name)
+{
+	const cJSON	*kind = cJSON_GetObjectItemCaseSensitive(o, "kind");
+	struct res_ref	 ref;
+	size_t		 len;
+	int		 i;
+
+	if (cJSON_IsString(kind)) {
+		for (i = 0; i < SHM_RES_N; i++)
+			if (strcmp(kind->valuestring, shm_res_names[i]) == 0)
+				return i;
+		return -1;
+	}
+	if (strncmp(name, "upload:", 7) == 0)
+		return SHM_RES_UPLOAD;
+	if (res_root(name, name + strlen(name), &ref, &len) == -1 ||
+	    name[len] != '\0')
+		return -1;
+	return (int)ref.kind;
+}
+
+/*
+ * When an entry expires: its "expires" (0: until deleted), else, in a
+ * file written before expiries were kept, 48 hours after it was made.
+ */
+static int
+aff_expires(const cJSON *o, int64_t created, int64_t *expires)
+{
+	if (cJSON_GetObjectItemCaseSensitive(o, "expires") == NULL) {
+		*expires = created + PERSIST_AFF_MAX_AGE_MS;
+		return 0;
+	}
+	return get_int(o, "expires", PERSIST_NUM_MAX, expires);
+}
+
 static int
 parse_affinity(const struct kindex *x, const cJSON *arr, int64_t now,
     struct restore *r)
 {
 	const cJSON	*o, *name;
-	int64_t		 created;
-	int		 k;
+	int64_t		 created, expires;
+	int		 k, kind;
 
 	if (arr == NULL)
 		return 0;
@@ -515,11 +556,13 @@ parse_affinity(const struct kindex *x, const cJSON *arr, int64_t now,
 		name = cJSON_GetObjectItemCaseSensitive(o, "name");
 		if (!cJSON_IsString(name) ||
 		    strlen(name->valuestring) >= SHM_AFF_NAME ||
-		    get_int(o, "created", PERSIST_NUM_MAX, &created) == -1) {
+		    get_int(o, "created", PERSIST_NUM_MAX, &created) == -1 ||
+		    (kind = aff_kind(o, name->valuestring)) < 0 ||
+		    aff_expires(o, created, &expires) == -1) {
 			r->ignored++;
 			continue;
 		}
-		if (created + PERSIST_AFF_MAX_AGE_MS < now)
+		if (expires != 0 && expires <= now)
 			continue;	/* gone upstream by now */
 		if ((k = ref_key(x, o, "key", "fp")) < 0)
 			continue;	/* its key left the config */
@@ -530,6 +573,10 @@ parse_affinity(const struct kindex *x, const cJSON *arr, int64_t now,
 		    sizeof(r->r.aff[r->r.naff].name));
 		r->r.aff[r->r.naff].k = k;
 		r->r.aff[r->r.naff].created = created;
+		r->r.aff[r->r.naff].expires = expires;
+		r->r.aff[r->r.naff].kind = (uint32_t)kind;
+		r->r.aff[r->r.naff].done = cJSON_IsTrue(
+		    cJSON_GetObjectItemCaseSensitive(o, "done"));
 		r->r.naff++;
 	}
 	return 0;

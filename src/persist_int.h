@@ -27,7 +27,7 @@ struct persist_count {
 	size_t		 off;		/* of a uint64_t in struct shm_usage */
 };
 
-#define PERSIST_NCOUNTS		(4 + SHM_TOK_N)
+#define PERSIST_NCOUNTS		(5 + SHM_TOK_N)
 extern const struct persist_count persist_counts[PERSIST_NCOUNTS];
 
 #define PERSIST_COUNT(u, i) \

@@ -254,7 +254,8 @@ out_affinity(cJSON *aff, const struct shm_snap *s,
 
 	for (i = 0; i < s->naff && aff != NULL && !out_bad; i++) {
 		e = &s->aff[i];
-		if (out_key_ok(s, f, e->key) < 0)
+		if (out_key_ok(s, f, e->key) < 0 ||
+		    (e->expires != 0 && e->expires <= s->now))
 			continue;
 		if ((o = out_new(0)) == NULL)
 			return;
@@ -262,6 +263,12 @@ out_affinity(cJSON *aff, const struct shm_snap *s,
 		out_add(o, "key", cJSON_CreateString(s->keys[e->key].id));
 		out_add(o, "fp", cJSON_CreateString(f->fp[e->key]));
 		out_add(o, "created", out_num(e->created));
+		if (e->kind < SHM_RES_N)
+			out_add(o, "kind",
+			    cJSON_CreateString(shm_res_names[e->kind]));
+		out_add(o, "expires", out_num(e->expires));
+		if (e->done)
+			out_add(o, "done", cJSON_CreateTrue());
 		out_push(aff, o);
 	}
 }

@@ -6,7 +6,7 @@
  *      (access_tokens, proxy_admit) and never forwarded;
  *   2. the model is found (path, or the body on /openai/ paths) and a key is
  *      picked for it in shared memory, with room reserved (shm/pick.c),
- *      the key that owns a named file or cache first (owner.c); with no
+ *      the key that owns a named resource first (owner.c); with no
  *      key free the request waits up to max_wait_s, else 429;
  *   3. the request goes upstream over the worker's kept-alive TLS
  *      connection (upstream.c), its head rewritten with the pool key
@@ -139,6 +139,11 @@ px_classify(struct px *x)
 			if (route_prefix(colon, x->path + x->path_len - colon,
 			    ":countTokens"))
 				x->kind = PX_COUNT;
+			else if (route_prefix(colon, x->path + x->path_len -
+			    colon, ":batchGenerateContent") || route_prefix(colon,
+			    x->path + x->path_len - colon,
+			    ":asyncBatchEmbedContent"))
+				x->kind = PX_BATCH;
 			else
 				x->kind = PX_GENERATE;
 		}
@@ -558,7 +563,10 @@ px_attempt(struct px *x)
 	shm_note_upstream(looper.shm, &x->pick, x->resp.status, 0);
 	if (relay_answer(x) == -1)
 		px_client_gone(x);
-	px_settle(x);
+	if (x->kind == PX_BATCH && x->resp.status < 300)
+		shm_settle_batch(looper.shm, &x->pick);
+	else
+		px_settle(x);
 	return PX_DONE;
 }
 
@@ -585,7 +593,8 @@ px_begin(struct px *x, struct conn *c)
 		conn_error(c, 500, "no model slot", NULL);
 		return -1;
 	}
-	owner_find(x);
+	if (owner_find(x) == -1)
+		return -1;
 	if (px_upstream(x) == -1)
 		return -1;
 	gem_scan_init(&x->scan, x->scan_mode);

@@ -2,7 +2,7 @@
  * px.h: one request's journey through the proxy, struct px, shared by the
  * proxy's files: proxy.c (the journey), rewrite.c (the heads that cross
  * the proxy), relay.c (the answer to the client) and owner.c (which key
- * owns a named file, cached content or upload).  Nothing outside them
+ * owns a named resource).  Nothing outside them
  * includes it: route.c knows the proxy by proxy.h.
  */
 #ifndef PX_H
@@ -31,7 +31,8 @@
 enum px_kind {
 	PX_OTHER,	/* models list, files, operations...: not metered */
 	PX_GENERATE,	/* metered: generate, stream, embed, openai chat */
-	PX_COUNT	/* countTokens: a key, but no quota */
+	PX_COUNT,	/* countTokens: a key, but no quota */
+	PX_BATCH	/* a batch job created: counted as one, not metered */
 };
 
 struct conn;
@@ -50,6 +51,7 @@ struct px {
 	int			 model_slot;
 	int64_t			 est;
 	int			 prefer;	/* key owning what it names */
+	int			 learn;		/* the answer may name resources */
 	char			 upload_id[1024];
 	int			 tried[PX_MAX_TRIED];
 	size_t			 ntried;
@@ -82,8 +84,9 @@ ssize_t		 relay_read_error(struct px *, char *, size_t, int *);
 void		 relay_pass_error(struct px *);
 
 /* owner.c */
-void		 owner_find(struct px *);
-void		 owner_learn(struct px *, const char *, size_t);
+int		 owner_find(struct px *);
+void		 owner_feed(struct px *, const char *, size_t);
+void		 owner_done(struct px *);
 void		 owner_upload_url(struct px *, const char *);
 
 #endif /* PX_H */

@@ -6,8 +6,8 @@
  * body in the client's framing (chunks of our own to an HTTP/1.1 client,
  * the close to an HTTP/1.0 one), so that a stream's events reach the
  * client one by one.  On the way every piece is fed to the usage scanner
- * (usagescan.c) and, near the start, to owner.c, which learns what key
- * made a file or a cached content.  An error answer is read whole first
+ * (usagescan.c) and to owner.c, which learns from a whole answer what
+ * resources the key's project made.  An error answer is read whole first
  * (proxy.c classifies it), then passed on with every secret masked.
  *
  * Called by proxy.c only.  The abnormal endings are told apart here: the
@@ -36,7 +36,6 @@
 #include "worker.h"
 
 #define RELAY_BUF		(16 * 1024)
-#define RELAY_NAMESCAN_MAX	(64 * 1024)	/* answers scanned for names */
 
 /* The deadline of one wait for the upstream. */
 static int64_t
@@ -154,15 +153,13 @@ relay_piece(struct px *x, int chunked, const char *buf, size_t len, int fin)
 	return relay_write(x->c, iov, n);
 }
 
-/* A piece of the body read: scanned for usage, and early on for names. */
+/* A piece of the body read: scanned for usage, and kept for names. */
 static void
 relay_saw(struct px *x, const char *buf, size_t n, size_t *scanned)
 {
 	gem_scan_feed(&x->scan, buf, n);
-	if (*scanned < RELAY_NAMESCAN_MAX) {
-		owner_learn(x, buf, n);
-		*scanned += n;
-	}
+	owner_feed(x, buf, n);
+	*scanned += n;
 }
 
 /*
@@ -250,6 +247,8 @@ relay_answer(struct px *x)
 		if (relay_ending(x, chunked, &n, fin, gone))
 			return -1;
 	}
+	if (n == 0)
+		owner_done(x);	/* whole: what it names is learnt */
 	if (n < 0 || !up_body_done(x->up) || r->close)
 		up_close(x->up);
 	return 0;

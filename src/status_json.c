@@ -316,6 +316,8 @@ js_cell(struct sbuf *b, const struct view_model *sm,
 	sb_u64(b, c->u->requests);
 	sb_lit(b, ",\"errors_today\":");
 	sb_u64(b, c->u->errors);
+	sb_lit(b, ",\"batch_jobs\":");
+	sb_u64(b, c->u->batches);
 	sb_lit(b, ",\"tokens_today\":{");
 	for (i = 0; i < SHM_TOK_N; i++) {
 		sb_cstr(b, i > 0 ? ",\"" : "\"");
@@ -419,6 +421,18 @@ js_projects(struct sbuf *b, const struct view *s, char **mname)
 	free(start);
 }
 
+/* Batch jobs created today with key row r, over its models. */
+static uint64_t
+js_key_batches(const struct view *s, size_t r)
+{
+	uint64_t	 n = 0;
+	size_t		 j;
+
+	for (j = 0; j < s->nmodels; j++)
+		n += VIEW_CELL(s, r, j)->u->batches;
+	return n;
+}
+
 /* keys[] and history_by_key, whose size follows the number of keys. */
 static void
 js_keys(struct sbuf *b, const struct view *s, char **mname)
@@ -453,6 +467,8 @@ js_keys(struct sbuf *b, const struct view *s, char **mname)
 			    sk->k->invalid_why : "rejected by the upstream");
 		else
 			sb_lit(b, "null");
+		sb_lit(b, ",\"batch_jobs\":");
+		sb_u64(b, js_key_batches(s, r));
 		sb_lit(b, ",\"models\":{");
 		for (j = 0; j < s->nmodels; j++) {
 			if (j > 0)

@@ -194,6 +194,16 @@ cleanup(struct fixture *f)
 	rmdir(f->dir);
 }
 
+/* name was made by key at t: a file, 48 h to live. */
+static void
+aff_file(struct shm_header *h, const char *name, int key, int64_t t)
+{
+	struct shm_aff_note	 n = { name, SHM_RES_FILE, key, t,
+				    t + 48LL * 3600 * 1000, 0, 0 };
+
+	shm_affinity_put(h, &n, t);
+}
+
 START_TEST(test_round_trip)
 {
 	static const char *const keys[] = { "key-one", "key-two", "key-three" };
@@ -233,8 +243,8 @@ START_TEST(test_round_trip)
 	/* An expired cooldown is not worth keeping. */
 	p = pick_of(h, "key-three", "m1");
 	shm_cool(h, &p, now - 1000, SHM_R_429);
-	shm_affinity_put(h, "files/abc", slot(h, "key-three"), now);
-	shm_affinity_put(h, "files/two", slot(h, "key-two"), now);
+	aff_file(h, "files/abc", slot(h, "key-three"), now);
+	aff_file(h, "files/two", slot(h, "key-two"), now);
 	SHM_MODELS(h)[mslot(h, "m0")].current_key = slot(h, "key-one");
 
 	ck_assert_int_eq(persist_save(h, &f.cfg, 1, now_ms()), 0);
@@ -306,9 +316,9 @@ START_TEST(test_round_trip)
 	/* Sticky key and affinity, to the same key in its new slot. */
 	ck_assert_int_eq(SHM_MODELS(g)[mslot(g, "m0")].current_key,
 	    slot(g, "key-one"));
-	k = shm_affinity_get(g, "files/abc");
+	k = shm_affinity_get(g, "files/abc", now_ms());
 	ck_assert_int_eq(k, slot(g, "key-three"));
-	ck_assert_int_eq(shm_affinity_get(g, "files/two"), -1);
+	ck_assert_int_eq(shm_affinity_get(g, "files/two", now_ms()), -1);
 	/* Invalid is not carried over a restart (like a reload). */
 	for (i = 0; i < (int)g->nkeys; i++)
 		ck_assert_uint_eq(SHM_KEYS(g)[i].invalid, 0);

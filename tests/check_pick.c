@@ -74,6 +74,16 @@ slot_of(struct shm_header *h, const char *key)
 	return s;
 }
 
+/* name was made by key at t: a file, 48 h to live. */
+static void
+aff_file(struct shm_header *h, const char *name, int key, int64_t t)
+{
+	struct shm_aff_note	 n = { name, SHM_RES_FILE, key, t,
+				    t + 48LL * 3600 * 1000, 0, 0 };
+
+	shm_affinity_put(h, &n, t);
+}
+
 START_TEST(test_priority_and_sticky)
 {
 	struct shm_header	*h = setup(-1, -1, -1, -1);
@@ -213,9 +223,9 @@ START_TEST(test_prefer)
 	struct shm_pick		 p;
 	int			 s = slot_of(h, "s1");
 
-	shm_affinity_put(h, "files/abc", s, NOW);
-	ck_assert_int_eq(shm_affinity_get(h, "files/abc"), s);
-	ck_assert_int_eq(shm_affinity_get(h, "files/zzz"), -1);
+	aff_file(h, "files/abc", s, NOW);
+	ck_assert_int_eq(shm_affinity_get(h, "files/abc", NOW), s);
+	ck_assert_int_eq(shm_affinity_get(h, "files/zzz", NOW), -1);
 	ck_assert_int_eq(shm_pick(h, 0, 1, NULL, 0, s, NOW, &p), 0);
 	ck_assert_str_eq(p.key_str, "s1");
 	shm_cool(h, &p, NOW + 5000, SHM_R_429);

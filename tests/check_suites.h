@@ -19,5 +19,6 @@ Suite	*scrub_suite(void);
 Suite	*route_suite(void);
 Suite	*pool_suite(void);
 Suite	*project_suite(void);
+Suite	*resname_suite(void);
 
 #endif

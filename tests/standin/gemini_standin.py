@@ -91,7 +91,23 @@ Admin (no auth)
     POST /__standin/reset_day          new day: RPD/TPD counters cleared
     POST /__standin/reset_minute       the 60 s windows cleared
     POST /__standin/reset              windows, day, log (seq restarts at 1),
-         implicit cache, files, uploads and cachedContents cleared
+         implicit cache, files, uploads, cachedContents, batches, operations
+         and fileSearchStores cleared
+
+Batches, long-running operations, file search stores
+    models/{m}:batchGenerateContent and :asyncBatchEmbedContent create
+    batches/{id} (an Operation whose metadata is the batch); GET batches/{id}
+    moves it PENDING -> RUNNING -> SUCCEEDED (after "job_polls" GETs while
+    running, default 1; then done: true, with inlinedResponses or a
+    responsesFile, files/batch-...); batches/{id}:cancel, DELETE, GET batches.
+    Not counted against any quota. models/{m}:predictLongRunning creates
+    models/{m}/operations/{id}, done at the GET after job_polls, naming a video
+    file. fileSearchStores (create, list, get, delete), :importFile and
+    /upload/.../fileSearchStores/{id}:uploadToFileSearchStore make documents
+    (fileSearchStores/{id}/documents/{d}) and finished operations; a
+    generateContent fileSearch tool must name the project's stores. Each
+    belongs to the creating project: another project's key gets 403
+    PERMISSION_DENIED "The caller does not have permission".
     GET  /__standin/usage              per project x model: rpm/tpm/rpd/tpd used
 """
 
@@ -260,6 +276,9 @@ class State:
         self.files = {}        # id -> resource + "_project"
         self.uploads = {}      # upload id -> session
         self.caches = {}       # id -> resource + "_project", "_tokens"
+        self.batches = {}      # id -> batch (metadata) + "_project", "_polls"
+        self.operations = {}   # name -> operation + "_project", "_polls"
+        self.stores = {}       # id -> store + "_project", "_docs"
 
     def merge_config(self, new, replace=False):
         if replace:
@@ -948,7 +967,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def route(self, st):
         p = self.url_path
-        m = re.match(r"^/upload/(v1beta|v1|v1alpha)/files/?$", p)
+        m = re.match(r"^/upload/(v1beta|v1|v1alpha)/(files/?|fileSearchStores/"
+                     r"[A-Za-z0-9_-]+:uploadToFileSearchStore)$", p)
         if m:
             self.upload(st)
             return
@@ -980,8 +1000,14 @@ class Handler(BaseHTTPRequestHandler):
                 self.count_tokens(st, model)
             elif action in ("embedContent", "batchEmbedContents"):
                 self.embed(st, model, batch=(action == "batchEmbedContents"))
+            elif action in ("batchGenerateContent", "asyncBatchEmbedContent"):
+                self.batch_create(st, model, action)
+            elif action == "predictLongRunning":
+                self.lro_create(st, model)
             else:
                 self.not_found()
+            return
+        if self.route_jobs(st, rest, cmd):
             return
         if rest == "files" and cmd == "GET":
             self.list_files(st)
@@ -1077,6 +1103,13 @@ class Handler(BaseHTTPRequestHandler):
                 f = st.files.get(fid)
                 if f is None or f["_project"] != info["project"]:
                     raise self.file_denied(fid)
+            for tool in body.get("tools") or []:
+                fs = (tool or {}).get("fileSearch") or {}
+                for sname in fs.get("fileSearchStoreNames") or []:
+                    sid = str(sname).split("/", 1)[-1]
+                    store = st.stores.get(sid)
+                    if store is None or store["_project"] != info["project"]:
+                        raise self.denied()
             cname = body.get("cachedContent") or body.get("cached_content")
             if cname:
                 cid = str(cname).rsplit("/", 1)[-1]
@@ -1085,6 +1118,238 @@ class Handler(BaseHTTPRequestHandler):
                     raise self.cache_denied(cid)
                 cached = c["_tokens"]
         return cached
+
+    # -- batches, long-running operations, file search stores --------------
+    # Each belongs to the project that made it: another project's key gets
+    # 403 PERMISSION_DENIED "The caller does not have permission", as Google
+    # answers for resources of other projects.  A batch goes PENDING ->
+    # RUNNING -> SUCCEEDED one step per GET; an operation is done at its
+    # second GET (config "job_polls" changes how many GETs it takes).
+    def denied(self):
+        return Reply(403, error_obj(403, "PERMISSION_DENIED",
+                                    "The caller does not have permission"))
+
+    def owned(self, st, table, key, info):
+        with st.lock:
+            r = table.get(key)
+            if r is None or r["_project"] != info["project"]:
+                raise self.denied()
+            return r
+
+    BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
+    EMBED_BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.EmbedContentBatch"
+
+    def batch_create(self, st, model, action):
+        info = self.authenticate(st)
+        self.check_model(st, model, action)
+        self.entry["kind"] = "batch_create"
+        body = self.json_body()
+        batch = body.get("batch") or {}
+        cfg = batch.get("inputConfig") or {}
+        fname = cfg.get("fileName")
+        if fname:
+            fid = str(fname).split("/", 1)[-1]
+            with st.lock:
+                f = st.files.get(fid)
+            if f is None or f["_project"] != info["project"]:
+                raise self.file_denied(fid)
+        reqs = ((cfg.get("requests") or {}).get("requests") or [])
+        if not fname and not reqs:
+            raise Reply(400, status_error(400, "* BatchGenerateContentRequest.batch."
+                                          "input_config: input_config is required\n"))
+        now = time.time()
+        bid = rand_id(24, string.ascii_lowercase + string.digits)
+        n = len(reqs) if reqs else 1
+        meta = {"@type": self.EMBED_BATCH_TYPE if action.startswith("async")
+                else self.BATCH_TYPE,
+                "model": "models/" + model, "displayName": batch.get("displayName", ""),
+                "createTime": rfc3339(now), "updateTime": rfc3339(now),
+                "batchStats": {"requestCount": str(n), "pendingRequestCount": str(n)},
+                "state": "BATCH_STATE_PENDING", "name": "batches/" + bid}
+        with st.lock:
+            st.batches[bid] = dict(meta, _project=info["project"], _polls=0,
+                                   _n=n, _file=bool(fname))
+        self.entry["batch"] = bid
+        self.log_entry(st, 200)
+        self.send_obj(200, {"name": "batches/" + bid, "metadata": meta})
+
+    def batch_view(self, st, b):
+        pub = self.public(b)
+        out = {"name": b["name"], "metadata": pub}
+        if b["state"] in ("BATCH_STATE_SUCCEEDED", "BATCH_STATE_CANCELLED",
+                          "BATCH_STATE_FAILED", "BATCH_STATE_EXPIRED"):
+            out["done"] = True
+            out["response"] = dict(pub.get("output") or {},
+                                   **{"@type": pub["@type"] + "Output"})
+        return out
+
+    def batch_step(self, st, b):
+        """One GET: the batch moves on (under st.lock)."""
+        steps = int(st.config.get("job_polls", 1))
+        b["_polls"] += 1
+        if b["state"] == "BATCH_STATE_PENDING":
+            b["state"] = "BATCH_STATE_RUNNING"
+        elif b["state"] == "BATCH_STATE_RUNNING" and b["_polls"] > steps:
+            b["state"] = "BATCH_STATE_SUCCEEDED"
+            b["endTime"] = b["updateTime"] = rfc3339(time.time())
+            n = b["_n"]
+            b["batchStats"] = {"requestCount": str(n), "successfulRequestCount": str(n)}
+            if b["_file"]:
+                fid = "batch-" + rand_id(12, string.ascii_lowercase + string.digits)
+                st.files[fid] = {"name": "files/" + fid, "mimeType": "application/jsonl",
+                                 "state": "ACTIVE", "source": "GENERATED",
+                                 "_project": b["_project"]}
+                b["output"] = {"responsesFile": "files/" + fid}
+            else:
+                b["output"] = {"inlinedResponses": {"inlinedResponses": [
+                    {"response": {"candidates": [{"content": {"parts": [{"text": "ok"}],
+                                                              "role": "model"}}]}}] * n}}
+
+    def route_jobs(self, st, rest, cmd):
+        """batches/..., models/m/operations/..., fileSearchStores/...; False
+        when rest is none of them."""
+        m = re.match(r"^batches/([A-Za-z0-9_-]+)(:cancel)?$", rest)
+        if rest == "batches" and cmd == "GET":
+            info = self.authenticate(st)
+            with st.lock:
+                mine = [self.batch_view(st, b) for b in st.batches.values()
+                        if b["_project"] == info["project"]]
+            self.log_entry(st, 200)
+            self.send_obj(200, {"operations": mine} if mine else {})
+        elif m and (cmd, bool(m.group(2))) in (("GET", False), ("DELETE", False),
+                                               ("POST", True)):
+            info = self.authenticate(st)
+            self.entry["batch"] = m.group(1)
+            b = self.owned(st, st.batches, m.group(1), info)
+            with st.lock:
+                if cmd == "DELETE":
+                    st.batches.pop(m.group(1), None)
+                    out = {}
+                elif cmd == "POST":
+                    if b["state"] in ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING"):
+                        b["state"] = "BATCH_STATE_CANCELLED"
+                    out = {}
+                else:
+                    self.batch_step(st, b)
+                    out = self.batch_view(st, b)
+            self.log_entry(st, 200)
+            self.send_obj(200, out)
+        elif re.match(r"^(models/[^/:]+|fileSearchStores/[A-Za-z0-9_-]+(/upload)?)"
+                      r"/operations/[A-Za-z0-9_-]+$", rest) and cmd == "GET":
+            self.op_get(st, rest)
+        elif rest.startswith("fileSearchStores"):
+            self.route_stores(st, rest, cmd)
+        else:
+            return False
+        return True
+
+    def lro_create(self, st, model):
+        info = self.authenticate(st)
+        self.check_model(st, model, "predictLongRunning")
+        self.entry["kind"] = "lro_create"
+        self.json_body()
+        name = "models/%s/operations/%s" % (model, rand_id(12, string.ascii_lowercase +
+                                                             string.digits))
+        with st.lock:
+            st.operations[name] = {"name": name, "_project": info["project"],
+                                   "_polls": 0, "_video": True}
+        self.log_entry(st, 200)
+        self.send_obj(200, {"name": name})
+
+    def op_get(self, st, name):
+        info = self.authenticate(st)
+        self.entry["operation"] = name
+        op = self.owned(st, st.operations, name, info)
+        with st.lock:
+            op["_polls"] += 1
+            if not op.get("done") and op["_polls"] > int(st.config.get("job_polls", 1)):
+                op["done"] = True
+                if op.get("_video"):
+                    fid = rand_id(12, string.ascii_lowercase + string.digits)
+                    st.files[fid] = {"name": "files/" + fid, "mimeType": "video/mp4",
+                                     "state": "ACTIVE", "source": "GENERATED",
+                                     "_project": op["_project"]}
+                    op["response"] = {
+                        "@type": "type.googleapis.com/google.ai.generativelanguage."
+                                 "v1beta.PredictLongRunningResponse",
+                        "generateVideoResponse": {"generatedSamples": [{"video": {
+                            "uri": "%s/v1beta/files/%s:download?alt=media" % (
+                                self.base_url(), fid)}}]}}
+            out = self.public(op)
+        self.log_entry(st, 200)
+        self.send_obj(200, out)
+
+    def store_doc(self, st, store, display):
+        """A document in store (under st.lock): its name."""
+        did = rand_id(12, string.ascii_lowercase + string.digits)
+        name = "%s/documents/%s" % (store["name"], did)
+        store["_docs"][did] = {"name": name, "displayName": display,
+                               "state": "STATE_ACTIVE", "createTime": rfc3339(time.time())}
+        return name
+
+    def store_op(self, st, store, doc, upload=False):
+        """A finished import/upload operation on store (under st.lock)."""
+        name = "%s/%soperations/%s" % (store["name"], "upload/" if upload else "",
+                                       rand_id(12, string.ascii_lowercase + string.digits))
+        op = {"name": name, "done": True, "_project": store["_project"], "_polls": 0,
+              "response": {"@type": "type.googleapis.com/google.ai.generativelanguage."
+                                    "v1main.%sResponse" % ("UploadToFileSearchStore"
+                                                           if upload else "ImportFile"),
+                           "parent": store["name"], "documentName": doc}}
+        st.operations[name] = op
+        return self.public(op)
+
+    def route_stores(self, st, rest, cmd):
+        info = self.authenticate(st)
+        if rest == "fileSearchStores" and cmd in ("GET", "POST"):
+            if cmd == "GET":
+                with st.lock:
+                    mine = [self.public(x) for x in st.stores.values()
+                            if x["_project"] == info["project"]]
+                self.log_entry(st, 200)
+                self.send_obj(200, {"fileSearchStores": mine} if mine else {})
+                return
+            body = self.json_body()
+            disp = str(body.get("displayName") or "store")
+            sid = "%s-%s" % (re.sub(r"[^a-z0-9]+", "", disp.lower())[:20] or "store",
+                             rand_id(12, string.ascii_lowercase + string.digits))
+            now = rfc3339(time.time())
+            res = {"name": "fileSearchStores/" + sid, "displayName": disp,
+                   "createTime": now, "updateTime": now}
+            with st.lock:
+                st.stores[sid] = dict(res, _project=info["project"], _docs={})
+            self.log_entry(st, 200)
+            self.send_obj(200, res)
+            return
+        m = re.match(r"^fileSearchStores/([A-Za-z0-9_-]+)(:importFile|/documents"
+                     r"(?:/([A-Za-z0-9_-]+))?)?$", rest)
+        if not m:
+            self.not_found()
+        store = self.owned(st, st.stores, m.group(1), info)
+        sub, did = m.group(2), m.group(3)
+        with st.lock:
+            if sub is None and cmd == "DELETE":
+                st.stores.pop(m.group(1), None)
+                out = {}
+            elif sub is None and cmd == "GET":
+                out = self.public(store)
+            elif sub == ":importFile" and cmd == "POST":
+                fname = str((json.loads(self.body_bytes or b"{}") or {}).get("fileName") or "")
+                f = st.files.get(fname.split("/", 1)[-1])
+                if f is None or f["_project"] != info["project"]:
+                    raise self.file_denied(fname.split("/", 1)[-1])
+                out = self.store_op(st, store, self.store_doc(st, store, fname))
+            elif did is None and cmd == "GET":
+                docs = list(store["_docs"].values())
+                out = {"documents": docs} if docs else {}
+            elif did is not None and did in store["_docs"] and cmd in ("GET", "DELETE"):
+                out = store["_docs"][did] if cmd == "GET" else {}
+                if cmd == "DELETE":
+                    del store["_docs"][did]
+            else:
+                raise Reply(404, error_obj(404, "NOT_FOUND", "Requested entity was not found."))
+        self.log_entry(st, 200)
+        self.send_obj(200, out)
 
     # -- quota --------------------------------------------------------------
     def retry_delay_str(self, st, d):
@@ -1413,7 +1678,10 @@ class Handler(BaseHTTPRequestHandler):
                 raise Reply(400, status_error(400, "Upload protocol not supported by the stand-in: "
                                               "use X-Goog-Upload-Protocol: resumable."))
             body = self.json_body()
-            meta = body.get("file") or {}
+            meta = body.get("file") or body
+            store = re.search(r"fileSearchStores/([A-Za-z0-9_-]+):", self.url_path)
+            if store:
+                self.owned(st, st.stores, store.group(1), info)
             uid = "AHxI" + rand_id(60)
             size = self.headers.get("X-Goog-Upload-Header-Content-Length")
             mime = self.headers.get("X-Goog-Upload-Header-Content-Type") or meta.get("mimeType") \
@@ -1421,7 +1689,8 @@ class Handler(BaseHTTPRequestHandler):
             with st.lock:
                 st.uploads[uid] = {"project": info["project"], "meta": meta, "mime": mime,
                                    "declared": int(size) if size and size.isdigit() else None,
-                                   "data": bytearray(), "done": False}
+                                   "data": bytearray(), "done": False,
+                                   "store": store.group(1) if store else None}
             url = "%s%s?upload_id=%s&upload_protocol=resumable" % (
                 self.base_url(), self.url_path, uid)
             if st.config.get("upload_url_key"):
@@ -1493,6 +1762,18 @@ class Handler(BaseHTTPRequestHandler):
             self.log_entry(st, 200)
             hdrs["X-Goog-Upload-Status"] = "active"
             self.send_body(200, b"", ctype="text/plain; charset=utf-8", headers=hdrs)
+            return
+        if sess.get("store"):
+            with st.lock:
+                sess["done"] = True
+                store = st.stores.get(sess["store"])
+                if store is None:
+                    raise Reply(404, error_obj(404, "NOT_FOUND", "Requested entity was not found."))
+                out = self.store_op(st, store, self.store_doc(
+                    st, store, sess["meta"].get("displayName", "")), upload=True)
+            self.log_entry(st, 200)
+            hdrs["X-Goog-Upload-Status"] = "final"
+            self.send_obj(200, out, headers=hdrs)
             return
         now = time.time()
         fid = "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(12))
