@@ -9,6 +9,7 @@ retry; usage settled with what was seen; the access log says broken=why;
 /metrics counts gemini_looper_streams_broken_total{model,why}.
 (A real SDK seeing the cut is test_sdk.py's.)
 """
+import json
 import re
 import socket
 import time
@@ -23,6 +24,7 @@ SLACK = 2.5
 SSE = "/v1beta/models/%s:streamGenerateContent?alt=sse" % FLASH
 ARRAY = "/v1beta/models/%s:streamGenerateContent" % FLASH
 GEN = "/v1beta/models/%s:generateContent" % FLASH
+OPENAI = "/v1beta/openai/chat/completions"
 
 
 class Seen:
@@ -105,6 +107,9 @@ class RawClient:
         for linger s to see whether it stays open."""
         a = Seen()
         body = body_of(text)
+        if "/openai/" in path:
+            body = json.dumps({"model": FLASH, "stream": True, "messages": [
+                {"role": "user", "content": text}]}).encode()
         head = ("POST %s HTTP/1.%d\r\nHost: 127.0.0.1:%d\r\n"
                 "Content-Type: application/json\r\nContent-Length: %d\r\n"
                 "\r\n" % (path, self.minor, self.port, len(body)))
@@ -174,6 +179,8 @@ CASES = [
      "malformed", "chunked"),
     ("array close", ARRAY, "STANDIN:fault=close_midstream STANDIN:chunks=4",
      "closed", "chunked"),
+    ("openai sse reset", OPENAI,
+     "STANDIN:fault=reset_midstream STANDIN:chunks=4", "reset", "chunked"),
     ("length reset", GEN, "STANDIN:fault=reset_midstream", "reset",
      "length"),
     ("length stall", GEN, "STANDIN:fault=stall_midstream", "timeout",
@@ -244,7 +251,7 @@ def test_streams_broken_end_abnormally():
     for label, path, text, why, framing in CASES:
         check_cut(d, si, label, path, text, why, framing)
     # Every cut counted, by why; no key the worse for it.
-    assert broken_counts(d) == {"reset": 2, "timeout": 2, "closed": 6,
+    assert broken_counts(d) == {"reset": 3, "timeout": 2, "closed": 6,
                                 "malformed": 2}, broken_counts(d)
     sd = status_data(d)
     for k in (K1, K2, K3):
