@@ -6,6 +6,7 @@
 #   make check    unit tests (check, ASan+UBSan) and integration tests
 #   make fuzz     run each libFuzzer target FUZZ_SECONDS (60) with its corpus
 #   make bench    gemini-looper against nginx (wrk; 5 min): build/bench/
+#   make bench-pool10k  10,000 keys: POOL10K_OLD's build against this one
 #   make install  PREFIX (/usr/local) and DESTDIR honoured
 
 PROG	 = gemini-looper
@@ -56,7 +57,7 @@ DEPS_PKGS = gcc make pkg-config libssl-dev libcjson-dev libbsd-dev check \
 DEPS_PKGS += $(if $(shell command -v npm),,npm)
 
 .PHONY: all run demo check unit integration deps bench bench-deps install \
-	uninstall clean
+	uninstall clean bench-pool10k
 
 all: $(PROG)
 
@@ -125,6 +126,14 @@ bench-deps:
 
 bench: $(PROG) bench-deps
 	python3 tests/bench/bench.py --bin ./$(PROG) --out build/bench/results.md
+
+# The pool at scale (tests/bench/pool10k.py, README "Issue 12: the pool at
+# scale, measured"): another build against this one, 10,000 keys.  Add
+# POOL10K_FLAGS=--plain-keys for an old build that takes no key objects.
+POOL10K_OLD ?= ./$(PROG)
+bench-pool10k: $(PROG)
+	python3 tests/bench/pool10k.py --old $(POOL10K_OLD) --new ./$(PROG) \
+	    $(POOL10K_FLAGS) --out build/bench/pool10k.md
 
 # The contrib files name the binary as /usr/local/sbin/gemini-looper; the
 # installed copies name $(BINDIR)'s.  uninstall removes exactly these files.

@@ -99,6 +99,15 @@ enum shm_quota {
 	SHM_Q_N
 };
 
+/* Why an answer broke off after its head went to the client, m_broken[]. */
+enum shm_broken {
+	SHM_B_RESET = 0,	/* the connection failed: a reset, TLS */
+	SHM_B_TIMEOUT,		/* silent for upstream_timeout_s mid-answer */
+	SHM_B_CLOSED,		/* closed before the body's end */
+	SHM_B_MALFORMED,	/* its chunked framing broken */
+	SHM_B_N
+};
+
 struct shm_bucket {
 	uint32_t	 stamp;		/* bucket start, seconds since epoch */
 	uint32_t	 requests;
@@ -144,6 +153,7 @@ struct shm_model {
 	uint64_t	 m_dur[SHM_DUR_BUCKETS];	/* <= shm_dur_le[i] */
 	uint64_t	 m_dur_count;
 	uint64_t	 m_dur_sum_ms;
+	uint64_t	 m_broken[SHM_B_N];	/* answers cut, by why */
 };
 
 /* One key x model cell. */
@@ -443,6 +453,8 @@ void		 shm_note_upstream(struct shm_header *, const struct shm_pick *,
 		    int, int);
 void		 shm_note_request(struct shm_header *, int, int, int64_t, int,
 		    int);
+extern const char *const shm_broken_names[SHM_B_N];
+void		 shm_note_broken(struct shm_header *, int, int);
 
 /*
  * A copy of the tables for readers that show or save them (snapshot.c).

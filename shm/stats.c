@@ -37,6 +37,13 @@ const char *const shm_reason_names[SHM_R_N] = {
 	[SHM_R_INVALID] = "invalid"
 };
 
+const char *const shm_broken_names[SHM_B_N] = {
+	[SHM_B_RESET] = "reset",
+	[SHM_B_TIMEOUT] = "timeout",
+	[SHM_B_CLOSED] = "closed",
+	[SHM_B_MALFORMED] = "malformed"
+};
+
 static int
 status_class(int status)
 {
@@ -91,5 +98,20 @@ shm_note_request(struct shm_header *h, int m, int status, int64_t dur_ms,
 	mm->m_dur[i]++;
 	mm->m_dur_count++;
 	mm->m_dur_sum_ms += dur_ms > 0 ? dur_ms : 0;
+	shm_unlock(h);
+}
+
+/*
+ * An answer to model m broke off after its head had gone to the client
+ * (why: enum shm_broken): counted for /metrics.
+ */
+void
+shm_note_broken(struct shm_header *h, int m, int why)
+{
+	if (m < 0 || (uint32_t)m >= h->max_models || why < 0 ||
+	    why >= SHM_B_N)
+		return;
+	shm_lock(h);
+	SHM_MODELS(h)[m].m_broken[why]++;
 	shm_unlock(h);
 }

@@ -180,7 +180,7 @@ prom_head(struct sbuf *b, const struct view *s)
 		    view_state_name(i), nk[i]);
 }
 
-/* The families per model: answers, retries, waits, durations. */
+/* The families per model: answers, retries, waits, cuts, durations. */
 static void
 prom_models(struct sbuf *b, const struct view *s, const char *labs,
     const struct plab *ml)
@@ -210,6 +210,16 @@ prom_models(struct sbuf *b, const struct view *s, const char *labs,
 		prom_model(b, "gemini_looper_waits_total", labs, &ml[j]);
 		prom_end(b, NULL, NULL, s->models[j].m->m_waits);
 	}
+	prom_family(b, "gemini_looper_streams_broken_total", "counter",
+	    "Answers the upstream broke off after their head went to the "
+	    "client, which saw them end abnormally, by model and why.");
+	for (j = 0; j < s->nmodels; j++)
+		for (i = 0; i < SHM_B_N; i++) {
+			prom_model(b, "gemini_looper_streams_broken_total",
+			    labs, &ml[j]);
+			prom_end(b, "why", shm_broken_names[i],
+			    s->models[j].m->m_broken[i]);
+		}
 	prom_family(b, "gemini_looper_request_duration_seconds", "histogram",
 	    "Time from a client's request to the end of its answer.");
 	for (j = 0; j < s->nmodels; j++) {

@@ -236,7 +236,10 @@ px_tried_add(struct px *x, int key)
 		x->tried[x->ntried++] = key;
 }
 
-/* The access log's key=, model=, attempts= and token counts. */
+/*
+ * The access log's key=, model=, attempts= and token counts; broken= when
+ * the answer broke off mid-way (its status is the one the client got).
+ */
 static void
 px_log_usage(struct px *x)
 {
@@ -245,10 +248,12 @@ px_log_usage(struct px *x)
 	if (!log_wants(LOG_NOTICE))
 		return;		/* only the access log shows it */
 	snprintf(x->c->log, sizeof(x->c->log), "key=%s model=%s attempts=%d "
-	    "prompt=%lld candidates=%lld cached=%lld thoughts=%lld total=%lld",
-	    x->pick.id[0] ? x->pick.id : "-", x->model, x->sent,
+	    "prompt=%lld candidates=%lld cached=%lld thoughts=%lld total=%lld"
+	    "%s%s", x->pick.id[0] ? x->pick.id : "-", x->model, x->sent,
 	    (long long)u->prompt, (long long)u->candidates,
-	    (long long)u->cached, (long long)u->thoughts, (long long)u->total);
+	    (long long)u->cached, (long long)u->thoughts, (long long)u->total,
+	    x->broken != NULL ? " broken=" : "",
+	    x->broken != NULL ? x->broken : "");
 }
 
 /* Settle the pick with what the scanner saw (or only count the request). */

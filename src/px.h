@@ -64,6 +64,7 @@ struct px {
 	char			*ebody;		/* an error answer, whole */
 	ssize_t			 elen;
 	int			 held_over;	/* ebody was cut at its cap */
+	const char		*broken;	/* why the answer broke off */
 	struct shm_pick		 pick;
 	char			*head;		/* the upstream request head */
 	size_t			 head_len;
@@ -82,6 +83,8 @@ const char	*rw_answer_head(struct px *, int, int, int64_t, size_t *);
 int		 relay_answer(struct px *);
 ssize_t		 relay_read_error(struct px *, char *, size_t, int *);
 void		 relay_pass_error(struct px *);
+int		 relay_broken_why(enum up_fail);
+int		 relay_cut_needs_reset(int, int);
 
 /* owner.c */
 int		 owner_find(struct px *);

@@ -12,9 +12,11 @@
  *
  * Called by proxy.c only.  The abnormal endings are told apart here: the
  * client hung up (the caller stops the upstream, 499), the upstream broke
- * off mid-answer (the client's connection is closed, since it cannot
- * tell a cut answer from a whole one otherwise).  No lock is taken here
- * but the scoreboard's atomic stores.
+ * off mid-answer (no last chunk, and the client's connection is closed,
+ * or reset where only the close frames the body, since it cannot tell a
+ * cut answer from a whole one otherwise; counted by why for /metrics).
+ * No lock is taken here but the scoreboard's atomic stores and the
+ * counter's (shm_note_broken).
  */
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -186,10 +188,61 @@ relay_body(struct px *x, int chunked, char *buf, ssize_t *n, int *fin,
 }
 
 /*
+ * Why an answer broke off, from how the upstream failed: a pure mapping,
+ * for the metric and the access log (enum shm_broken).
+ */
+int
+relay_broken_why(enum up_fail f)
+{
+	switch (f) {
+	case UP_ERR_TIMEOUT:
+		return SHM_B_TIMEOUT;
+	case UP_ERR_CLOSED:
+		return SHM_B_CLOSED;
+	case UP_ERR_PROTOCOL:
+		return SHM_B_MALFORMED;
+	default:
+		return SHM_B_RESET;
+	}
+}
+
+/*
+ * A cut answer must look cut to the client.  Chunks (no terminating
+ * chunk follows) and a Content-Length (fewer bytes follow) show it once
+ * the connection closes; a body framed by the close itself (an HTTP/1.0
+ * client, an answer without a length) would look whole, so that one ends
+ * with a TCP reset instead.  chunked: the answer has no length of its own.
+ */
+int
+relay_cut_needs_reset(int chunked, int minor)
+{
+	return chunked && minor == 0;
+}
+
+/*
+ * The upstream broke off mid-answer, after our head went out: no retry
+ * (bytes went out), no last chunk, and the client's connection closes
+ * (or resets); counted by why and logged.
+ */
+static void
+relay_broken(struct px *x, int chunked)
+{
+	int	 why = relay_broken_why(up_failure(x->up));
+
+	x->broken = shm_broken_names[why];
+	x->c->close = 1;
+	x->c->reset = relay_cut_needs_reset(chunked, x->c->req.minor);
+	shm_note_broken(looper.shm, x->model_slot, why);
+	log_warnx("upstream answer cut short: key=%s model=%s why=%s "
+	    "bytes=%llu: %s", x->pick.id, x->model, x->broken,
+	    (unsigned long long)x->c->bytes_out, up_error(x->up));
+}
+
+/*
  * How the relay ended, n and fin as relay_body() left them: the last
  * chunk still to send, the client gone while we waited, or the upstream
- * broken off mid-answer (the client cannot tell a cut answer from a whole
- * one unless we close).  Returns 1 when the client went away.
+ * broken off mid-answer (relay_broken).  Returns 1 when the client went
+ * away.
  */
 static int
 relay_ending(struct px *x, int chunked, ssize_t *n, int fin, int gone)
@@ -201,11 +254,8 @@ relay_ending(struct px *x, int chunked, ssize_t *n, int fin, int gone)
 	else if (!gone && *n == 0 && chunked && x->c->req.minor == 1 &&
 	    conn_write(x->c, "0\r\n\r\n", 5) == -1)
 		gone = 1;
-	if (*n < 0 && !gone) {
-		x->c->close = 1;
-		log_warnx("upstream answer cut short: key=%s model=%s",
-		    x->pick.id, x->model);
-	}
+	if (*n < 0 && !gone)
+		relay_broken(x, chunked);
 	return gone;
 }
 

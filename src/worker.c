@@ -151,6 +151,18 @@ wrk_linger(struct conn *c)
 }
 
 /*
+ * The connection is to end with a TCP reset, not a FIN (SO_LINGER 0): a
+ * cut answer whose end only the close would mark (relay.c).
+ */
+static void
+wrk_abort(int fd)
+{
+	struct linger	 l = { 1, 0 };
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+}
+
+/*
  * Serve one connection: request after request (kept alive, pipelined),
  * until the client or the answer closes it, or the worker must stop.
  */
@@ -163,6 +175,7 @@ wrk_serve(struct conn *c)
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->len = 0;
 	c->close = 0;
+	c->reset = 0;
 	for (;;) {
 		board_set(looper.shm, looper.slot, first ? SHM_W_READING :
 		    SHM_W_KEEPALIVE, NULL);
@@ -195,6 +208,8 @@ wrk_serve(struct conn *c)
 	/* A body never read may still be on its way (request.c). */
 	if (c->body_unread)
 		wrk_linger(c);
+	if (c->reset)
+		wrk_abort(c->fd);
 	close(c->fd);
 	c->fd = -1;
 }

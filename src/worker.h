@@ -31,6 +31,7 @@ struct conn {
 	int64_t			 deadline;	/* mono ms: the request's end */
 	int64_t			 started;	/* mono ms: first byte */
 	int			 close;		/* close after this answer */
+	int			 reset;		/* with a reset: a cut answer */
 	int			 body_unread;	/* unread if answered now */
 	int			 status;	/* sent, for the access log */
 	int			 sent_head;	/* response head already sent */

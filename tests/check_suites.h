@@ -20,5 +20,6 @@ Suite	*route_suite(void);
 Suite	*pool_suite(void);
 Suite	*project_suite(void);
 Suite	*resname_suite(void);
+Suite	*relay_suite(void);
 
 #endif

@@ -53,3 +53,54 @@ def test_sdk_quota_free_calls_with_every_key_spent():
     assert "429" in out["generateContent"]["error"] or \
         out["generateContent"].get("status") == 429, out["generateContent"]
     finish(d, json.dumps(out))
+
+
+def test_sdk_broken_stream_is_incomplete():
+    """Issue 12 section 5: a stream the upstream breaks off (after a whole
+    first event: a clean end there would look like a short answer) ends
+    with an error in @google/genai, never as a clean end; a whole stream
+    ends clean.  The same for a non-stream answer cut short."""
+    if shutil.which("node") is None or not os.path.isdir(
+            os.path.join(SDK, "node_modules", "@google", "genai")):
+        print("    skipped: node or tests/sdk/node_modules missing")
+        return
+    si = StandIn()
+    d = proxy_daemon(si, workers=2, upstream_timeout_s=2)
+    d.start()
+    cases = {
+        "whole": {"prompt": "all of it STANDIN:chunks=4", "stream": True},
+        "reset": {"prompt": "STANDIN:fault=reset_midstream STANDIN:chunks=4",
+                  "stream": True},
+        "close": {"prompt": "STANDIN:fault=close_midstream STANDIN:chunks=4",
+                  "stream": True},
+        "stall": {"prompt": "STANDIN:fault=stall_midstream STANDIN:chunks=4",
+                  "stream": True},
+        "cut_chunk": {"prompt": "STANDIN:fault=cut_chunk STANDIN:chunks=4",
+                      "stream": True},
+        "bad_chunk": {"prompt": "STANDIN:fault=bad_chunk STANDIN:chunks=4",
+                      "stream": True},
+        "generate_close": {"prompt": "STANDIN:fault=close_midstream",
+                           "stream": False},
+        "generate_chunked_cut": {
+            "prompt": "STANDIN:fault=cut_chunk STANDIN:framing=chunked",
+            "stream": False},
+    }
+    out = _node("broken_stream.mjs", {
+        "PROXY": "http://127.0.0.1:%d" % d.port, "MODEL": FLASH,
+        "CASES": json.dumps(cases)})
+    assert out["whole"]["end"] == "clean" and out["whole"]["chunks"] == 4, \
+        out["whole"]
+    for name in cases:
+        if name == "whole":
+            continue
+        assert out[name]["end"] == "error", (name, out[name])
+        if cases[name]["stream"]:
+            # The first event came through before the cut.
+            assert out[name]["chunks"] == 1, (name, out[name])
+    for name in cases:
+        print("    %s: %d chunk(s), %s %s" % (name, out[name]["chunks"],
+              out[name]["end"], out[name].get("error", "")[:100]))
+    # Each cut went upstream once (no retry after bytes went out).
+    log = si.log()
+    assert len(log) == len(cases), [(e["key"], e.get("fault")) for e in log]
+    finish(d, json.dumps(out))

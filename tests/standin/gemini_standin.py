@@ -72,7 +72,14 @@ Magic words in the prompt text (STANDIN:name=value)
                advertises, instead of the computed one)
     legacy_usage=1 (intermediate stream chunks without candidatesTokenCount)
     fault=reset_midstream|stall|garbage|close_before_headers|stall_midstream|
-          error_midstream
+          error_midstream|close_midstream|cut_chunk|bad_chunk
+          (the *_midstream, cut_chunk and bad_chunk faults break the answer
+          off after its head and first event, or half of a whole answer:
+          a TCP reset, silence, a clean close without the body's end, a
+          chunk whose size line says more than comes before a clean close,
+          a chunk size line that is no hex number; a non-stream answer is
+          cut short of its Content-Length, or chunked with framing=chunked)
+    framing=chunked (a non-stream answer comes chunked, not with a length)
 
 Admin (no auth)
     GET  /__standin/healthz            {"ok": true}
@@ -138,6 +145,10 @@ SERVICE = "generativelanguage.googleapis.com"
 SERVER_HEADER = "scaffolding on HTTPServer2"
 RATE_LIMIT_DOCS = "https://ai.google.dev/gemini-api/docs/rate-limits"
 GRANULARITY = 8 * 1024 * 1024
+# Faults that break an answer off once its head and part of its body are
+# out (cut_answer, break_off).
+MIDSTREAM_FAULTS = ("reset_midstream", "stall_midstream", "close_midstream",
+                    "cut_chunk", "bad_chunk")
 
 DEFAULT_MODELS = [
     "gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite",
@@ -679,6 +690,42 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.close()
         except OSError:
             pass
+
+    def break_off(self, fault, more):
+        """The answer breaks off mid-body (its head and some of it are
+        out, in chunks): reset, stall, close cleanly (no last chunk), cut
+        a chunk in its middle (its size line says more than comes), or
+        garble the framing.  more: what the next chunk would have held."""
+        self.close_connection = True
+        if fault == "cut_chunk":
+            self.wfile.write(b"%X\r\n" % (len(more) + 10) + more[:len(more) // 2])
+        elif fault == "bad_chunk":
+            self.wfile.write(b"zz-not-a-size\r\n" + more + b"\r\n")
+        try:
+            self.wfile.flush()
+        except OSError:
+            pass
+        if fault == "reset_midstream":
+            self.rst()
+        elif fault == "stall_midstream":
+            self.stall()
+
+    def cut_answer(self, data, fault, chunked):
+        """A whole answer (data) cut in its middle by fault: framed by
+        Content-Length (fewer bytes come), or chunked (the first half in
+        a chunk, then break_off)."""
+        half = data[:len(data) // 2]
+        if chunked:
+            self.start_chunked(200, "application/json; charset=UTF-8")
+            self.write_chunk(half)
+            self.break_off(fault, data[len(half):])
+            return
+        self.send_response(200)
+        self.std_headers("application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(half)
+        self.break_off(fault, b"")
 
     def pause(self, seconds):
         """Waits seconds while generating, as Gemini does; False as soon
@@ -1541,15 +1588,14 @@ class Handler(BaseHTTPRequestHandler):
                            "modelVersion": model, "responseId": rid})
         if mode == "json" or mode == "oa":
             obj = events[0]
-            if fault in ("reset_midstream", "stall_midstream"):
-                data = (pretty(obj) + "\n").encode()
-                self.send_response(200)
-                self.std_headers("application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data[:len(data) // 2])
-                self.wfile.flush()
-                self.rst() if fault == "reset_midstream" else self.stall()
+            chunked = magic.get("framing") == "chunked"
+            if fault in MIDSTREAM_FAULTS:
+                self.cut_answer((pretty(obj) + "\n").encode(), fault, chunked)
+                return
+            if chunked:
+                self.start_chunked(200, "application/json; charset=UTF-8")
+                self.write_chunk(pretty(obj) + "\n")
+                self.end_chunked()
                 return
             if mode == "oa":
                 self.send_body(200, pretty(obj) + "\n")
@@ -1596,11 +1642,8 @@ class Handler(BaseHTTPRequestHandler):
             self.write_chunk(data)
             with st.lock:
                 rec["events_sent"] = i + 1
-            if i == 0 and fault == "reset_midstream":
-                self.rst()
-                return False
-            if i == 0 and fault == "stall_midstream":
-                self.stall()
+            if i == 0 and fault in MIDSTREAM_FAULTS:
+                self.break_off(fault, data.encode())
                 return False
             if i == 0 and fault == "error_midstream" and len(events) > 0:
                 err = status_error(503)

@@ -823,6 +823,43 @@ class Suite:
         body = data.split(b"\r\n\r\n", 1)[-1]
         check("fault reset_midstream (non-stream): short body, then reset",
               how == "reset" and cl is not None and len(body) < int(cl.group(1)), (how, data[:80]))
+        gen = "/v1beta/models/gemini-2.5-flash:generateContent"
+        s = self.raw(sse, "STANDIN:fault=close_midstream STANDIN:chunks=3")
+        head = self.read_until(s, b"\r\n\r\n", 2)
+        how, rest = self.drain(s)
+        s.close()
+        check("fault close_midstream: first event, then a clean close without the last chunk",
+              how == "eof" and (head + rest).count(b"data: ") == 1 and b"0\r\n\r\n" not in rest,
+              (how, rest[:60]))
+        s = self.raw(gen, "STANDIN:fault=close_midstream")
+        how, data = self.drain(s)
+        s.close()
+        cl = re.search(rb"Content-Length: (\d+)", data)
+        body = data.split(b"\r\n\r\n", 1)[-1]
+        check("fault close_midstream (non-stream): short body, then a clean close",
+              how == "eof" and cl is not None and 0 < len(body) < int(cl.group(1)), (how, data[:80]))
+        s = self.raw(gen, "STANDIN:framing=chunked")
+        how, data = self.drain(s)
+        s.close()
+        check("framing=chunked: a whole non-stream answer in chunks",
+              b"Transfer-Encoding: chunked" in data and data.endswith(b"\r\n0\r\n\r\n") and
+              b"Content-Length" not in data, data[-80:])
+        for text, what in (("STANDIN:fault=cut_chunk STANDIN:chunks=3", "stream"),
+                           ("STANDIN:fault=cut_chunk STANDIN:framing=chunked", "non-stream")):
+            s = self.raw(sse if what == "stream" else gen, text)
+            how, data = self.drain(s)
+            s.close()
+            body = data.split(b"\r\n\r\n", 1)[-1]
+            sizes = re.findall(rb"(?:^|\r\n)([0-9A-F]+)\r\n", body)
+            last = body.rsplit(b"\r\n", 1)
+            check("fault cut_chunk (%s): a chunk cut in its middle, then a clean close" % what,
+                  how == "eof" and len(sizes) == 2 and int(sizes[-1], 16) > len(last[-1]),
+                  (how, body[-120:]))
+        s = self.raw(sse, "STANDIN:fault=bad_chunk STANDIN:chunks=3")
+        how, data = self.drain(s)
+        s.close()
+        check("fault bad_chunk: a size line that is no number after the first event",
+              how == "eof" and b"\r\nzz-not-a-size\r\n" in data, (how, data[-80:]))
         s = self.raw(sse, "STANDIN:fault=garbage")
         how, data = self.drain(s)
         s.close()
