@@ -225,14 +225,24 @@ px_no_key(struct px *x, int64_t free_ms, int all_invalid)
 
 /*
  * The model is paused by a 429 storm (shm/storm.c): 429 at once, no
- * upstream call, and when to come back.
+ * upstream call, and when to come back: the pause's end, or later when no
+ * key of the pool frees before (every key spent: the daily reset).
  */
 static void
 px_paused(struct px *x, int64_t retry_ms)
 {
 	char		 extra[64], msg[320];
-	long long	 secs = (retry_ms + 999) / 1000;
+	int64_t		 free_ms, now = now_ms();
+	int		 all_invalid;
+	long long	 secs;
 
+	free_ms = shm_free_ms(looper.shm, x->model_slot, x->est, now,
+	    &all_invalid);
+	if (free_ms < 0 && looper.shm->next_reset > now)
+		free_ms = looper.shm->next_reset - now;
+	if (free_ms > retry_ms)
+		retry_ms = free_ms;
+	secs = (retry_ms + 999) / 1000;
 	if (secs < 1)
 		secs = 1;
 	snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", secs);
