@@ -7,7 +7,8 @@
  *   2. the model is found (path, or the body on /openai/ paths) and a key is
  *      picked for it in shared memory, with room reserved (shm/pick.c),
  *      the key that owns a named file or cache first (owner.c); with no
- *      key free the request waits up to max_wait_s, else 429;
+ *      key free the request waits up to max_wait_s, else 429; a model
+ *      paused by a 429 storm (shm/storm.c) gets 429 at once;
  *   3. the request goes upstream over the worker's kept-alive TLS
  *      connection (upstream.c), its head rewritten with the pool key
  *      (rewrite.c);
@@ -247,9 +248,8 @@ px_paused(struct px *x, int64_t retry_ms)
 		secs = 1;
 	snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", secs);
 	snprintf(msg, sizeof(msg), "model %s is paused: the upstream "
-	    "throttled %d projects of the pool within %d s (a 429 storm); "
-	    "retry in %llds", x->model, looper.cfg->storm_keys,
-	    looper.cfg->storm_window_s, secs);
+	    "throttles the pool (a 429 storm: 429s that the projects' own "
+	    "usage does not explain); retry in %llds", x->model, secs);
 	conn_error(x->c, 429, msg, extra);
 }
 
