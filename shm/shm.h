@@ -48,6 +48,9 @@
  */
 #define SHM_PROJECT_NAMED	0x80000000u
 #define SHM_PROJECT_SLOT(v)	((v) & ~SHM_PROJECT_NAMED)
+#define SHM_STORM_MAX		16	/* largest storm.keys: projects kept */
+#define SHM_STORM_PAUSE_MS	60000	/* longest pause */
+#define SHM_STORM_PROBE_MS	30000	/* a half-open probe's deadline */
 
 enum shm_cell_state {
 	SHM_AVAILABLE = 0,
@@ -135,6 +138,14 @@ struct shm_key {
 	struct shm_minute history[SHM_HISTORY];
 };
 
+/* An unexplained 429 of one project on one model (storm.c). */
+struct shm_storm_hit {
+	int32_t		 project;	/* project slot */
+	uint32_t	 pad;
+	int64_t		 at;		/* ms since epoch, 0: unused */
+	int64_t		 delay;		/* ms it asked to wait, <= 60 s */
+};
+
 struct shm_model {
 	uint32_t	 in_use;
 	uint32_t	 configured;	/* named in config (else: default's limits) */
@@ -154,6 +165,15 @@ struct shm_model {
 	uint64_t	 m_dur_count;
 	uint64_t	 m_dur_sum_ms;
 	uint64_t	 m_broken[SHM_B_N];	/* answers cut, by why */
+	/* A 429 storm (storm.c): the latest unexplained 429 per project,
+	 * the pause, the half-open probe; and its counters for /metrics. */
+	struct shm_storm_hit storm_hit[SHM_STORM_MAX];
+	int64_t		 paused_until;	/* ms; 0: not paused */
+	int64_t		 probe_until;	/* half-open: the probe's deadline */
+	uint32_t	 probe_id;	/* the probe in flight, 0: none */
+	uint32_t	 probe_seq;
+	uint64_t	 m_storms;	/* pauses begun */
+	uint64_t	 m_paused;	/* requests refused by a pause */
 };
 
 /* One key x model cell. */
@@ -389,6 +409,31 @@ int		 shm_window_live(const struct shm_usage *, uint32_t,
 uint64_t	 shm_minute_get(const struct shm_minute *, uint32_t,
 		    uint32_t *);
 struct shm_usage *shm_project_cell_locked(struct shm_header *, int, int);
+
+/* What a 429 from the upstream says of itself (storm.c). */
+#define SHM_NAMED_MAX	4
+struct shm_429 {
+	int64_t		 delay_ms;	/* the wait it asked for, -1: none */
+	uint32_t	 nnamed;	/* quotas it names */
+	uint32_t	 kind[SHM_NAMED_MAX];	/* enum shm_reason */
+	int64_t		 value[SHM_NAMED_MAX];	/* quotaValue, -1: unknown */
+};
+
+/* What shm_storm_note() made of a 429. */
+enum shm_storm_verdict {
+	SHM_STORM_EXPLAINED = 0,	/* the project's own usage explains it */
+	SHM_STORM_COUNTED,		/* unexplained, counted */
+	SHM_STORM_PAUSED		/* unexplained, and the model paused */
+};
+
+/* storm.c: 429 storms pause a model pool-wide */
+int		 shm_storm_gate(struct shm_header *, int, uint32_t *, int64_t,
+		    int64_t *);
+enum shm_storm_verdict shm_storm_note(struct shm_header *,
+		    const struct shm_pick *, const struct shm_429 *, int, int,
+		    uint32_t, int64_t);
+int		 shm_storm_done(struct shm_header *, int, uint32_t, int);
+int		 shm_storm_state(const struct shm_model *, int64_t);
 
 /* events.c: what the master records */
 void		 shm_note_reload(struct shm_header *, int64_t, int,

@@ -45,6 +45,7 @@
 struct gem_quota {
 	char		 id[GEM_ID_MAX];	/* violations[].quotaId */
 	int		 zero;		/* quotaValue "0": no quota at all */
+	int64_t		 value;		/* quotaValue, -1 when not given */
 };
 
 struct gem_facts {
@@ -222,12 +223,14 @@ gem_json_duration(const cJSON *j, int64_t *ms)
 }
 
 static void
-gem_facts_add_quota(struct gem_facts *f, const char *id, size_t n, int zero)
+gem_facts_add_quota(struct gem_facts *f, const char *id, size_t n,
+    int64_t value)
 {
 	if (f->nquota == GEM_QUOTAS_MAX)
 		return;
 	gem_idcopy(f->quota[f->nquota].id, sizeof(f->quota[0].id), id, n);
-	f->quota[f->nquota].zero = zero;
+	f->quota[f->nquota].zero = value == 0;
+	f->quota[f->nquota].value = value;
 	f->nquota++;
 }
 
@@ -246,7 +249,6 @@ gem_facts_detail(struct gem_facts *f, const cJSON *d)
 {
 	const cJSON	*viol, *v, *id, *qv, *rd, *reason, *md, *svc, *ql;
 	int64_t		 ms, n;
-	int		 zero;
 
 	viol = cJSON_GetObjectItemCaseSensitive(d, "violations");
 	if (cJSON_IsArray(viol)) {
@@ -255,9 +257,10 @@ gem_facts_detail(struct gem_facts *f, const cJSON *d)
 			if (!cJSON_IsString(id))
 				continue;
 			qv = cJSON_GetObjectItemCaseSensitive(v, "quotaValue");
-			zero = gem_json_int(qv, &n) == 0 && n == 0;
+			if (gem_json_int(qv, &n) == -1)
+				n = -1;
 			gem_facts_add_quota(f, id->valuestring,
-			    strlen(id->valuestring), zero);
+			    strlen(id->valuestring), n);
 		}
 	}
 	rd = cJSON_GetObjectItemCaseSensitive(d, "retryDelay");
@@ -349,6 +352,24 @@ gem_raw_value(const char *p, size_t n, const char **v, size_t *vn)
 	return 0;
 }
 
+/* A quotaValue found as text: digits only, else left unknown. */
+static void
+gem_raw_quota_value(struct gem_quota *q, const char *v, size_t vn)
+{
+	int64_t	 n = 0;
+	size_t	 i;
+
+	if (vn == 0 || vn > 15)
+		return;
+	for (i = 0; i < vn; i++) {
+		if (!gem_digit((unsigned char)v[i]))
+			return;
+		n = n * 10 + (v[i] - '0');
+	}
+	q->value = n;
+	q->zero = n == 0;
+}
+
 /*
  * Facts from a body that does not parse, typically one cut short: the same
  * members, found as text.  quotaValue belongs to the last quotaId seen,
@@ -373,13 +394,14 @@ gem_facts_raw(const char *b, size_t len, struct gem_facts *f)
 		    memcmp(b + i, kqid, sizeof(kqid) - 1) == 0) {
 			i += sizeof(kqid) - 2;
 			if (gem_raw_value(b + i + 1, len - i - 1, &v, &vn) == 0)
-				gem_facts_add_quota(f, v, vn, 0);
+				gem_facts_add_quota(f, v, vn, -1);
 		} else if (len - i >= sizeof(kqv) - 1 &&
 		    memcmp(b + i, kqv, sizeof(kqv) - 1) == 0) {
 			i += sizeof(kqv) - 2;
 			if (gem_raw_value(b + i + 1, len - i - 1, &v, &vn) == 0 &&
-			    f->nquota > 0 && vn == 1 && v[0] == '0')
-				f->quota[f->nquota - 1].zero = 1;
+			    f->nquota > 0)
+				gem_raw_quota_value(&f->quota[f->nquota - 1],
+				    v, vn);
 		} else if (len - i >= sizeof(krd) - 1 &&
 		    memcmp(b + i, krd, sizeof(krd) - 1) == 0) {
 			i += sizeof(krd) - 2;
@@ -556,6 +578,26 @@ gem_decide_429(const struct gem_facts *f, struct gem_verdict *v)
 	gem_set(v, GEM_COOL, SHM_R_429, GEM_COOL_DEFAULT_MS, "bare 429");
 }
 
+/*
+ * What a 429 says of itself, for the storm check: the delay it asked for
+ * (RetryInfo, else "Please retry in"), and each quota it names with its
+ * kind and quotaValue, so that the project's own counters can be held
+ * against it.
+ */
+static void
+gem_named(const struct gem_facts *f, struct gem_verdict *v)
+{
+	size_t	 i;
+
+	v->retry_ms = f->retry_ms > 0 ? f->retry_ms : gem_msg_retry(f);
+	for (i = 0; i < f->nquota && v->nnamed < GEM_NAMED_MAX; i++) {
+		v->named_kind[v->nnamed] = gem_quota_reason(f->quota[i].id,
+		    gem_quota_daily(f->quota[i].id));
+		v->named_value[v->nnamed] = f->quota[i].value;
+		v->nnamed++;
+	}
+}
+
 /* 400, 401, 403: is it the key, or the request? */
 static void
 gem_decide_key(int status, const struct gem_facts *f, struct gem_verdict *v)
@@ -593,6 +635,7 @@ gem_classify(int status, const char *body, size_t len, struct gem_verdict *v)
 	cJSON		*root = NULL;
 
 	memset(v, 0, sizeof(*v));
+	v->retry_ms = -1;
 	memset(&f, 0, sizeof(f));
 	f.retry_ms = -1;
 	if (body != NULL && len > 0) {
@@ -604,8 +647,10 @@ gem_classify(int status, const char *body, size_t len, struct gem_verdict *v)
 		}
 	}
 
-	if (status == 429)
+	if (status == 429) {
 		gem_decide_429(&f, v);
+		gem_named(&f, v);
+	}
 	else if (status == 400 || status == 401 || status == 403)
 		gem_decide_key(status, &f, v);
 	else if (status == 500 || status == 502 || status == 503 ||

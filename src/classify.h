@@ -23,12 +23,18 @@ enum gem_action {
 
 #define GEM_COOL_DEFAULT_MS	60000	/* bare 429, per-minute quota */
 #define GEM_WHY_MAX		64
+#define GEM_NAMED_MAX		4	/* quotas a verdict carries */
 
 struct gem_verdict {
 	enum gem_action	 action;
 	uint32_t	 reason;	/* enum shm_reason */
 	int64_t		 delay_ms;	/* GEM_COOL: how long to cool */
 	char		 why[GEM_WHY_MAX];
+	/* A 429's own words, for the storm check (shm/storm.c). */
+	int64_t		 retry_ms;	/* the delay it asked for, -1: none */
+	size_t		 nnamed;	/* quotas it names (QuotaFailure) */
+	uint32_t	 named_kind[GEM_NAMED_MAX];	/* enum shm_reason */
+	int64_t		 named_value[GEM_NAMED_MAX];	/* quotaValue, -1 */
 };
 
 void		 gem_classify(int, const char *, size_t, struct gem_verdict *);

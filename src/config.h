@@ -107,6 +107,9 @@ struct config {
 	int		  upstream_timeout_s;	/* until the answer starts */
 	int		  max_attempts;		/* upstream sends per request */
 	int		  resolver_valid_s;	/* keep a name lookup this long */
+	int		  storm_keys;		/* projects whose 429s pause a
+						   model; 0: storms off */
+	int		  storm_window_s;	/* ... within this many seconds */
 
 	int		  placeholder_keys;	/* keys are the defaults' placeholders */
 

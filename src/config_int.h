@@ -50,6 +50,8 @@ struct config;
 #define CFG_DEF_UPSTREAM_TIMEOUT_S	300
 #define CFG_DEF_MAX_ATTEMPTS		4
 #define CFG_DEF_RESOLVER_VALID_S	30
+#define CFG_DEF_STORM_KEYS		3	/* storm.keys; 0: off */
+#define CFG_DEF_STORM_WINDOW_S		10	/* storm.window_s */
 
 /*
  * The top-level fields, in the order they are checked, each written once:
@@ -82,7 +84,8 @@ struct config;
 	X(F_KEEPALIVE_TIMEOUT_S,	"keepalive_timeout_s")		\
 	X(F_UPSTREAM_TIMEOUT_S,		"upstream_timeout_s")		\
 	X(F_MAX_ATTEMPTS,		"max_attempts")			\
-	X(F_RESOLVER_VALID_S,		"resolver_valid_s")
+	X(F_RESOLVER_VALID_S,		"resolver_valid_s")		\
+	X(F_STORM,			"storm")
 
 enum cfg_field {
 #define CFG_FIELD_ID(id, name)	id,
@@ -155,5 +158,8 @@ int		 cfg_numbers(struct cfg_parse *, const cJSON *const *);
 
 /* config_default.c */
 int		 cfg_placeholder(const char *);
+
+/* config_storm.c */
+int		 cfg_storm(struct cfg_parse *, const cJSON *);
 
 #endif /* CONFIG_INT_H */

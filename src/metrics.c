@@ -8,7 +8,9 @@
  * retries_total, waits_total, request_duration_seconds (histogram); per
  * key x model upstream_requests_total{class}, upstream_429_total{quota=
  * minute|day|other}, tokens_total{kind}, batch_jobs_total, tpm_used,
- * tpm_limit and key_state{state} (one-hot over available, cooling, exhausted, invalid).
+ * tpm_limit and key_state{state} (one-hot over available, cooling,
+ * exhausted, invalid); per model model_paused, storms_total and
+ * storm_refused_total (429 storms, shm/storm.c).
  * Counters count since the shared segment was made (the daemon's start).
  *
  * Every family's samples are written together, as the format wants, so
@@ -180,6 +182,35 @@ prom_head(struct sbuf *b, const struct view *s)
 		    view_state_name(i), nk[i]);
 }
 
+/* 429 storms (shm/storm.c), per model: paused now, pauses, refusals. */
+static void
+prom_storms(struct sbuf *b, const struct view *s, const char *labs,
+    const struct plab *ml)
+{
+	size_t	 j;
+
+	prom_family(b, "gemini_looper_model_paused", "gauge",
+	    "1 while a 429 storm pauses the model (paused or half-open), "
+	    "else 0.");
+	for (j = 0; j < s->nmodels; j++) {
+		prom_model(b, "gemini_looper_model_paused", labs, &ml[j]);
+		prom_end(b, NULL, NULL,
+		    shm_storm_state(s->models[j].m, s->now) != 0);
+	}
+	prom_family(b, "gemini_looper_storms_total", "counter",
+	    "Pauses begun by a 429 storm (a failed half-open probe too).");
+	for (j = 0; j < s->nmodels; j++) {
+		prom_model(b, "gemini_looper_storms_total", labs, &ml[j]);
+		prom_end(b, NULL, NULL, s->models[j].m->m_storms);
+	}
+	prom_family(b, "gemini_looper_storm_refused_total", "counter",
+	    "Requests answered 429 at once because a storm paused the model.");
+	for (j = 0; j < s->nmodels; j++) {
+		prom_model(b, "gemini_looper_storm_refused_total", labs, &ml[j]);
+		prom_end(b, NULL, NULL, s->models[j].m->m_paused);
+	}
+}
+
 /* The families per model: answers, retries, waits, cuts, durations. */
 static void
 prom_models(struct sbuf *b, const struct view *s, const char *labs,
@@ -220,6 +251,7 @@ prom_models(struct sbuf *b, const struct view *s, const char *labs,
 			prom_end(b, "why", shm_broken_names[i],
 			    s->models[j].m->m_broken[i]);
 		}
+	prom_storms(b, s, labs, ml);
 	prom_family(b, "gemini_looper_request_duration_seconds", "histogram",
 	    "Time from a client's request to the end of its answer.");
 	for (j = 0; j < s->nmodels; j++) {

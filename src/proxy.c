@@ -7,7 +7,8 @@
  *   2. the model is found (path, or the body on /openai/ paths) and a key is
  *      picked for it in shared memory, with room reserved (shm/pick.c),
  *      the key that owns a named resource first (owner.c); with no
- *      key free the request waits up to max_wait_s, else 429;
+ *      key free the request waits up to max_wait_s, else 429; a model
+ *      paused by a 429 storm (shm/storm.c) gets 429 at once;
  *   3. the request goes upstream over the worker's kept-alive TLS
  *      connection (upstream.c), its head rewritten with the pool key
  *      (rewrite.c);
@@ -228,6 +229,35 @@ px_no_key(struct px *x, int64_t free_ms, int all_invalid)
 	conn_error(x->c, 429, msg, extra);
 }
 
+/*
+ * The model is paused by a 429 storm (shm/storm.c): 429 at once, no
+ * upstream call, and when to come back: the pause's end, or later when no
+ * key of the pool frees before (every key spent: the daily reset).
+ */
+static void
+px_paused(struct px *x, int64_t retry_ms)
+{
+	char		 extra[64], msg[320];
+	int64_t		 free_ms, now = now_ms();
+	int		 all_invalid;
+	long long	 secs;
+
+	free_ms = shm_free_ms(looper.shm, x->model_slot, x->est, now,
+	    &all_invalid);
+	if (free_ms < 0 && looper.shm->next_reset > now)
+		free_ms = looper.shm->next_reset - now;
+	if (free_ms > retry_ms)
+		retry_ms = free_ms;
+	secs = (retry_ms + 999) / 1000;
+	if (secs < 1)
+		secs = 1;
+	snprintf(extra, sizeof(extra), "Retry-After: %lld\r\n", secs);
+	snprintf(msg, sizeof(msg), "model %s is paused: the upstream "
+	    "throttles the pool (a 429 storm: 429s that the projects' own "
+	    "usage does not explain); retry in %llds", x->model, secs);
+	conn_error(x->c, 429, msg, extra);
+}
+
 /* key is not to be picked again for this request. */
 static void
 px_tried_add(struct px *x, int key)
@@ -343,6 +373,33 @@ px_apply_verdict(struct px *x, const struct gem_verdict *v)
 }
 
 /*
+ * A 429 to a metered request: does it start a storm (shm/storm.c)?  Said
+ * before the pick is released, so that the project's counters still hold
+ * this request.
+ */
+static void
+px_storm_note(struct px *x, const struct gem_verdict *v)
+{
+	struct shm_429	 q;
+	size_t		 i;
+
+	memset(&q, 0, sizeof(q));
+	q.delay_ms = v->retry_ms > 0 ? v->retry_ms :
+	    v->action == GEM_COOL ? v->delay_ms : -1;
+	for (i = 0; i < v->nnamed && i < SHM_NAMED_MAX; i++) {
+		q.kind[q.nnamed] = v->named_kind[i];
+		q.value[q.nnamed] = v->named_value[i];
+		q.nnamed++;
+	}
+	if (shm_storm_note(looper.shm, &x->pick, &q, looper.cfg->storm_keys,
+	    looper.cfg->storm_window_s, x->storm_probe, now_ms()) ==
+	    SHM_STORM_PAUSED)
+		log_warnx("model=%s paused: 429 storm (key=%s, %s%s)",
+		    x->model, x->pick.id, x->storm_probe ?
+		    "the half-open probe failed: " : "", v->why);
+}
+
+/*
  * Send the request upstream with the pick and read the answer's head.
  * A kept-alive connection that the upstream had just closed is tried once
  * more on a new one, same key.  Returns 0, or -1 with the failure kept by
@@ -399,6 +456,11 @@ px_pick_or_wait(struct px *x)
 			free_ms = shm_free_ms(looper.shm, x->model_slot, x->est,
 			    now_ms(), &all_invalid);
 			px_give_up(x, free_ms, all_invalid);
+			return PX_DONE;
+		}
+		if (x->est >= 0 && shm_storm_gate(looper.shm, x->model_slot,
+		    &x->storm_probe, now_ms(), &free_ms) == -1) {
+			px_paused(x, free_ms);
 			return PX_DONE;
 		}
 		if (shm_pick(looper.shm, x->model_slot, x->est, x->tried,
@@ -516,6 +578,9 @@ px_error_answer(struct px *x)
 	    v.action == GEM_EXHAUST ? SHM_Q_DAY : v.action == GEM_COOL &&
 	    v.reason != SHM_R_429 ? SHM_Q_MINUTE : SHM_Q_OTHER);
 	px_apply_verdict(x, &v);
+	if (x->resp.status == 429 && x->est >= 0 &&
+	    (v.action == GEM_COOL || v.action == GEM_EXHAUST))
+		px_storm_note(x, &v);
 	key = x->pick.key;
 	shm_release(looper.shm, &x->pick);
 	switch (v.action) {
@@ -566,6 +631,10 @@ px_attempt(struct px *x)
 	if (x->resp.status >= 400)
 		return px_error_answer(x);
 	shm_note_upstream(looper.shm, &x->pick, x->resp.status, 0);
+	if (x->storm_probe != 0 && shm_storm_done(looper.shm, x->model_slot,
+	    x->storm_probe, 1))
+		log_warnx("model=%s resumed: the half-open probe was answered "
+		    "(key=%s status=%d)", x->model, x->pick.id, x->resp.status);
 	if (relay_answer(x) == -1)
 		px_client_gone(x);
 	if (x->kind == PX_BATCH && x->resp.status < 300)
@@ -614,6 +683,8 @@ px_end(struct px *x)
 	struct conn	*c = x->c;
 
 	up_watch(x->up, -1);	/* the client's fd is closed and reused next */
+	/* A probe that ended unanswered hands the turn on. */
+	(void)shm_storm_done(looper.shm, x->model_slot, x->storm_probe, 0);
 	px_log_usage(x);
 	shm_note_request(looper.shm, x->model_slot, c->status,
 	    mono_ms() - c->started, x->sent > 1 ? x->sent - 1 : 0, x->waited);

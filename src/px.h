@@ -68,6 +68,7 @@ struct px {
 	struct shm_pick		 pick;
 	char			*head;		/* the upstream request head */
 	size_t			 head_len;
+	uint32_t		 storm_probe;	/* the half-open probe it holds */
 	/* Last, and not zeroed with the rest (10 KiB a request):
 	 * up_read_head() and gem_scan_init() set them up. */
 	struct up_resp		 resp;

@@ -157,6 +157,28 @@ js_model(cJSON *y, const struct view_model *sm)
 			    sm->nstate[i]);
 }
 
+/*
+ * A 429 storm's pause (shm/storm.c): paused_until while the model is
+ * paused or half-open (then it lies in the past: the next request, or the
+ * one out now, probes), and storm {state, storms, refused}.
+ */
+static void
+js_storm(cJSON *y, const struct shm_model *m, int64_t now)
+{
+	static const char *const names[] = { "serving", "paused",
+	    "half_open" };
+	int	 st = shm_storm_state(m, now);
+	cJSON	*z;
+
+	cJSON_AddItemToObject(y, "paused_until", st != 0 ?
+	    js_time(m->paused_until) : cJSON_CreateNull());
+	if ((z = cJSON_AddObjectToObject(y, "storm")) == NULL)
+		return;
+	cJSON_AddStringToObject(z, "state", names[st]);
+	cJSON_AddNumberToObject(z, "storms", (double)m->m_storms);
+	cJSON_AddNumberToObject(z, "refused", (double)m->m_paused);
+}
+
 /* The models, their current keys, and the sums over all of them. */
 static void
 js_models(cJSON *o, const struct view *s)
@@ -182,6 +204,7 @@ js_models(cJSON *o, const struct view *s)
 		if ((y = cJSON_AddObjectToObject(x, sm->m->name)) == NULL)
 			break;
 		js_model(y, sm);
+		js_storm(y, sm->m, s->now);
 		for (i = 0; i < SHM_TOK_N; i++)
 			all[i] += sm->t_tokens[i];
 		requests += sm->t_requests;

@@ -201,6 +201,56 @@ static const char b429_15s[] =
 "{\"@type\": \"type.googleapis.com/google.rpc.RetryInfo\", "
 "\"retryDelay\": \"1.5s\"}]}}";
 
+/* What a 429 names, for the storm check: its quotas' values, its delay. */
+START_TEST(t_429_named)
+{
+	struct gem_verdict	 v;
+	char			 cut[sizeof(b429_multi)];
+	const char		*p;
+
+	classify(429, b429_tpm_free, &v);
+	ck_assert_uint_eq(v.nnamed, 1);
+	ck_assert_uint_eq(v.named_kind[0], SHM_R_TPM);
+	ck_assert_int_eq(v.named_value[0], 250000);
+	ck_assert_int_eq(v.retry_ms, 35000);
+
+	classify(429, b429_rpd, &v);
+	ck_assert_uint_eq(v.nnamed, 2);
+	ck_assert_uint_eq(v.named_kind[0], SHM_R_RPM);
+	ck_assert_int_eq(v.named_value[0], -1);	/* no quotaValue */
+	ck_assert_uint_eq(v.named_kind[1], SHM_R_RPD);
+	ck_assert_int_eq(v.named_value[1], 200);
+	ck_assert_int_eq(v.retry_ms, 47000);
+
+	classify(429, b429_limit0, &v);
+	ck_assert_uint_eq(v.nnamed, 1);
+	ck_assert_int_eq(v.named_value[0], 0);
+
+	/* Bare: names nothing, asks nothing (the cool-down is ours). */
+	classify(429, b429_bare, &v);
+	ck_assert_uint_eq(v.nnamed, 0);
+	ck_assert_int_eq(v.retry_ms, -1);
+	classify(429, b429_msg_ms, &v);
+	ck_assert_uint_eq(v.nnamed, 0);
+	ck_assert_int_eq(v.retry_ms, 900);
+
+	/* Cut short: the values are read from the text. */
+	p = strstr(b429_multi, "RetryInfo");
+	ck_assert_ptr_nonnull(p);
+	memcpy(cut, b429_multi, (size_t)(p - b429_multi));
+	gem_classify(429, cut, (size_t)(p - b429_multi), &v);
+	ck_assert_uint_eq(v.nnamed, 2);
+	ck_assert_uint_eq(v.named_kind[0], SHM_R_TPM);
+	ck_assert_int_eq(v.named_value[0], 250000);
+	ck_assert_uint_eq(v.named_kind[1], SHM_R_RPM);
+	ck_assert_int_eq(v.named_value[1], 10);
+
+	/* Not a 429: nothing named. */
+	classify(503, b429_tpm_free, &v);
+	ck_assert_uint_eq(v.nnamed, 0);
+}
+END_TEST
+
 START_TEST(t_429_per_minute)
 {
 	struct gem_verdict	 v;
@@ -552,6 +602,7 @@ classify_suite(void)
 	TCase	*tc = tcase_create("core");
 
 	tcase_add_test(tc, t_429_per_minute);
+	tcase_add_test(tc, t_429_named);
 	tcase_add_test(tc, t_429_per_day);
 	tcase_add_test(tc, t_429_fallbacks);
 	tcase_add_test(tc, t_invalid_key);

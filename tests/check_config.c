@@ -169,7 +169,8 @@ START_TEST(test_full)
 	    "  \"keepalive_timeout_s\": 0,\n"
 	    "  \"upstream_timeout_s\": 600,\n"
 	    "  \"max_attempts\": 7,\n"
-	    "  \"resolver_valid_s\": 0\n"
+	    "  \"resolver_valid_s\": 0,\n"
+	    "  \"storm\": {\"keys\": 0, \"window_s\": 30}\n"
 	    "}\n");
 	ck_assert_msg(cfg != NULL, "%s", err);
 
@@ -258,6 +259,8 @@ START_TEST(test_full)
 	ck_assert_int_eq(cfg->upstream_timeout_s, 600);
 	ck_assert_int_eq(cfg->max_attempts, 7);
 	ck_assert_int_eq(cfg->resolver_valid_s, 0);
+	ck_assert_int_eq(cfg->storm_keys, 0);
+	ck_assert_int_eq(cfg->storm_window_s, 30);
 	cfg_free(cfg);
 }
 END_TEST
@@ -348,6 +351,8 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg->upstream_timeout_s, 300);
 	ck_assert_int_eq(cfg->max_attempts, 4);
 	ck_assert_int_eq(cfg->resolver_valid_s, 30);
+	ck_assert_int_eq(cfg->storm_keys, 3);
+	ck_assert_int_eq(cfg->storm_window_s, 10);
 	ck_assert_int_eq(cfg->placeholder_keys, 0);
 	cfg_free(cfg);
 
@@ -815,6 +820,17 @@ static const struct {
 	    "max_attempts: must be at most 64 (got 65)" },
 	{ WITH("\"resolver_valid_s\": -1"),
 	    "resolver_valid_s: must be a non-negative integer (got -1)" },
+	{ WITH("\"storm\": 3"),
+	    "storm: must be an object {\"keys\": N, \"window_s\": N} "
+	    "(got 3)" },
+	{ WITH("\"storm\": {\"keys\": 17}"),
+	    "storm.keys: must be at most 16 (got 17)" },
+	{ WITH("\"storm\": {\"keys\": -1}"),
+	    "storm.keys: must be a non-negative integer (got -1)" },
+	{ WITH("\"storm\": {\"window_s\": 0}"),
+	    "storm.window_s: must be a positive integer (got 0)" },
+	{ WITH("\"storm\": {\"keys\": 2, \"keys\": 3}"),
+	    "storm.keys: given more than once" },
 	{ WITH("\"persist_interval_s\": 0"),
 	    "persist_interval_s: must be a positive integer (got 0)" },
 	{ WITH("\"shutdown_timeout_s\": 100000"),

@@ -21,5 +21,6 @@ Suite	*pool_suite(void);
 Suite	*project_suite(void);
 Suite	*resname_suite(void);
 Suite	*relay_suite(void);
+Suite	*storm_suite(void);
 
 #endif

@@ -31,7 +31,19 @@ Config (JSON; also changeable at run time through POST /__standin/config)
                                        # classic: QuotaFailure, Help, RetryInfo (2025)
      "implicit_cache_min_bytes": 1024, "embedding_dims": 16,
      "openai_sse_separator": "\n\n",
-     "upload_url_key": false}            # X-Goog-Upload-Url carries key=
+     "upload_url_key": false,            # X-Goog-Upload-Url carries key=
+     "throttle": null}                   # a 429 storm, below
+    Throttle (Google throttling an IP or region: every key answers 429,
+    whatever its project has spent; nothing is counted):
+        "throttle": {"models": ["gemini-2.5-flash"] | null (every model),
+                     "quota": null | "rpm" | "tpm" | "rpd" | "tpd",
+                     "retry_delay": 4.0 | null}
+    applies to generation (native and OpenAI-compatible), not to countTokens,
+    embeddings, files or model lists. quota null: Google's bare 429
+    ("Resource has been exhausted (e.g. check quota)."), with a RetryInfo
+    only when retry_delay is set; quota "rpm" etc.: the full quota 429 of that
+    kind, naming the project's configured limit (or Google's free-tier
+    default) as quotaValue. Its log entries have "throttled": true.
     Key states: active (default), invalid (same as unlisted: 400 API_KEY_INVALID),
     suspended (403 CONSUMER_SUSPENDED, full key echoed), blocked (403
     API_KEY_SERVICE_BLOCKED), leaked (403 "Your API key was reported as leaked..."),
@@ -168,6 +180,7 @@ DEFAULT_CONFIG = {
     "implicit_cache_min_bytes": 1024,
     "embedding_dims": 16,
     "openai_sse_separator": "\n\n",
+    "throttle": None,
 }
 
 STATUS_MESSAGES = {
@@ -1442,6 +1455,23 @@ class Handler(BaseHTTPRequestHandler):
         self.entry["retry_delay"] = retry["retryDelay"]
         return Reply(429, error_obj(429, "RESOURCE_EXHAUSTED", msg, details))
 
+    def throttled(self, st, info, model):
+        """The Reply of a throttle in force for model (see Throttle), or None."""
+        th = st.config.get("throttle")
+        if not th or (th.get("models") is not None and model not in th["models"]):
+            return None
+        self.entry["throttled"] = True
+        delay = th.get("retry_delay")
+        if th.get("quota") in ("rpm", "tpm", "rpd", "tpd"):
+            return self.forced_quota(st, info, model, th["quota"],
+                                     float(delay) if delay is not None else None)
+        body = status_error(429)
+        if delay is not None:
+            body["error"]["details"] = [{
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": self.retry_delay_str(st, float(delay))}]
+        return Reply(429, body)
+
     def forced_quota(self, st, info, model, kind, delay_override=None):
         lim = st.limits(info["project"], model)
         defaults = {"rpm": 10, "tpm": 250000, "rpd": 250, "tpd": 1000000}
@@ -1546,6 +1576,9 @@ class Handler(BaseHTTPRequestHandler):
                     "metadata": {"containerInfo": "api_key:%s" % self.entry["key"],
                                  "service": SERVICE}}]
             raise Reply(code, body)
+        throttled = self.throttled(st, info, model)
+        if throttled is not None:
+            raise throttled
         retry = magic_int(magic, "retry_ms", -1, -1, 3600000)
         retry = retry / 1000.0 if retry >= 0 else None
         if magic.get("quota") in ("rpm", "tpm", "rpd", "tpd"):

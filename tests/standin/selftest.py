@@ -557,6 +557,36 @@ class Suite:
         st, _, _, _ = self.gen("rpm-model", "after reset_minute")
         check("admin reset_minute clears the minute windows", st == 200)
 
+    def t_throttle(self):
+        """A 429 storm: every key of every project answers 429, nothing counted."""
+        self.admin("POST", "config", {"throttle": {"models": ["gemini-2.5-flash"],
+                                                   "retry_delay": 4}})
+        seq = self.last_seq()
+        sts = [self.gen("gemini-2.5-flash", "storm %d" % i, key=k) for i, k in enumerate((K1, K2, K3))]
+        check("throttle: every key answers 429", [r[0] for r in sts] == [429] * 3, [r[0] for r in sts])
+        e = err_of(sts[0][2])
+        check("throttle: Google's bare 429 with a RetryInfo",
+              e.get("status") == "RESOURCE_EXHAUSTED" and e["message"].startswith("Resource has been exhausted")
+              and e["details"] == [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                    "retryDelay": "4s"}], e)
+        log = self.log_since(seq)
+        check("throttle: logged, flagged, nothing counted",
+              len(log) == 3 and all(x.get("throttled") and x["status"] == 429 for x in log), log)
+        st, _, _, _ = self.gen("gemini-2.5-pro", "another model")
+        check("throttle: other models are served", st == 200)
+        st, _, _, _ = self.c.json("POST", "/v1beta/models/gemini-2.5-flash:countTokens",
+                                  gen_body("count"), key=K1)
+        check("throttle: countTokens is not throttled", st == 200)
+        self.admin("POST", "config", {"throttle": {"models": None, "quota": "rpm", "retry_delay": 2}})
+        st, _, obj, _ = self.gen("gemini-2.5-pro", "quota storm")
+        d = self.check_429("throttle rpm", obj, "generativelanguage.googleapis.com/"
+                           "generate_content_free_tier_requests",
+                           "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", 100000, "gemini-2.5-pro")
+        check("throttle rpm: its retry_delay", d == 2, d)
+        self.admin("POST", "config", {"throttle": None})
+        st, _, _, _ = self.gen("gemini-2.5-flash", "calm again")
+        check("throttle: off again", st == 200)
+
     def t_implicit_cache(self):
         prefix = ("The quick brown fox jumps over the lazy dog. " * 50)[:2000]
         st, _, obj, _ = self.gen("cache-model", prefix + "first question")
@@ -975,7 +1005,8 @@ class Suite:
 
     def run(self):
         tests = [self.t_tls, self.t_generate, self.t_key_errors, self.t_sse, self.t_json_array,
-                 self.t_count_embed, self.t_models, self.t_quota, self.t_implicit_cache,
+                 self.t_count_embed, self.t_models, self.t_quota, self.t_throttle,
+                 self.t_implicit_cache,
                  self.t_status_magic, self.t_openai, self.t_files, self.t_caches, self.t_errors,
                  self.t_faults, self.t_admin_log, self.t_concurrency, self.t_sigterm]
         for t in tests:
