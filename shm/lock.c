@@ -97,6 +97,7 @@ shm_repair_locked(struct shm_header *h)
 		keys[k].id[sizeof(keys[k].id) - 1] = '\0';
 		keys[k].masked[sizeof(keys[k].masked) - 1] = '\0';
 		keys[k].invalid_why[sizeof(keys[k].invalid_why) - 1] = '\0';
+		keys[k].probe_err[sizeof(keys[k].probe_err) - 1] = '\0';
 	}
 	for (m = 0; m < h->nmodels; m++) {
 		models[m].name[SHM_NAME_MAX - 1] = '\0';

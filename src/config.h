@@ -102,6 +102,9 @@ struct config {
 	int		  upstream_timeout_s;	/* until the answer starts */
 	int		  max_attempts;		/* upstream sends per request */
 	int		  resolver_valid_s;	/* keep a name lookup this long */
+	int		  probe_first_s;	/* key_probe: 0 turns it off */
+	int		  probe_max_s;
+	int		  probe_per_s;		/* probes per second, at most */
 
 	int		  placeholder_keys;	/* keys are the defaults' placeholders */
 

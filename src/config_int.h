@@ -50,6 +50,10 @@ struct config;
 #define CFG_DEF_UPSTREAM_TIMEOUT_S	300
 #define CFG_DEF_MAX_ATTEMPTS		4
 #define CFG_DEF_RESOLVER_VALID_S	30
+#define CFG_DEF_PROBE_FIRST_S		60	/* key_probe.first_s */
+#define CFG_DEF_PROBE_MAX_S		3600	/* key_probe.max_s */
+#define CFG_DEF_PROBE_PER_S		5	/* key_probe.per_s */
+#define CFG_PROBE_PER_S_MAX		100
 
 /*
  * The top-level fields, in the order they are checked, each written once:
@@ -82,7 +86,8 @@ struct config;
 	X(F_KEEPALIVE_TIMEOUT_S,	"keepalive_timeout_s")		\
 	X(F_UPSTREAM_TIMEOUT_S,		"upstream_timeout_s")		\
 	X(F_MAX_ATTEMPTS,		"max_attempts")			\
-	X(F_RESOLVER_VALID_S,		"resolver_valid_s")
+	X(F_RESOLVER_VALID_S,		"resolver_valid_s")		\
+	X(F_KEY_PROBE,			"key_probe")
 
 enum cfg_field {
 #define CFG_FIELD_ID(id, name)	id,
@@ -152,6 +157,7 @@ int		 cfg_workers(struct cfg_parse *, const cJSON *);
 int		 cfg_log_level(struct cfg_parse *, const cJSON *);
 int		 cfg_user(struct cfg_parse *, const cJSON *);
 int		 cfg_numbers(struct cfg_parse *, const cJSON *const *);
+int		 cfg_key_probe(struct cfg_parse *, const cJSON *);
 
 /* config_default.c */
 int		 cfg_placeholder(const char *);

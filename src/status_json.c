@@ -336,6 +336,29 @@ js_cell(struct sbuf *b, const struct view_model *sm,
 	sb_lit(b, "}");
 }
 
+/*
+ * A key's probe: {"last": time, "next": time, "result": "ok" | the HTTP
+ * status | the error's text}, null where there is none.
+ */
+static void
+js_probe(struct sbuf *b, const struct shm_key *k)
+{
+	sb_lit(b, ",\"probe\":{\"last\":");
+	js_sbtime(b, k->probe_last);
+	sb_lit(b, ",\"next\":");
+	js_sbtime(b, k->invalid ? k->probe_next : 0);
+	sb_lit(b, ",\"result\":");
+	if (k->probe_last <= 0)
+		sb_lit(b, "null");
+	else if (k->probe_status == 200)
+		sb_lit(b, "\"ok\"");
+	else if (k->probe_status > 0)
+		sb_printf(b, "%d", (int)k->probe_status);
+	else
+		sb_jstr(b, k->probe_err[0] != '\0' ? k->probe_err : "error");
+	sb_lit(b, "}");
+}
+
 /* keys[] and history_by_key, whose size follows the number of keys. */
 static void
 js_keys(struct sbuf *b, const struct view *s, char **mname)
@@ -366,6 +389,7 @@ js_keys(struct sbuf *b, const struct view *s, char **mname)
 			    sk->k->invalid_why : "rejected by the upstream");
 		else
 			sb_lit(b, "null");
+		js_probe(b, sk->k);
 		sb_lit(b, ",\"models\":{");
 		for (j = 0; j < s->nmodels; j++) {
 			if (j > 0)
