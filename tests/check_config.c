@@ -169,7 +169,8 @@ START_TEST(test_full)
 	    "  \"keepalive_timeout_s\": 0,\n"
 	    "  \"upstream_timeout_s\": 600,\n"
 	    "  \"max_attempts\": 7,\n"
-	    "  \"resolver_valid_s\": 0\n"
+	    "  \"resolver_valid_s\": 0,\n"
+	    "  \"key_probe\": {\"first_s\": 30, \"max_s\": 900, \"per_s\": 2}\n"
 	    "}\n");
 	ck_assert_msg(cfg != NULL, "%s", err);
 
@@ -258,6 +259,9 @@ START_TEST(test_full)
 	ck_assert_int_eq(cfg->upstream_timeout_s, 600);
 	ck_assert_int_eq(cfg->max_attempts, 7);
 	ck_assert_int_eq(cfg->resolver_valid_s, 0);
+	ck_assert_int_eq(cfg->probe_first_s, 30);
+	ck_assert_int_eq(cfg->probe_max_s, 900);
+	ck_assert_int_eq(cfg->probe_per_s, 2);
 	cfg_free(cfg);
 }
 END_TEST
@@ -348,6 +352,9 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg->upstream_timeout_s, 300);
 	ck_assert_int_eq(cfg->max_attempts, 4);
 	ck_assert_int_eq(cfg->resolver_valid_s, 30);
+	ck_assert_int_eq(cfg->probe_first_s, 60);
+	ck_assert_int_eq(cfg->probe_max_s, 3600);
+	ck_assert_int_eq(cfg->probe_per_s, 5);
 	ck_assert_int_eq(cfg->placeholder_keys, 0);
 	cfg_free(cfg);
 
@@ -793,6 +800,16 @@ static const struct {
 	    "max_attempts: must be a positive integer (got 0)" },
 	{ WITH("\"max_attempts\": 65"),
 	    "max_attempts: must be at most 64 (got 65)" },
+	{ WITH("\"key_probe\": 60"),
+	    "key_probe: must be an object" },
+	{ WITH("\"key_probe\": {\"first_s\": -1}"),
+	    "key_probe.first_s: must be a non-negative integer (got -1)" },
+	{ WITH("\"key_probe\": {\"first_s\": 600, \"max_s\": 60}"),
+	    "key_probe.max_s: must not be below key_probe.first_s (60 < 600)" },
+	{ WITH("\"key_probe\": {\"per_s\": 0}"),
+	    "key_probe.per_s: must be a positive integer (got 0)" },
+	{ WITH("\"key_probe\": {\"per_s\": 101}"),
+	    "key_probe.per_s: must be at most 100 (got 101)" },
 	{ WITH("\"resolver_valid_s\": -1"),
 	    "resolver_valid_s: must be a non-negative integer (got -1)" },
 	{ WITH("\"persist_interval_s\": 0"),

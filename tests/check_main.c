@@ -26,6 +26,7 @@ main(void)
 	srunner_add_suite(sr, scrub_suite());
 	srunner_add_suite(sr, route_suite());
 	srunner_add_suite(sr, pool_suite());
+	srunner_add_suite(sr, probe_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

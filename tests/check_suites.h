@@ -18,5 +18,6 @@ Suite	*reset_suite(void);
 Suite	*scrub_suite(void);
 Suite	*route_suite(void);
 Suite	*pool_suite(void);
+Suite	*probe_suite(void);
 
 #endif
