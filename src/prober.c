@@ -72,6 +72,8 @@ prober_start(void)
 	size_t			 i;
 	int			 fd;
 
+	/* First: tests tell the prober from the workers by its title. */
+	setproctitle("prober");
 	memset(&sa, 0, sizeof(sa));
 	sigemptyset(&sa.sa_mask);
 	sa.sa_handler = prober_sig;
@@ -95,7 +97,6 @@ prober_start(void)
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
 	    getppid() != looper.master_pid)
 		_exit(WRK_EXIT_OK);
-	setproctitle("prober");
 	if (!looper.foreground && (fd = open("/dev/null", O_WRONLY)) != -1) {
 		dup2(fd, STDERR_FILENO);
 		close(fd);

@@ -15,7 +15,7 @@ microsecond), the schedule from /api/status_data (to the second).
 import json
 import time
 
-from lib import wait_for, children_of, cmdline
+from lib import wait_for
 from standin import FLASH, PRO, K1, K2, K3, StandIn, proxy_daemon, mask
 
 JSON = {"Content-Type": "application/json"}
@@ -69,8 +69,8 @@ def test_probe_invalid_key_returns():
     assert k["state"] == "invalid", k
     assert k["probe"]["last"] is None and k["probe"]["result"] is None, k
     # The prober runs as a process of its own, not in a worker.
-    wait_for(lambda: any("prober" in cmdline(p)
-                         for p in children_of(d.master)), 5, "the prober")
+    wait_for(d.prober, 5, "the prober")
+    assert d.prober() not in d.workers()
     si.config({"keys": {K1: {"project": "p1", "state": "active"}}})
     k = wait_for(lambda: (lambda x: x if x["state"] != "invalid" else None)(
         key_of(status(d), K1)), 10, "K1 back after its probe")
@@ -134,7 +134,7 @@ def test_probe_off():
     st, _, raw = gen(d)
     assert st == 200, raw[:300]
     d.wait_ticks(3)
-    assert not any("prober" in cmdline(p) for p in children_of(d.master))
+    assert d.prober() is None
     assert si.probes()["total"] == 0
     k = key_of(status(d), K1)
     assert k["state"] == "invalid" and k["probe"] == {
