@@ -157,6 +157,10 @@ keys_publish_locked(struct shm_header *h, const struct shm_key_spec *ks,
 		keys[slot].order = i;
 		keys[slot].invalid = 0;
 		keys[slot].invalid_why[0] = '\0';
+		/* Valid again: no probe due; the last one's answer stays. */
+		keys[slot].invalid_at = keys[slot].probe_next = 0;
+		keys[slot].probe_iv = 0;
+		keys[slot].probe_n = 0;
 	}
 	/* Trailing free slots need not be scanned. */
 	while (h->nkeys > 0 && !keys[h->nkeys - 1].in_use)
@@ -431,9 +435,15 @@ shm_carry(struct shm_header *dst, struct shm_header *src)
 	for (i = 0; i < dst->nkeys; i++) {
 		kmap[i] = dk[i].in_use ? shm_find_key_locked(src, dk[i].key) :
 		    -1;
-		if (kmap[i] >= 0)
-			memcpy(dk[i].history, sk[kmap[i]].history,
-			    sizeof(dk[i].history));
+		if (kmap[i] < 0)
+			continue;
+		memcpy(dk[i].history, sk[kmap[i]].history,
+		    sizeof(dk[i].history));
+		/* The last probe's answer, for the dashboard. */
+		dk[i].probe_last = sk[kmap[i]].probe_last;
+		dk[i].probe_status = sk[kmap[i]].probe_status;
+		memcpy(dk[i].probe_err, sk[kmap[i]].probe_err,
+		    sizeof(dk[i].probe_err));
 	}
 	for (j = 0; j < dst->nmodels; j++) {
 		mmap_[j] = dm[j].in_use ?
@@ -474,6 +484,7 @@ shm_carry(struct shm_header *dst, struct shm_header *src)
 	dst->last_reset = src->last_reset;
 	dst->next_reset = src->next_reset;
 	dst->lock_recoveries = src->lock_recoveries;
+	memcpy(dst->m_probes, src->m_probes, sizeof(dst->m_probes));
 	shm_unlock(dst);
 	shm_unlock(src);
 done:

@@ -114,6 +114,7 @@ shm_repair_locked(struct shm_header *h)
 		    SHM_PROJECT_SLOT(keys[k].project) >= h->nprojects :
 		    keys[k].project != k)
 			keys[k].project = k;	/* its own, rather than wild */
+		keys[k].probe_err[sizeof(keys[k].probe_err) - 1] = '\0';
 	}
 	if (h->nprojects > h->max_projects)
 		h->nprojects = h->max_projects;

@@ -642,10 +642,14 @@ shm_exhaust(struct shm_header *h, const struct shm_pick *p, uint32_t reason)
 	shm_unlock(h);
 }
 
-/* The upstream rejected the key itself: out for every model until reload. */
+/*
+ * The upstream rejected the key itself, at now: out for every model until
+ * a reload or a probe (probe.c) that finds it working.  The probe
+ * schedule starts from the first marking.
+ */
 void
 shm_invalidate(struct shm_header *h, const struct shm_pick *p,
-    const char *why)
+    const char *why, int64_t now)
 {
 	struct shm_key	*k;
 	size_t		 n;
@@ -653,6 +657,11 @@ shm_invalidate(struct shm_header *h, const struct shm_pick *p,
 	shm_lock(h);
 	if (pick_valid_locked(h, p)) {
 		k = SHM_KEYS(h) + p->key;
+		if (!k->invalid) {
+			k->invalid_at = now;
+			k->probe_next = k->probe_iv = 0;
+			k->probe_n = 0;
+		}
 		k->invalid = 1;
 		n = strlen(why);
 		if (n >= sizeof(k->invalid_why))

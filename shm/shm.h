@@ -94,6 +94,15 @@ enum shm_tok {
 /* Answers counted by status class: 0 none (no answer), then 1xx..5xx. */
 #define SHM_CLASS_N	6
 
+/* What a key's probe found (probe.c), for m_probes[]. */
+enum shm_probe_kind {
+	SHM_PROBE_OK = 0,	/* 200: the key works */
+	SHM_PROBE_DELETED,	/* 400 API_KEY_INVALID: deleted or wrong */
+	SHM_PROBE_REFUSED,	/* 401/403 key fault: suspended, blocked */
+	SHM_PROBE_FAILED,	/* anything else: no answer, 5xx, 429 */
+	SHM_PROBE_N
+};
+
 /* Quota classes of upstream 429s, for m_429[]. */
 enum shm_quota {
 	SHM_Q_MINUTE = 0,
@@ -136,6 +145,14 @@ struct shm_key {
 	char		 masked[20];
 	char		 invalid_why[64];
 	struct shm_minute history[SHM_HISTORY];
+	/* Probing an invalid key (probe.c); times in ms since the epoch. */
+	int64_t		 invalid_at;	/* when it was marked invalid */
+	int64_t		 probe_last;	/* last probe's answer, 0: never */
+	int64_t		 probe_next;	/* next probe, 0: none scheduled */
+	int64_t		 probe_iv;	/* the interval probe_next came from */
+	int32_t		 probe_status;	/* last probe: HTTP status, 0 error */
+	uint32_t	 probe_n;	/* probes since it was marked */
+	char		 probe_err[48];	/* probe_status 0: what went wrong */
 };
 
 /* An unexplained 429 of one project on one model (storm.c). */
@@ -284,6 +301,7 @@ struct shm_header {
 	int32_t		 last_reload_ok;
 	uint32_t	 lock_recoveries;
 	char		 last_reload_msg[256];
+	uint64_t	 m_probes[SHM_PROBE_N];	/* key probes by result */
 };
 
 _Static_assert(sizeof(struct shm_usage) % 8 == 0, "usage alignment");
@@ -401,7 +419,7 @@ void		 shm_cool(struct shm_header *, const struct shm_pick *,
 void		 shm_exhaust(struct shm_header *, const struct shm_pick *,
 		    uint32_t);
 void		 shm_invalidate(struct shm_header *, const struct shm_pick *,
-		    const char *);
+		    const char *, int64_t);
 void		 shm_window(const struct shm_usage *, uint32_t,
 		    uint64_t *, uint32_t *);
 int		 shm_window_live(const struct shm_usage *, uint32_t,
@@ -514,6 +532,7 @@ struct shm_snap {
 	int32_t			 default_model;
 	int32_t			 last_reload_ok;
 	uint32_t		 lock_recoveries;
+	uint64_t		 m_probes[SHM_PROBE_N];
 	int64_t			 started;
 	int64_t			 last_reset;
 	int64_t			 next_reset;
@@ -545,6 +564,33 @@ const struct shm_usage *shm_snap_project_cell(const struct shm_snap *,
 		    uint32_t, uint32_t);
 uint32_t	 shm_cell_state(const struct shm_model *,
 		    const struct shm_usage *, int64_t, uint32_t *);
+
+/* The probe schedule of invalid keys (key_probe in the config). */
+struct shm_probe_conf {
+	int64_t		 first_ms;	/* after the marking; 0: probing off */
+	int64_t		 max_ms;	/* the doubling stops here */
+};
+
+/* One probe's outcome, as probe.c read it. */
+struct shm_probe_res {
+	uint32_t	 kind;		/* enum shm_probe_kind */
+	int32_t		 status;	/* HTTP status, 0: no answer */
+	char		 why[64];	/* key fault: the verdict; status 0:
+					   the error (never a key) */
+};
+
+/* probe.c */
+extern const char *const shm_probe_names[SHM_PROBE_N];
+int64_t		 shm_probe_jitter(const char *, uint32_t, int64_t);
+int64_t		 shm_probe_interval(const struct shm_probe_conf *, int64_t,
+		    uint32_t);
+size_t		 shm_probe_due(struct shm_header *, int64_t,
+		    const struct shm_probe_conf *, int *, size_t, int64_t *);
+int		 shm_probe_take(struct shm_header *, int, const char *, char *,
+		    size_t, int64_t *);
+int		 shm_probe_done(struct shm_header *, int, const char *, int64_t,
+		    int64_t, const struct shm_probe_conf *,
+		    const struct shm_probe_res *);
 
 /* affinity.c */
 int		 shm_affinity_get(struct shm_header *, const char *, int64_t);

@@ -54,6 +54,7 @@ snap_head_locked(struct shm_header *h, struct shm_snap *s)
 	s->last_reload = h->last_reload;
 	s->last_reload_ok = h->last_reload_ok;
 	s->lock_recoveries = h->lock_recoveries;
+	memcpy(s->m_probes, h->m_probes, sizeof(s->m_probes));
 	memcpy(s->last_reload_msg, h->last_reload_msg,
 	    sizeof(s->last_reload_msg));
 	s->last_reload_msg[sizeof(s->last_reload_msg) - 1] = '\0';

@@ -1,7 +1,9 @@
 /*
  * The operator's actions, for a worker's status.c: the admin token's
- * check, and POST /api/test_key (one upstream request with a key the
- * operator types in).
+ * check, POST /api/test_key (one upstream request with a key the
+ * operator types in), and POST /api/keys/{id}/probe (a pool key's probe,
+ * now, in this worker: an operator's action, like test_key; its answer
+ * lands in shared memory as the prober's do).
  *
  * Secrets: the admin token is compared in constant time.  The key given
  * to test_key is wiped from every buffer of ours once the upstream has
@@ -20,6 +22,7 @@
 #include "config.h"
 #include "http.h"
 #include "looper.h"
+#include "probe.h"
 #include "scrub.h"
 #include "shm.h"
 #include "upstream.h"
@@ -310,3 +313,67 @@ admin_test_key(struct conn *c)
 	free(out);
 }
 
+
+/*
+ * POST /api/keys/{id}/probe: probe the pool's key with that id (the
+ * first, should two share it) now, write the answer where the prober
+ * writes its own, and answer as test_key does: {"valid": the key works,
+ * "status": the upstream's status, "message": ...}.
+ */
+void
+admin_probe_key(struct conn *c, const char *id, size_t idlen)
+{
+	struct shm_probe_conf	 pc;
+	struct shm_probe_res	 r;
+	char			 want[CFG_ID_SIZE], key[SHM_KEY_MAX];
+	char			 msg[PROBE_MESSAGE_MAX], ebuf[PROBE_MESSAGE_MAX + 64];
+	char			*out = NULL;
+	int64_t			 stamp;
+	size_t			 i;
+	int			 slot, rv;
+	cJSON			*o;
+
+	for (i = 0; i < idlen; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') ||
+		    (id[i] >= 'a' && id[i] <= 'f')))
+			break;
+	if (idlen != CFG_ID_SIZE - 1 || i != idlen) {
+		conn_error(c, 400, "a key's id is its 8 hex digits, as "
+		    "/api/status_data shows them: /api/keys/{id}/probe", NULL);
+		return;
+	}
+	memcpy(want, id, idlen);
+	want[idlen] = '\0';
+	if ((slot = shm_probe_take(looper.shm, -1, want, key, sizeof(key),
+	    &stamp)) == -1) {
+		conn_error(c, 404, "no key in the pool has this id", NULL);
+		return;
+	}
+	board_set(looper.shm, looper.slot, SHM_W_UPSTREAM, NULL);
+	rv = probe_key(looper.cfg, key, &r, msg, sizeof(msg));
+	board_set(looper.shm, looper.slot, SHM_W_WRITING, NULL);
+	probe_conf(looper.cfg, &pc);
+	(void)shm_probe_done(looper.shm, slot, key, stamp, now_ms(), &pc, &r);
+	explicit_bzero(key, sizeof(key));
+	snprintf(c->log, sizeof(c->log), "key=%s probe_status=%d probe=%s",
+	    want, r.status, shm_probe_names[r.kind]);
+	if (rv == -1) {
+		snprintf(ebuf, sizeof(ebuf), "could not reach the upstream: %s",
+		    msg);
+		conn_error(c, 502, ebuf, NULL);
+		return;
+	}
+	if ((o = cJSON_CreateObject()) == NULL ||
+	    cJSON_AddBoolToObject(o, "valid", r.kind == SHM_PROBE_OK) == NULL ||
+	    cJSON_AddNumberToObject(o, "status", r.status) == NULL ||
+	    cJSON_AddStringToObject(o, "message", msg) == NULL ||
+	    (out = cJSON_PrintUnformatted(o)) == NULL) {
+		cJSON_Delete(o);
+		conn_error(c, 500, "out of memory", NULL);
+		return;
+	}
+	cJSON_Delete(o);
+	conn_respond(c, 200, "application/json; charset=UTF-8",
+	    "Cache-Control: no-store\r\n", out, strlen(out));
+	free(out);
+}

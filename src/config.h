@@ -110,6 +110,9 @@ struct config {
 	int		  storm_keys;		/* projects whose 429s pause a
 						   model; 0: storms off */
 	int		  storm_window_s;	/* ... within this many seconds */
+	int		  probe_first_s;	/* key_probe: 0 turns it off */
+	int		  probe_max_s;
+	int		  probe_per_s;		/* probes per second, at most */
 
 	int		  placeholder_keys;	/* keys are the defaults' placeholders */
 

@@ -276,3 +276,48 @@ cfg_numbers(struct cfg_parse *p, const cJSON *const *f)
 	}
 	return 0;
 }
+
+/*
+ * key_probe: {"first_s": 60, "max_s": 3600, "per_s": 5}, each member
+ * optional.  first_s 0 turns probing off; otherwise max_s must not be
+ * below it.  per_s caps the prober's probes per second (prober.c).
+ */
+int
+cfg_key_probe(struct cfg_parse *p, const cJSON *v)
+{
+	static const char *const names[] = { "first_s", "max_s", "per_s" };
+	static const int64_t	 def[] = { CFG_DEF_PROBE_FIRST_S,
+				    CFG_DEF_PROBE_MAX_S, CFG_DEF_PROBE_PER_S };
+	static const int64_t	 lo[] = { 0, 1, 1 };
+	static const int64_t	 hi[] = { CFG_SECS_MAX, CFG_SECS_MAX,
+				    CFG_PROBE_PER_S_MAX };
+	const cJSON		*f[3];
+	int64_t			 val[3];
+	char			 field[32], got[64];
+	size_t			 i;
+
+	if (v != NULL && !cJSON_IsObject(v))
+		return cfg_err(p, "key_probe", "must be an object {\"first_s\": "
+		    "60, \"max_s\": 3600, \"per_s\": 5} (got %s)",
+		    cfg_what(v, got, sizeof(got)));
+	if (v != NULL && cfg_members(p, v, "key_probe.", names, 3, f) == -1)
+		return -1;
+	for (i = 0; i < 3; i++) {
+		val[i] = def[i];
+		(void)snprintf(field, sizeof(field), "key_probe.%s", names[i]);
+		if (v != NULL && f[i] != NULL && cfg_int(p, f[i], field, lo[i],
+		    hi[i], 0, &val[i]) == -1)
+			return -1;
+	}
+	/* A first_s given alone above the default max_s raises max_s. */
+	if (v != NULL && f[1] == NULL && val[0] > val[1])
+		val[1] = val[0];
+	if (val[0] > 0 && val[1] < val[0])
+		return cfg_err(p, "key_probe.max_s", "must not be below "
+		    "key_probe.first_s (%lld < %lld)", (long long)val[1],
+		    (long long)val[0]);
+	p->cfg->probe_first_s = (int)val[0];
+	p->cfg->probe_max_s = (int)val[1];
+	p->cfg->probe_per_s = (int)val[2];
+	return 0;
+}

@@ -52,6 +52,10 @@ struct config;
 #define CFG_DEF_RESOLVER_VALID_S	30
 #define CFG_DEF_STORM_KEYS		3	/* storm.keys; 0: off */
 #define CFG_DEF_STORM_WINDOW_S		10	/* storm.window_s */
+#define CFG_DEF_PROBE_FIRST_S		60	/* key_probe.first_s */
+#define CFG_DEF_PROBE_MAX_S		3600	/* key_probe.max_s */
+#define CFG_DEF_PROBE_PER_S		5	/* key_probe.per_s */
+#define CFG_PROBE_PER_S_MAX		100
 
 /*
  * The top-level fields, in the order they are checked, each written once:
@@ -85,7 +89,8 @@ struct config;
 	X(F_UPSTREAM_TIMEOUT_S,		"upstream_timeout_s")		\
 	X(F_MAX_ATTEMPTS,		"max_attempts")			\
 	X(F_RESOLVER_VALID_S,		"resolver_valid_s")		\
-	X(F_STORM,			"storm")
+	X(F_STORM,			"storm")			\
+	X(F_KEY_PROBE,			"key_probe")
 
 enum cfg_field {
 #define CFG_FIELD_ID(id, name)	id,
@@ -155,6 +160,7 @@ int		 cfg_workers(struct cfg_parse *, const cJSON *);
 int		 cfg_log_level(struct cfg_parse *, const cJSON *);
 int		 cfg_user(struct cfg_parse *, const cJSON *);
 int		 cfg_numbers(struct cfg_parse *, const cJSON *const *);
+int		 cfg_key_probe(struct cfg_parse *, const cJSON *);
 
 /* config_default.c */
 int		 cfg_placeholder(const char *);

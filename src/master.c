@@ -44,6 +44,7 @@
 #include "persist.h"
 #include "pool.h"
 #include "priv.h"
+#include "probe.h"
 #include "reset.h"
 #include "shm.h"
 #include "tls.h"
@@ -52,6 +53,7 @@
 
 #define QUICK_DEATH_MS		1000	/* died this soon, unready: back off */
 #define BACKOFF_MAX_MS		10000
+#define PROBER_BACKOFF_MS	5000	/* respawn delay after a bad exit */
 
 struct child {
 	pid_t		 pid;
@@ -68,6 +70,8 @@ static int			 nchildren;	/* capacity of children[] */
 static int			 stop_spawning;
 static int64_t			 backoff_ms, next_spawn;
 static uint32_t			 seen_recoveries;
+static pid_t			 prober_pid;	/* 0: none running */
+static int64_t			 prober_after;	/* mono ms: respawn then */
 
 static void
 master_sig(int sig)
@@ -310,6 +314,41 @@ live_children(void)
 	return n;
 }
 
+/*
+ * The prober (prober.c) is forked on a tick while key_probe is on, and
+ * again a tick after it exits (a reload ends it, so that the new config's
+ * schedule applies), or PROBER_BACKOFF_MS after it failed.
+ */
+static void
+prober_reaped(int status)
+{
+	prober_pid = 0;
+	prober_after = mono_ms();
+	if (WIFEXITED(status) && WEXITSTATUS(status) == WRK_EXIT_OK)
+		return;
+	log_errx("prober exited (status %d), respawning in %d ms", status,
+	    PROBER_BACKOFF_MS);
+	prober_after += PROBER_BACKOFF_MS;
+}
+
+static void
+prober_tick(void)
+{
+	pid_t	 pid;
+
+	if (looper.cfg->probe_first_s <= 0 || sig_term) {
+		if (prober_pid > 0)
+			(void)kill(prober_pid, SIGTERM);
+		return;
+	}
+	if (prober_pid > 0 || mono_ms() < prober_after)
+		return;
+	if ((pid = prober_spawn()) == -1)
+		prober_after = mono_ms() + PROBER_BACKOFF_MS;
+	else
+		prober_pid = pid;
+}
+
 static void
 reap(void)
 {
@@ -319,6 +358,10 @@ reap(void)
 	int64_t		 lived;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pid == prober_pid) {
+			prober_reaped(status);
+			continue;
+		}
 		if ((c = child_find(pid)) == NULL)
 			continue;
 		ready = board_state(looper.shm, c->slot) != SHM_W_STARTING;
@@ -468,6 +511,8 @@ reload(void)
 	log_info("reloaded: %s", err);
 	/* Old workers finish their request and go; new ones take over. */
 	signal_children(SIGHUP, 1);
+	if (prober_pid > 0)
+		(void)kill(prober_pid, SIGTERM);	/* respawned with ncfg */
 	for (i = 0; i < ncfg->start_workers; i++)
 		if (spawn_worker() == -1)
 			break;
@@ -493,6 +538,7 @@ tick(void)
 		seen_recoveries = r;
 	}
 	maintain_pool();
+	prober_tick();
 	now = now_ms();		/* after the forks, which may take a while */
 	mono = mono_ms();
 	reset_tick(looper.shm, looper.cfg, now);
@@ -510,6 +556,8 @@ shutdown_master(sigset_t *waitmask)
 	close(looper.listen_fd);
 	looper.listen_fd = -1;
 	signal_children(SIGTERM, 0);
+	if (prober_pid > 0)
+		(void)kill(prober_pid, SIGTERM);
 	deadline = mono_ms() + (int64_t)looper.cfg->shutdown_timeout_s * 1000;
 	reap();
 	while (live_children() > 0) {

@@ -167,6 +167,14 @@ prom_head(struct sbuf *b, const struct view *s)
 	sb_lit(b, "gemini_looper_lock_recoveries_total ");
 	sb_u64(b, s->snap.lock_recoveries);
 	sb_lit(b, "\n");
+	prom_family(b, "gemini_looper_key_probes_total", "counter",
+	    "Probes of invalid keys, by what the upstream said.");
+	for (r = 0; r < SHM_PROBE_N; r++) {
+		sb_printf(b, "gemini_looper_key_probes_total{result=\"%s\"} ",
+		    shm_probe_names[r]);
+		sb_u64(b, s->snap.m_probes[r]);
+		sb_lit(b, "\n");
+	}
 	prom_family(b, "gemini_looper_workers", "gauge",
 	    "Worker processes, busy serving or idle.");
 	sb_printf(b, "gemini_looper_workers{state=\"busy\"} %d\n"

@@ -357,7 +357,7 @@ px_apply_verdict(struct px *x, const struct gem_verdict *v)
 		    "reset: %s", x->pick.id, x->model, x->resp.status, v->why);
 		break;
 	case GEM_INVALID:
-		shm_invalidate(looper.shm, &x->pick, v->why);
+		shm_invalidate(looper.shm, &x->pick, v->why, now_ms());
 		log_warnx("key=%s rejected by the upstream (status=%d %s): out "
 		    "of the pool until a reload", x->pick.id, x->resp.status,
 		    v->why);

@@ -87,7 +87,8 @@ enum st_what {
 	ST_FILE,		/* /status/<file> */
 	ST_DATA,		/* /api/status_data */
 	ST_METRICS,		/* /metrics */
-	ST_TEST_KEY		/* /api/test_key */
+	ST_TEST_KEY,		/* /api/test_key */
+	ST_PROBE		/* /api/keys/{id}/probe */
 };
 
 static enum st_what
@@ -104,6 +105,9 @@ st_what(const char *path, size_t len)
 		return ST_METRICS;
 	if (route_exact(path, len, "/api/test_key"))
 		return ST_TEST_KEY;
+	if (len > 16 && memcmp(path, "/api/keys/", 10) == 0 &&
+	    memcmp(path + len - 6, "/probe", 6) == 0)
+		return ST_PROBE;
 	return ST_NONE;
 }
 
@@ -130,10 +134,11 @@ status_admit(struct conn *c)
 	}
 	if (w == ST_NONE) {
 		conn_error(c, 404, "no such endpoint: the API has "
-		    "/api/status_data and /api/test_key", NULL);
+		    "/api/status_data, /api/test_key and /api/keys/{id}/probe",
+		    NULL);
 		return -1;
 	}
-	if (w == ST_TEST_KEY) {
+	if (w == ST_TEST_KEY || w == ST_PROBE) {
 		if (strcmp(c->req.method, "POST") != 0) {
 			conn_error(c, 405, "use POST", "Allow: POST\r\n");
 			return -1;
@@ -168,6 +173,9 @@ status_handle(struct conn *c)
 		break;
 	case ST_TEST_KEY:
 		admin_test_key(c);
+		break;
+	case ST_PROBE:
+		admin_probe_key(c, path + 10, len - 16);
 		break;
 	case ST_NONE:
 		break;

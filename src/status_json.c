@@ -456,6 +456,29 @@ js_key_batches(const struct view *s, size_t r)
 	return n;
 }
 
+/*
+ * A key's probe: {"last": time, "next": time, "result": "ok" | the HTTP
+ * status | the error's text}, null where there is none.
+ */
+static void
+js_probe(struct sbuf *b, const struct shm_key *k)
+{
+	sb_lit(b, ",\"probe\":{\"last\":");
+	js_sbtime(b, k->probe_last);
+	sb_lit(b, ",\"next\":");
+	js_sbtime(b, k->invalid ? k->probe_next : 0);
+	sb_lit(b, ",\"result\":");
+	if (k->probe_last <= 0)
+		sb_lit(b, "null");
+	else if (k->probe_status == 200)
+		sb_lit(b, "\"ok\"");
+	else if (k->probe_status > 0)
+		sb_printf(b, "%d", (int)k->probe_status);
+	else
+		sb_jstr(b, k->probe_err[0] != '\0' ? k->probe_err : "error");
+	sb_lit(b, "}");
+}
+
 /* keys[] and history_by_key, whose size follows the number of keys. */
 static void
 js_keys(struct sbuf *b, const struct view *s, char **mname)
@@ -492,6 +515,7 @@ js_keys(struct sbuf *b, const struct view *s, char **mname)
 			sb_lit(b, "null");
 		sb_lit(b, ",\"batch_jobs\":");
 		sb_u64(b, js_key_batches(s, r));
+		js_probe(b, sk->k);
 		sb_lit(b, ",\"models\":{");
 		for (j = 0; j < s->nmodels; j++) {
 			if (j > 0)

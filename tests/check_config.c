@@ -170,7 +170,8 @@ START_TEST(test_full)
 	    "  \"upstream_timeout_s\": 600,\n"
 	    "  \"max_attempts\": 7,\n"
 	    "  \"resolver_valid_s\": 0,\n"
-	    "  \"storm\": {\"keys\": 0, \"window_s\": 30}\n"
+	    "  \"storm\": {\"keys\": 0, \"window_s\": 30},\n"
+	    "  \"key_probe\": {\"first_s\": 30, \"max_s\": 900, \"per_s\": 2}\n"
 	    "}\n");
 	ck_assert_msg(cfg != NULL, "%s", err);
 
@@ -261,6 +262,9 @@ START_TEST(test_full)
 	ck_assert_int_eq(cfg->resolver_valid_s, 0);
 	ck_assert_int_eq(cfg->storm_keys, 0);
 	ck_assert_int_eq(cfg->storm_window_s, 30);
+	ck_assert_int_eq(cfg->probe_first_s, 30);
+	ck_assert_int_eq(cfg->probe_max_s, 900);
+	ck_assert_int_eq(cfg->probe_per_s, 2);
 	cfg_free(cfg);
 }
 END_TEST
@@ -353,6 +357,9 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg->resolver_valid_s, 30);
 	ck_assert_int_eq(cfg->storm_keys, 3);
 	ck_assert_int_eq(cfg->storm_window_s, 10);
+	ck_assert_int_eq(cfg->probe_first_s, 60);
+	ck_assert_int_eq(cfg->probe_max_s, 3600);
+	ck_assert_int_eq(cfg->probe_per_s, 5);
 	ck_assert_int_eq(cfg->placeholder_keys, 0);
 	cfg_free(cfg);
 
@@ -818,6 +825,16 @@ static const struct {
 	    "max_attempts: must be a positive integer (got 0)" },
 	{ WITH("\"max_attempts\": 65"),
 	    "max_attempts: must be at most 64 (got 65)" },
+	{ WITH("\"key_probe\": 60"),
+	    "key_probe: must be an object" },
+	{ WITH("\"key_probe\": {\"first_s\": -1}"),
+	    "key_probe.first_s: must be a non-negative integer (got -1)" },
+	{ WITH("\"key_probe\": {\"first_s\": 600, \"max_s\": 60}"),
+	    "key_probe.max_s: must not be below key_probe.first_s (60 < 600)" },
+	{ WITH("\"key_probe\": {\"per_s\": 0}"),
+	    "key_probe.per_s: must be a positive integer (got 0)" },
+	{ WITH("\"key_probe\": {\"per_s\": 101}"),
+	    "key_probe.per_s: must be at most 100 (got 101)" },
 	{ WITH("\"resolver_valid_s\": -1"),
 	    "resolver_valid_s: must be a non-negative integer (got -1)" },
 	{ WITH("\"storm\": 3"),

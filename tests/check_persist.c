@@ -239,7 +239,7 @@ START_TEST(test_round_trip)
 	p = pick_of(h, "key-three", "m0");
 	shm_exhaust(h, &p, SHM_R_RPD);
 	p = pick_of(h, "key-two", "m0");
-	shm_invalidate(h, &p, "API_KEY_INVALID");
+	shm_invalidate(h, &p, "API_KEY_INVALID", 1000);
 	/* An expired cooldown is not worth keeping. */
 	p = pick_of(h, "key-three", "m1");
 	shm_cool(h, &p, now - 1000, SHM_R_429);

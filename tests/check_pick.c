@@ -207,7 +207,7 @@ START_TEST(test_exhaust_invalid)
 	/* Invalid keys: out for every model; all invalid -> all_invalid. */
 	for (i = 0; i < 3; i++) {
 		ck_assert_int_eq(shm_pick(h, 1, 1, NULL, 0, -1, NOW, &p), 0);
-		shm_invalidate(h, &p, "API_KEY_INVALID");
+		shm_invalidate(h, &p, "API_KEY_INVALID", 1000);
 		shm_release(h, &p);
 	}
 	ck_assert_int_eq(shm_pick(h, 0, 1, NULL, 0, -1, NOW, &p), -1);
@@ -336,7 +336,7 @@ START_TEST(test_quota_free_ignores_state)
 	shm_release(h, &p);
 	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), 0);
 	ck_assert_str_eq(p.key_str, "s1");
-	shm_invalidate(h, &p, "test");
+	shm_invalidate(h, &p, "test", 1000);
 	shm_release(h, &p);
 	ck_assert_int_eq(shm_pick(h, 0, 10, NULL, 0, -1, NOW, &p), -1);
 	ck_assert_int_eq(p.all_invalid, 0);

@@ -170,7 +170,7 @@ static const struct {
 	{ 0, 0, "PUT /api/status_data" H BODY0, 405, "Allow: GET, HEAD\r\n" },
 	{ 0, 0, "POST /api/test_key" H BODY0, 0, NULL },
 	{ 0, 0, "GET /api/test_key" H END, 405, "Allow: POST\r\n" },
-	{ 0, 0, "GET /api/nothing" H END, 404, "/api/status_data and" },
+	{ 0, 0, "GET /api/nothing" H END, 404, "/api/status_data, /api/test_key" },
 	{ 0, 1, "GET /status" H END, 401, "admin token" },
 	{ 0, 1, "GET /api/status_data" H "Authorization: Bearer " TOKEN "\r\n"
 	    END, 401, "admin token" },

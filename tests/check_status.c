@@ -306,7 +306,7 @@ traffic(struct shm_header *h, int64_t now)
 	ex[2] = c;
 	ck_assert_int_eq(shm_pick(h, 0, 5, ex, 3, -1, now, &p), 0);
 	shm_note_upstream(h, &p, 400, 0);
-	shm_invalidate(h, &p, "API_KEY_INVALID");
+	shm_invalidate(h, &p, "API_KEY_INVALID", 1000);
 	shm_release(h, &p);
 	/* What the clients got: pro once after a retry, flash once. */
 	shm_note_request(h, 0, 200, 1234, 1, 0);

@@ -22,5 +22,6 @@ Suite	*project_suite(void);
 Suite	*resname_suite(void);
 Suite	*relay_suite(void);
 Suite	*storm_suite(void);
+Suite	*probe_suite(void);
 
 #endif

@@ -240,7 +240,15 @@ class Daemon:
             return int(f.read().strip())
 
     def workers(self):
-        return children_of(self.master)
+        """The master's children but the prober (issue 12), which titles
+        itself first thing after its fork."""
+        return [p for p in children_of(self.master)
+                if "prober" not in cmdline(p)]
+
+    def prober(self):
+        """The prober's pid, or None."""
+        ps = [p for p in children_of(self.master) if "prober" in cmdline(p)]
+        return ps[0] if ps else None
 
     def log(self):
         try:

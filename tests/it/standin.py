@@ -232,6 +232,10 @@ class StandIn:
     def usage(self):
         return self._admin("GET", "/__standin/usage")
 
+    def probes(self):
+        """Key probes seen: by_key, by_second, max_per_second, total."""
+        return self._admin("GET", "/__standin/probes")
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()

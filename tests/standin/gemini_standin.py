@@ -128,6 +128,10 @@ Batches, long-running operations, file search stores
     belongs to the creating project: another project's key gets 403
     PERMISSION_DENIED "The caller does not have permission".
     GET  /__standin/usage              per project x model: rpm/tpm/rpd/tpd used
+    GET  /__standin/probes             key probes (GET models?pageSize=1, any
+         answer): {"by_key": {key: n}, "by_second": {"<epoch s>": n},
+         "max_per_second": n, "total": n}; log entries of models lists carry
+         page_size
 """
 
 import argparse
@@ -450,6 +454,22 @@ class State:
             except (OSError, ValueError):
                 pass
         return rec
+
+    def probe_counts(self):
+        """Caller holds the lock.  Key probes (GET .../models?pageSize=1)
+        seen: per key, per second (whole seconds since the epoch), and the
+        largest count in any one second."""
+        by_key, by_sec = {}, {}
+        for e in self.log:
+            if e.get("page_size") != 1 or e.get("method") != "GET":
+                continue
+            k = e.get("key") or ""
+            by_key[k] = by_key.get(k, 0) + 1
+            s = str(int(e["time"]))
+            by_sec[s] = by_sec.get(s, 0) + 1
+        return {"by_key": by_key, "by_second": by_sec,
+                "max_per_second": max(by_sec.values()) if by_sec else 0,
+                "total": sum(by_key.values())}
 
     def usage_snapshot(self):
         now = time.time()
@@ -885,6 +905,9 @@ class Handler(BaseHTTPRequestHandler):
             with st.lock:
                 st.reset_all()
             self.send_plain_json(200, {"ok": True})
+        elif p == "probes" and self.command == "GET":
+            with st.lock:
+                self.send_plain_json(200, st.probe_counts())
         elif p == "usage" and self.command == "GET":
             with st.lock:
                 self.send_plain_json(200, st.usage_snapshot())
@@ -1117,12 +1140,15 @@ class Handler(BaseHTTPRequestHandler):
         return res
 
     def list_models(self, st):
-        self.authenticate(st)
-        names = self.model_list(st)
         try:
             size = int((self.query.get("pageSize") or ["50"])[0] or 50)
         except ValueError:
             size = 50
+        # Logged whatever the answer: a models list of one is how a proxy
+        # checks a key without spending quota (GET /__standin/probes).
+        self.entry["page_size"] = size
+        self.authenticate(st)
+        names = self.model_list(st)
         size = max(1, min(size, 1000))
         tok = (self.query.get("pageToken") or [""])[0]
         try:

@@ -951,6 +951,23 @@ class Suite:
             lines = [json.loads(line) for line in f if line.strip()]
         check("--log: JSON lines written", len(lines) >= 50 and lines[-1] == log[-1], len(lines))
 
+    def t_probes(self):
+        before = self.admin("GET", "probes")[2]
+        st1, _, _, _ = self.c.json("GET", "/v1beta/models?pageSize=1", key=K1)
+        st2, _, _, _ = self.c.json("GET", "/v1beta/models?pageSize=1", key=KINV)
+        st3, _, _, _ = self.c.json("GET", "/v1beta/models?pageSize=1", key=KSUS)
+        self.c.json("GET", "/v1beta/models", key=K1)   # not a probe: page of 50
+        after = self.admin("GET", "probes")[2]
+        by = after["by_key"]
+        old = before["by_key"]
+        check("probes: 200 / 400 / 403 for active / invalid / suspended keys",
+              (st1, st2, st3) == (200, 400, 403), (st1, st2, st3))
+        check("probes: counted per key, whatever the answer; a full page is no probe",
+              [by.get(k, 0) - old.get(k, 0) for k in (K1, KINV, KSUS)] == [1, 1, 1] and
+              after["total"] == before["total"] + 3, after)
+        check("probes: counted per second", after["max_per_second"] >= 1 and
+              sum(after["by_second"].values()) == after["total"], after)
+
     def t_concurrency(self):
         self.admin("POST", "reset")
         n = 20
@@ -1008,7 +1025,8 @@ class Suite:
                  self.t_count_embed, self.t_models, self.t_quota, self.t_throttle,
                  self.t_implicit_cache,
                  self.t_status_magic, self.t_openai, self.t_files, self.t_caches, self.t_errors,
-                 self.t_faults, self.t_admin_log, self.t_concurrency, self.t_sigterm]
+                 self.t_faults, self.t_admin_log, self.t_probes, self.t_concurrency,
+                 self.t_sigterm]
         for t in tests:
             try:
                 t()
