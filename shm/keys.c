@@ -452,6 +452,9 @@ shm_carry(struct shm_header *dst, struct shm_header *src)
 			continue;
 		memcpy(dm[j].history, sm[mmap_[j]].history,
 		    sizeof(dm[j].history));
+		/* A storm's pause goes on; its half-open turn and its 429s
+		 * (by the old segment's project slots) start afresh. */
+		dm[j].paused_until = sm[mmap_[j]].paused_until;
 		s = sm[mmap_[j]].current_key;
 		dm[j].current_key = -1;
 		for (i = 0; s >= 0 && i < dst->nkeys; i++)

@@ -222,7 +222,10 @@ START_TEST(test_reload_moves_nothing)
 }
 END_TEST
 
-/* A reload into a bigger segment carries a project's cells by name. */
+/*
+ * A reload into a bigger segment carries a project's cells by name (and
+ * a model's storm pause).
+ */
 START_TEST(test_carry_projects)
 {
 	struct shm_header	*h = setup(), *big;
@@ -233,6 +236,7 @@ START_TEST(test_carry_projects)
 	    &p), 0);
 	shm_cool(h, &p, NOW + 5000, SHM_R_429);
 	shm_settle(h, &p, NULL, NOW);
+	SHM_MODELS(h)[0].paused_until = NOW + 9000;	/* a storm's pause */
 	shm_sizes_for(40, 4, 8, 20, &sz);
 	big = shm_create(&sz, 0);
 	ck_assert_ptr_nonnull(big);
@@ -241,6 +245,7 @@ START_TEST(test_carry_projects)
 	ck_assert_uint_eq(pcell(big, "a2", 0)->state, SHM_COOLING);
 	ck_assert_uint_eq(pcell(big, "a2", 0)->rpd_used, 1);
 	ck_assert_uint_eq(pcell(big, "b1", 0)->rpd_used, 0);
+	ck_assert_int_eq(SHM_MODELS(big)[0].paused_until, NOW + 9000);
 	shm_destroy(big);
 	shm_destroy(h);
 }

@@ -50,6 +50,7 @@ fresh(void)
 		ks[i].id = ids[i];
 		ks[i].masked = "k...y";
 	}
+	ks[1].project = ks[2].project = "team-a";	/* a named project too */
 	ms[0].name = "m0";
 	ms[0].tpm_limit = 1000;
 	ms[0].tpd_limit = ms[0].rpm_limit = ms[0].rpd_limit = -1;
@@ -57,7 +58,7 @@ fresh(void)
 	ms[1].tpm_limit = ms[1].tpd_limit = -1;
 	ms[1].rpm_limit = 5;
 	ms[1].rpd_limit = 100;
-	shm_sizes_for(NKEYS, 2, 1, &sz);
+	shm_sizes_for(NKEYS, 2, 1, 1, &sz);
 	if ((h = shm_create(&sz, 0)) == NULL ||
 	    shm_publish(h, ks, NKEYS, ms, 2, 0) == -1)
 		abort();
@@ -89,6 +90,14 @@ check_tables(struct shm_header *h)
 				FUZZ_CHECK(u->win[b].stamp % SHM_WIN_SPAN == 0,
 				    "bucket stamp %u", u->win[b].stamp);
 		}
+	FUZZ_CHECK(h->nprojects == 1, "%u projects", h->nprojects);
+	for (m = 0; m < h->nmodels; m++) {
+		u = SHM_PUSAGE(h, 0, m);
+		FUZZ_CHECK(u->state <= SHM_EXHAUSTED, "project state %u",
+		    u->state);
+		FUZZ_CHECK(u->state == SHM_COOLING || u->cooldown_until == 0,
+		    "project cooldown while %u", u->state);
+	}
 }
 
 /* What the writer makes of h, read back into a fresh segment. */
