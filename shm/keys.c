@@ -285,10 +285,54 @@ keys_forget_limits_locked(struct shm_header *h, uint32_t k)
 	}
 }
 
+/* The index of the named projects in use, from empty buckets. */
+static void
+proj_index_locked(struct shm_header *h, uint32_t *idx, size_t cap)
+{
+	struct shm_project	*pr = SHM_PROJECTS(h);
+	uint32_t		 j;
+
+	memset(idx, 0, cap * sizeof(*idx));
+	for (j = 0; j < h->nprojects; j++)
+		if (pr[j].in_use)
+			*proj_bucket(h, idx, cap, pr[j].name) = j + 1;
+}
+
+/*
+ * Free the named projects no configured key names any more, first, so
+ * that their slots can go to new ones: a reload that renames every
+ * project needs no more room than the config's count.
+ */
+static void
+proj_free_unnamed_locked(struct shm_header *h, const struct shm_key_spec *ks,
+    size_t nk, uint32_t *idx, size_t cap)
+{
+	struct shm_project	*pr = SHM_PROJECTS(h);
+	uint32_t		*b, j;
+	size_t			 i;
+
+	proj_index_locked(h, idx, cap);
+	for (j = 0; j < h->nprojects; j++)
+		pr[j].nkeys = 0;
+	for (i = 0; i < nk; i++)
+		if (ks[i].project != NULL && ks[i].project[0] != '\0' &&
+		    *(b = proj_bucket(h, idx, cap, ks[i].project)) != 0)
+			pr[*b - 1].nkeys++;
+	for (j = 0; j < h->nprojects; j++)
+		if (pr[j].in_use && pr[j].nkeys == 0) {
+			memset(&pr[j], 0, sizeof(pr[j]));
+			memset(SHM_PUSAGE(h, j, 0), 0,
+			    sizeof(struct shm_usage) * h->max_models);
+		}
+	while (h->nprojects > 0 && !pr[h->nprojects - 1].in_use)
+		h->nprojects--;
+	proj_index_locked(h, idx, cap);
+}
+
 /*
  * Each key's project as the config says (found[i]: spec i's slot).  Named
  * projects keep their slot, and with it their cells, while any key names
- * them; one no key names any more is freed.  idx: cap zeroed buckets.
+ * them; one no key names any more is freed.  idx: cap buckets.
  */
 static int
 keys_projects_locked(struct shm_header *h, const struct shm_key_spec *ks,
@@ -300,11 +344,9 @@ keys_projects_locked(struct shm_header *h, const struct shm_key_spec *ks,
 	size_t			 i;
 	int			 slot;
 
-	for (j = 0; j < h->nprojects; j++) {
+	proj_free_unnamed_locked(h, ks, nk, idx, cap);
+	for (j = 0; j < h->nprojects; j++)
 		pr[j].nkeys = 0;
-		if (pr[j].in_use)
-			*proj_bucket(h, idx, cap, pr[j].name) = j + 1;
-	}
 	for (i = 0; i < nk; i++) {
 		if (ks[i].project == NULL || ks[i].project[0] == '\0')
 			v = found[i];
@@ -324,14 +366,6 @@ keys_projects_locked(struct shm_header *h, const struct shm_key_spec *ks,
 			keys_forget_limits_locked(h, found[i]);
 		keys[found[i]].project = v;
 	}
-	for (j = 0; j < h->nprojects; j++)
-		if (pr[j].in_use && pr[j].nkeys == 0) {
-			memset(&pr[j], 0, sizeof(pr[j]));
-			memset(SHM_PUSAGE(h, j, 0), 0,
-			    sizeof(struct shm_usage) * h->max_models);
-		}
-	while (h->nprojects > 0 && !pr[h->nprojects - 1].in_use)
-		h->nprojects--;
 	return 0;
 }
 
@@ -368,11 +402,18 @@ shm_publish(struct shm_header *h, const struct shm_key_spec *ks, size_t nk,
 	if (keys_publish_locked(h, ks, nk, found, keep) == 0 &&
 	    keys_projects_locked(h, ks, nk, found, idx, cap) == 0 &&
 	    keys_models_locked(h, ms, nm, def) == 0) {
-		/* A sticky key that left the config is no longer anyone's. */
-		for (j = 0; j < h->nmodels; j++)
+		/*
+		 * A sticky key that left the config is no longer anyone's;
+		 * a storm's recent 429s name key and project slots, which
+		 * may now hold others: forgotten (a pause goes on).
+		 */
+		for (j = 0; j < h->nmodels; j++) {
 			if (models[j].current_key >= 0 &&
 			    !keys[models[j].current_key].in_use)
 				models[j].current_key = -1;
+			memset(models[j].storm_hit, 0,
+			    sizeof(models[j].storm_hit));
+		}
 		h->generation++;
 		rv = 0;
 	}
@@ -382,6 +423,21 @@ done:
 	free(keep);
 	free(idx);
 	return rv;
+}
+
+/* A model's counters since the segment was made, for /metrics. */
+static void
+carry_model_counters(struct shm_model *d, const struct shm_model *s)
+{
+	memcpy(d->m_answers, s->m_answers, sizeof(d->m_answers));
+	d->m_retries = s->m_retries;
+	d->m_waits = s->m_waits;
+	memcpy(d->m_dur, s->m_dur, sizeof(d->m_dur));
+	d->m_dur_count = s->m_dur_count;
+	d->m_dur_sum_ms = s->m_dur_sum_ms;
+	memcpy(d->m_broken, s->m_broken, sizeof(d->m_broken));
+	d->m_storms = s->m_storms;
+	d->m_paused = s->m_paused;
 }
 
 /* Named projects' cells, matched by name (models by mmap_). */
@@ -453,8 +509,10 @@ shm_carry(struct shm_header *dst, struct shm_header *src)
 		memcpy(dm[j].history, sm[mmap_[j]].history,
 		    sizeof(dm[j].history));
 		/* A storm's pause goes on; its half-open turn and its 429s
-		 * (by the old segment's project slots) start afresh. */
+		 * (by the old segment's project slots) start afresh.  The
+		 * counters for /metrics go on counting. */
 		dm[j].paused_until = sm[mmap_[j]].paused_until;
+		carry_model_counters(&dm[j], &sm[mmap_[j]]);
 		s = sm[mmap_[j]].current_key;
 		dm[j].current_key = -1;
 		for (i = 0; s >= 0 && i < dst->nkeys; i++)

@@ -560,6 +560,8 @@ shm_settle_batch(struct shm_header *h, struct shm_pick *p)
 		u = SHM_USAGE(h, p->key, p->model);
 		u->batches++;
 		u->m_batches++;
+		if ((u = pick_project_cell_locked(h, p)) != NULL)
+			u->batches++;
 	}
 	shm_unlock(h);
 	p->key = -1;

@@ -253,8 +253,11 @@ shm_probe_done(struct shm_header *h, int k, const char *key, int64_t stamp,
 			    r->why);
 		kp->probe_n++;
 		if (pc->first_ms > 0) {
-			kp->probe_iv = shm_probe_interval(pc, kp->probe_iv,
-			    r->kind);
+			/* Just marked: the first probe first_s from now. */
+			kp->probe_iv = kp->invalid_at == now &&
+			    kp->probe_n == 1 && r->kind != SHM_PROBE_DELETED ?
+			    pc->first_ms : shm_probe_interval(pc,
+			    kp->probe_iv, r->kind);
 			kp->probe_next = now + shm_probe_jitter(kp->id,
 			    kp->probe_n, kp->probe_iv);
 		}

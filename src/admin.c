@@ -364,7 +364,8 @@ admin_probe_key(struct conn *c, const char *id, size_t idlen)
 		return;
 	}
 	if ((o = cJSON_CreateObject()) == NULL ||
-	    cJSON_AddBoolToObject(o, "valid", r.kind == SHM_PROBE_OK) == NULL ||
+	    cJSON_AddBoolToObject(o, "valid", r.status == 200 ||
+	    r.status == 429) == NULL ||
 	    cJSON_AddNumberToObject(o, "status", r.status) == NULL ||
 	    cJSON_AddStringToObject(o, "message", msg) == NULL ||
 	    (out = cJSON_PrintUnformatted(o)) == NULL) {

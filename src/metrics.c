@@ -198,12 +198,12 @@ prom_storms(struct sbuf *b, const struct view *s, const char *labs,
 	size_t	 j;
 
 	prom_family(b, "gemini_looper_model_paused", "gauge",
-	    "1 while a 429 storm pauses the model (paused or half-open), "
-	    "else 0.");
+	    "1 while a 429 storm pauses the model, else 0 (half-open, "
+	    "when one request may try, included).");
 	for (j = 0; j < s->nmodels; j++) {
 		prom_model(b, "gemini_looper_model_paused", labs, &ml[j]);
 		prom_end(b, NULL, NULL,
-		    shm_storm_state(s->models[j].m, s->now) != 0);
+		    shm_storm_state(s->models[j].m, s->now) == 1);
 	}
 	prom_family(b, "gemini_looper_storms_total", "counter",
 	    "Pauses begun by a 429 storm (a failed half-open probe too).");

@@ -85,6 +85,7 @@ static int
 owner_resolve(struct px *x, const struct res_ref *refs, size_t n)
 {
 	struct owner	 own[2];
+	uint32_t	 project;
 	size_t		 i, nown = 0;
 	int64_t		 now = now_ms();
 	int		 k;
@@ -92,8 +93,12 @@ owner_resolve(struct px *x, const struct res_ref *refs, size_t n)
 	for (i = 0; i < n; i++) {
 		if ((k = shm_affinity_get(looper.shm, refs[i].name, now)) < 0)
 			continue;
-		own[nown].use = shm_owner_key(looper.shm, k,
-		    &own[nown].project, own[nown].id, sizeof(own[nown].id));
+		memset(&own[nown], 0, sizeof(own[nown]));
+		own[nown].use = shm_owner_key(looper.shm, k, &project,
+		    own[nown].id, sizeof(own[nown].id));
+		if (own[nown].id[0] == '\0')
+			continue;	/* a reload took its key meanwhile */
+		own[nown].project = project;
 		own[nown].ref = i;
 		if (nown == 1 && own[0].project == own[1].project)
 			continue;

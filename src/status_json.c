@@ -159,8 +159,8 @@ js_model(cJSON *y, const struct view_model *sm)
 
 /*
  * A 429 storm's pause (shm/storm.c): paused_until while the model is
- * paused or half-open (then it lies in the past: the next request, or the
- * one out now, probes), and storm {state, storms, refused}.
+ * paused (null once it is over, half-open included: storm.state says
+ * that), and storm {state, storms, refused}.
  */
 static void
 js_storm(cJSON *y, const struct shm_model *m, int64_t now)
@@ -170,7 +170,7 @@ js_storm(cJSON *y, const struct shm_model *m, int64_t now)
 	int	 st = shm_storm_state(m, now);
 	cJSON	*z;
 
-	cJSON_AddItemToObject(y, "paused_until", st != 0 ?
+	cJSON_AddItemToObject(y, "paused_until", st == 1 ?
 	    js_time(m->paused_until) : cJSON_CreateNull());
 	if ((z = cJSON_AddObjectToObject(y, "storm")) == NULL)
 		return;

@@ -4,6 +4,7 @@
  * moved to another project on reload takes nothing with it.
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,6 +171,12 @@ START_TEST(test_settle_both)
 	ck_assert_uint_eq(pcell(h, "a1", 1)->tpd_used, 70);
 	ck_assert_uint_eq(pcell(h, "a1", 1)->errors, 1);
 	ck_assert_uint_eq(SHM_USAGE(h, slot_of(h, "a1"), 1)->tpd_used, 0);
+	/* A batch job counts on the key and on its project. */
+	ck_assert_int_eq(shm_pick(h, 1, -1, NULL, 0, slot_of(h, "a2"), NOW,
+	    &p), 0);
+	shm_settle_batch(h, &p);
+	ck_assert_uint_eq(SHM_USAGE(h, slot_of(h, "a2"), 1)->batches, 1);
+	ck_assert_uint_eq(pcell(h, "a1", 1)->batches, 1);
 	shm_destroy(h);
 }
 END_TEST
@@ -251,6 +258,44 @@ START_TEST(test_carry_projects)
 }
 END_TEST
 
+/*
+ * A reload that renames every project needs no more room than the new
+ * config's count: the old names are freed before the new take slots.
+ */
+START_TEST(test_rename_all_projects)
+{
+	struct shm_key_spec	 ks[8];
+	struct shm_sizes	 sz;
+	struct shm_header	*h;
+	static char		 keys[8][8], ids[8][9], pa[8][8], pb[8][8];
+	int			 i;
+
+	memset(ks, 0, sizeof(ks));
+	for (i = 0; i < 8; i++) {
+		(void)snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+		(void)snprintf(ids[i], sizeof(ids[i]), "%08d", i);
+		(void)snprintf(pa[i], sizeof(pa[i]), "a%d", i);
+		(void)snprintf(pb[i], sizeof(pb[i]), "b%d", i);
+		ks[i].key = keys[i];
+		ks[i].id = ids[i];
+		ks[i].masked = keys[i];
+		ks[i].project = pa[i];
+	}
+	shm_sizes_for(8, 2, 4, 0, &sz);		/* room for 8 projects */
+	h = shm_create(&sz, 0);
+	ck_assert_ptr_nonnull(h);
+	ck_assert_uint_eq(h->max_projects, 8);
+	ck_assert_int_eq(shm_publish(h, ks, 8, models, 2, 0), 0);
+	for (i = 0; i < 8; i++)
+		ks[i].project = pb[i];
+	ck_assert_int_eq(shm_publish(h, ks, 8, models, 2, 0), 0);
+	for (i = 0; i < 8; i++)
+		ck_assert_str_eq(SHM_PROJECTS(h)[SHM_PROJECT_SLOT(
+		    SHM_KEYS(h)[slot_of(h, keys[i])].project)].name, pb[i]);
+	shm_destroy(h);
+}
+END_TEST
+
 /* The daily reset clears the projects' day too. */
 START_TEST(test_reset_projects)
 {
@@ -281,6 +326,7 @@ project_suite(void)
 	tcase_add_test(tc, test_reload_moves_nothing);
 	tcase_add_test(tc, test_carry_projects);
 	tcase_add_test(tc, test_reset_projects);
+	tcase_add_test(tc, test_rename_all_projects);
 	suite_add_tcase(s, tc);
 	return s;
 }
