@@ -462,37 +462,23 @@ carry_projects_locked(struct shm_header *dst, struct shm_header *src,
 }
 
 /*
- * After a reload outgrew the old segment: copy what the old one knew about
- * the keys and models the new one holds (matched by key and by name), so
- * that usage, cooldowns and histories survive, and its scoreboard; the new
- * segment's generation is the old one's plus one.  The caller has published the
- * config into dst already; src is no longer used by anyone it forks.
+ * Keys, matched by the key: kmap[dst slot] is the src slot (-1: new),
+ * rmap[src slot] the dst slot (-1: gone).  Histories and the last probe's
+ * answer come along.
  */
-void
-shm_carry(struct shm_header *dst, struct shm_header *src)
+static void
+carry_keys_locked(struct shm_header *dst, struct shm_header *src, int *kmap,
+    int *rmap)
 {
-	struct shm_key		*dk = SHM_KEYS(dst), *sk = SHM_KEYS(src);
-	struct shm_model	*dm = SHM_MODELS(dst), *sm = SHM_MODELS(src);
-	int			*kmap, *mmap_;
-	uint32_t		 i, j;
-	int			 s;
+	struct shm_key	*dk = SHM_KEYS(dst), *sk = SHM_KEYS(src);
+	uint32_t	 i;
 
-	/* The master's children move over with their scoreboard slots. */
-	memcpy(SHM_SLOTS(dst), SHM_SLOTS(src), sizeof(struct shm_slot) *
-	    (src->max_workers < dst->max_workers ? src->max_workers :
-	    dst->max_workers));
-	dst->generation = src->generation + 1;
-	kmap = calloc(dst->nkeys + 1, sizeof(*kmap));
-	mmap_ = calloc(dst->nmodels + 1, sizeof(*mmap_));
-	if (kmap == NULL || mmap_ == NULL)
-		goto done;
-	shm_lock(src);
-	shm_lock(dst);
 	for (i = 0; i < dst->nkeys; i++) {
 		kmap[i] = dk[i].in_use ? shm_find_key_locked(src, dk[i].key) :
 		    -1;
 		if (kmap[i] < 0)
 			continue;
+		rmap[kmap[i]] = (int)i;
 		memcpy(dk[i].history, sk[kmap[i]].history,
 		    sizeof(dk[i].history));
 		/* The last probe's answer, for the dashboard. */
@@ -501,6 +487,17 @@ shm_carry(struct shm_header *dst, struct shm_header *src)
 		memcpy(dk[i].probe_err, sk[kmap[i]].probe_err,
 		    sizeof(dk[i].probe_err));
 	}
+}
+
+/* Models, matched by name (mmap_[dst slot]: the src slot, -1). */
+static void
+carry_models_locked(struct shm_header *dst, struct shm_header *src,
+    const int *rmap, int *mmap_)
+{
+	struct shm_model	*dm = SHM_MODELS(dst), *sm = SHM_MODELS(src);
+	uint32_t		 j;
+	int			 s;
+
 	for (j = 0; j < dst->nmodels; j++) {
 		mmap_[j] = dm[j].in_use ?
 		    shm_find_model_locked(src, dm[j].name) : -1;
@@ -514,33 +511,85 @@ shm_carry(struct shm_header *dst, struct shm_header *src)
 		dm[j].paused_until = sm[mmap_[j]].paused_until;
 		carry_model_counters(&dm[j], &sm[mmap_[j]]);
 		s = sm[mmap_[j]].current_key;
-		dm[j].current_key = -1;
-		for (i = 0; s >= 0 && i < dst->nkeys; i++)
-			if (kmap[i] == s)
-				dm[j].current_key = (int32_t)i;
+		dm[j].current_key = s >= 0 && (uint32_t)s < src->nkeys ?
+		    rmap[s] : -1;
 	}
-	for (i = 0; i < dst->nkeys; i++)
-		for (j = 0; kmap[i] >= 0 && j < dst->nmodels; j++)
+}
+
+/*
+ * The key x model cells; a key that left a named project to be its own
+ * takes nothing of its quota along (as shm_publish does).
+ */
+static void
+carry_cells_locked(struct shm_header *dst, struct shm_header *src,
+    const int *kmap, const int *mmap_)
+{
+	struct shm_key	*dk = SHM_KEYS(dst), *sk = SHM_KEYS(src);
+	uint32_t	 i, j;
+
+	for (i = 0; i < dst->nkeys; i++) {
+		if (kmap[i] < 0)
+			continue;
+		for (j = 0; j < dst->nmodels; j++)
 			if (mmap_[j] >= 0)
 				*SHM_USAGE(dst, i, j) =
 				    *SHM_USAGE(src, kmap[i], mmap_[j]);
-	for (i = 0; i < dst->nkeys; i++)
-		if (kmap[i] >= 0 &&
-		    (sk[kmap[i]].project & SHM_PROJECT_NAMED) &&
+		if ((sk[kmap[i]].project & SHM_PROJECT_NAMED) &&
 		    !(dk[i].project & SHM_PROJECT_NAMED))
 			keys_forget_limits_locked(dst, i);
-	carry_projects_locked(dst, src, mmap_);
-	for (i = 0; i < src->max_affinity && i < dst->max_affinity; i++) {
-		struct shm_affinity	*a = SHM_AFF(src) + i;
-
-		if (!a->in_use || a->key < 0 || a->key >= (int32_t)src->nkeys)
-			continue;
-		for (j = 0; j < dst->nkeys; j++)
-			if (kmap[j] == a->key) {
-				SHM_AFF(dst)[i] = *a;
-				SHM_AFF(dst)[i].key = (int32_t)j;
-			}
 	}
+}
+
+/* Resources whose key stays, in the same table positions. */
+static void
+carry_affinity_locked(struct shm_header *dst, struct shm_header *src,
+    const int *rmap)
+{
+	struct shm_affinity	*a;
+	uint32_t		 i;
+
+	for (i = 0; i < src->max_affinity && i < dst->max_affinity; i++) {
+		a = SHM_AFF(src) + i;
+		if (!a->in_use || a->key < 0 || a->key >= (int32_t)src->nkeys ||
+		    rmap[a->key] < 0)
+			continue;
+		SHM_AFF(dst)[i] = *a;
+		SHM_AFF(dst)[i].key = (int32_t)rmap[a->key];
+	}
+}
+
+/*
+ * After a reload outgrew the old segment: copy what the old one knew about
+ * the keys and models the new one holds (matched by key and by name), so
+ * that usage, cooldowns and histories survive, and its scoreboard; the new
+ * segment's generation is the old one's plus one.  The caller has published the
+ * config into dst already; src is no longer used by anyone it forks.
+ */
+void
+shm_carry(struct shm_header *dst, struct shm_header *src)
+{
+	int		*kmap, *rmap, *mmap_;
+	uint32_t	 i;
+
+	/* The master's children move over with their scoreboard slots. */
+	memcpy(SHM_SLOTS(dst), SHM_SLOTS(src), sizeof(struct shm_slot) *
+	    (src->max_workers < dst->max_workers ? src->max_workers :
+	    dst->max_workers));
+	dst->generation = src->generation + 1;
+	kmap = calloc(dst->nkeys + 1, sizeof(*kmap));
+	rmap = calloc(src->nkeys + 1, sizeof(*rmap));
+	mmap_ = calloc(dst->nmodels + 1, sizeof(*mmap_));
+	if (kmap == NULL || rmap == NULL || mmap_ == NULL)
+		goto done;
+	for (i = 0; i < src->nkeys; i++)
+		rmap[i] = -1;
+	shm_lock(src);
+	shm_lock(dst);
+	carry_keys_locked(dst, src, kmap, rmap);
+	carry_models_locked(dst, src, rmap, mmap_);
+	carry_cells_locked(dst, src, kmap, mmap_);
+	carry_projects_locked(dst, src, mmap_);
+	carry_affinity_locked(dst, src, rmap);
 	dst->started = src->started;
 	dst->last_reset = src->last_reset;
 	dst->next_reset = src->next_reset;
@@ -550,5 +599,6 @@ shm_carry(struct shm_header *dst, struct shm_header *src)
 	shm_unlock(src);
 done:
 	free(kmap);
+	free(rmap);
 	free(mmap_);
 }

@@ -145,17 +145,28 @@ START_TEST(test_publish_keeps_usage)
 }
 END_TEST
 
-/* A bigger segment gets the old one's usage. */
+/* A bigger segment gets the old one's usage, sticky keys and resources. */
 START_TEST(test_carry)
 {
 	struct shm_header	*a = make(3, 2), *b = make(300, 2);
+	struct shm_aff_note	 n;
 	int			 s;
 
 	publish3(a, "k1", "k2", "k3");
 	SHM_USAGE(a, 2, 1)->tokens[SHM_TOK_PROMPT] = 42;
 	SHM_MODELS(a)[1].current_key = 2;
+	memset(&n, 0, sizeof(n));
+	n.name = "files/abc";
+	n.key = 2;
+	n.created = 1000;
+	shm_affinity_put(a, &n, 1000);
+	n.name = "files/gone";
+	n.key = 0;			/* k1: not in b */
+	shm_affinity_put(a, &n, 1000);
 	publish3(b, "k3", "k9", NULL);
 	shm_carry(b, a);
+	ck_assert_int_eq(shm_affinity_get(b, "files/abc", 2000), 0);
+	ck_assert_int_eq(shm_affinity_get(b, "files/gone", 2000), -1);
 	shm_lock(b);
 	s = shm_find_key_locked(b, "k3");
 	shm_unlock(b);
