@@ -204,11 +204,8 @@ adm_test_upstream(const char *key, const char *model, int *status,
 	    "\"parts\":[{\"text\":\"Hi\"}]}],\"generationConfig\":"
 	    "{\"maxOutputTokens\":1}}";
 	const struct config	*cfg = looper.cfg;
-	struct upstream		*u;
-	struct up_resp		 resp;
 	char			 head[2048];
 	int64_t			 deadline;
-	ssize_t			 r;
 	int			 n, t, rv = -1;
 
 	*blen = 0;
@@ -223,33 +220,11 @@ adm_test_upstream(const char *key, const char *model, int *status,
 	    "Connection: close\r\n\r\n", cfg->upstream_prefix, model,
 	    cfg->upstream_authority, key, sizeof(req_body) - 1);
 	if (n < 0 || (size_t)n >= sizeof(head))
-		goto toolong;
-
-	if ((u = up_new(cfg)) == NULL) {
-		(void)strlcpy(err, "out of memory", errlen);
-		goto out;
-	}
-	if (up_request(u, head, (size_t)n, req_body, sizeof(req_body) - 1,
-	    deadline, err, errlen) == -1 ||
-	    up_read_head(u, &resp, 0, deadline, err, errlen) == -1) {
-		up_free(u);
-		goto out;
-	}
-	*status = resp.status;
-	while (*blen < bodycap - 1 && !resp.no_body && !up_body_done(u)) {
-		r = up_read_body(u, body + *blen, bodycap - 1 - *blen,
-		    deadline);
-		if (r <= 0)
-			break;	/* the status is what matters */
-		*blen += (size_t)r;
-	}
-	body[*blen] = '\0';
-	up_free(u);
-	rv = 0;
-	goto out;
- toolong:
-	(void)strlcpy(err, "upstream request too long", errlen);
- out:
+		(void)strlcpy(err, "upstream request too long", errlen);
+	else
+		rv = up_fetch(cfg, head, (size_t)n, req_body,
+		    sizeof(req_body) - 1, deadline, status, body, bodycap,
+		    blen, err, errlen);
 	explicit_bzero(head, sizeof(head));
 	return rv;
 }

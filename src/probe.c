@@ -45,11 +45,8 @@ static int
 probe_get(const struct config *cfg, const char *key, int *status,
     char *body, size_t cap, size_t *blen, char *err, size_t errlen)
 {
-	struct upstream	*u;
-	struct up_resp	 resp;
 	char		 head[1024];
 	int64_t		 deadline;
-	ssize_t		 r;
 	int		 n, t, rv = -1;
 
 	*blen = 0;
@@ -62,31 +59,11 @@ probe_get(const struct config *cfg, const char *key, int *status,
 	    "HTTP/1.1\r\nHost: %s\r\nx-goog-api-key: %s\r\n"
 	    "Connection: close\r\n\r\n", cfg->upstream_prefix,
 	    cfg->upstream_authority, key);
-	if (n < 0 || (size_t)n >= sizeof(head)) {
+	if (n < 0 || (size_t)n >= sizeof(head))
 		(void)strlcpy(err, "upstream request too long", errlen);
-		goto out;
-	}
-	if ((u = up_new(cfg)) == NULL) {
-		(void)strlcpy(err, "out of memory", errlen);
-		goto out;
-	}
-	if (up_request(u, head, (size_t)n, NULL, 0, deadline, err,
-	    errlen) == -1 || up_read_head(u, &resp, 0, deadline, err,
-	    errlen) == -1) {
-		up_free(u);
-		goto out;
-	}
-	*status = resp.status;
-	while (*blen < cap - 1 && !resp.no_body && !up_body_done(u)) {
-		if ((r = up_read_body(u, body + *blen, cap - 1 - *blen,
-		    deadline)) <= 0)
-			break;	/* the status is what matters */
-		*blen += (size_t)r;
-	}
-	body[*blen] = '\0';
-	up_free(u);
-	rv = 0;
- out:
+	else
+		rv = up_fetch(cfg, head, (size_t)n, NULL, 0, deadline, status,
+		    body, cap, blen, err, errlen);
 	explicit_bzero(head, sizeof(head));
 	return rv;
 }

@@ -16,7 +16,11 @@
  * Any failure drops the connection (up_abandon) and is recorded with its
  * kind (upstream.h); an answer read whole keeps it for the next request
  * unless the answer said otherwise (up_finish).
+ *
+ * up_fetch() is the whole of a short exchange on a connection of its own
+ * (admin.c's /api/test_key, probe.c's probes).
  */
+#include <bsd/string.h>
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
@@ -281,6 +285,45 @@ up_read_body(struct upstream *u, char *buf, size_t len, int64_t deadline)
 			return up_body_failed(u, got, why);
 		u->rlen += got;
 	}
+}
+
+/*
+ * One short exchange on a connection of its own, for the operator's and
+ * the prober's checks of a key: send head (and body), read the answer's
+ * status and the start of its body (at most cap - 1 bytes, NUL-ended;
+ * the status is what matters), close.  0, or -1 with err.
+ */
+int
+up_fetch(const struct config *cfg, const char *head, size_t hlen,
+    const char *body, size_t blen, int64_t deadline, int *status,
+    char *out, size_t cap, size_t *olen, char *err, size_t errlen)
+{
+	struct upstream	*u;
+	struct up_resp	 resp;
+	ssize_t		 r;
+
+	*olen = 0;
+	out[0] = '\0';
+	if ((u = up_new(cfg)) == NULL) {
+		(void)strlcpy(err, "out of memory", errlen);
+		return -1;
+	}
+	if (up_request(u, head, hlen, body, blen, deadline, err,
+	    errlen) == -1 || up_read_head(u, &resp, 0, deadline, err,
+	    errlen) == -1) {
+		up_free(u);
+		return -1;
+	}
+	*status = resp.status;
+	while (*olen < cap - 1 && !resp.no_body && !up_body_done(u)) {
+		if ((r = up_read_body(u, out + *olen, cap - 1 - *olen,
+		    deadline)) <= 0)
+			break;
+		*olen += (size_t)r;
+	}
+	out[*olen] = '\0';
+	up_free(u);
+	return 0;
 }
 
 /* Has the answer been read to its end? */

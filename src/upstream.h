@@ -76,6 +76,9 @@ int		 up_read_head(struct upstream *, struct up_resp *, int,
 		    int64_t, char *, size_t);
 ssize_t		 up_read_body(struct upstream *, char *, size_t, int64_t);
 int		 up_body_done(const struct upstream *);
+int		 up_fetch(const struct config *, const char *, size_t,
+		    const char *, size_t, int64_t, int *, char *, size_t,
+		    size_t *, char *, size_t);
 int		 up_body_ready(const struct upstream *);
 int		 up_pending(const struct upstream *);
 
