@@ -22,22 +22,26 @@
  * reopen it after logrotate (SIGUSR1), the master gives the file to the
  * user, as nginx does with its logs (log.c, log_setowner).
  *
- * A change of uid clears PR_SET_PDEATHSIG, so worker_main sets it after
+ * A change of uid clears PR_SET_PDEATHSIG, so priv_child() sets it after
  * priv_drop(), not before.
  *
  * No locks are taken.  The master calls priv_init() at start and after
- * each reload; workers call priv_drop().
+ * each reload; its children (workers, the prober) call priv_child().
  */
 #include <sys/prctl.h>
 #include <sys/types.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <bsd/libutil.h>
 
 #include "config.h"
 #include "log.h"
@@ -135,4 +139,29 @@ priv_drop(void)
 
 	log_debug("worker running as user %s (uid %ld, gid %ld)", cfg->user,
 	    (long)uid, (long)gid);
+}
+
+/*
+ * A child of the master (a worker, the prober), after its TLS set-up:
+ * privileges dropped, then (a change of uid clears it) death with the
+ * master, checking it did not die already (then exit(ok)); a daemon's
+ * stderr, the waiting parent's pipe, let go of; the pidfile left to the
+ * master.
+ */
+void
+priv_child(int ok)
+{
+	int	 fd;
+
+	priv_drop();
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
+	    getppid() != looper.master_pid)
+		_exit(ok);
+	if (!looper.foreground && (fd = open("/dev/null", O_WRONLY)) != -1) {
+		dup2(fd, STDERR_FILENO);
+		close(fd);
+	}
+	if (looper.pfh != NULL)
+		pidfile_close(looper.pfh);
+	looper.pfh = NULL;
 }

@@ -12,13 +12,11 @@
  * Signals: TERM, INT and HUP end it between probes (a probe takes at most
  * PROBE_TIMEOUT_S); USR1 reopens the log.  Locks: only through shm/.
  */
-#include <sys/prctl.h>
 #include <sys/types.h>
 
 #include <bsd/libutil.h>
 #include <bsd/unistd.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -70,7 +68,6 @@ prober_start(void)
 	sigset_t		 none;
 	char			 errbuf[256];
 	size_t			 i;
-	int			 fd;
 
 	/* First: tests tell the prober from the workers by its title. */
 	setproctitle("prober");
@@ -93,17 +90,7 @@ prober_start(void)
 		_exit(WRK_EXIT_SLOW);
 	}
 	close(looper.listen_fd);
-	priv_drop();	/* before PDEATHSIG: a change of uid clears it */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
-	    getppid() != looper.master_pid)
-		_exit(WRK_EXIT_OK);
-	if (!looper.foreground && (fd = open("/dev/null", O_WRONLY)) != -1) {
-		dup2(fd, STDERR_FILENO);
-		close(fd);
-	}
-	if (looper.pfh != NULL)
-		pidfile_close(looper.pfh);
-	looper.pfh = NULL;
+	priv_child(WRK_EXIT_OK);
 }
 
 /* Probe the key in slot k, if it is still invalid, and log the answer. */

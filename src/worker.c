@@ -15,7 +15,6 @@
  * its state to its scoreboard slot (shm/board.c) and takes no lock.
  */
 #include <sys/epoll.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -237,7 +236,6 @@ static void
 wrk_start(int slot)
 {
 	char	 errbuf[256];
-	int	 fd;
 
 	looper.slot = slot;
 	looper.generation = looper.shm->generation;
@@ -250,20 +248,8 @@ wrk_start(int slot)
 		log_errx("worker: upstream TLS: %s", errbuf);
 		_exit(WRK_EXIT_FATAL);
 	}
-	priv_drop();	/* before PDEATHSIG: a change of uid clears it */
-	/* Die with the master; check it did not die already. */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
-	    getppid() != looper.master_pid)
-		_exit(WRK_EXIT_OK);
+	priv_child(WRK_EXIT_OK);
 	setproctitle("worker");
-	/* A daemon's stderr is the waiting parent's pipe: let go of it. */
-	if (!looper.foreground && (fd = open("/dev/null", O_WRONLY)) != -1) {
-		dup2(fd, STDERR_FILENO);
-		close(fd);
-	}
-	if (looper.pfh != NULL)
-		pidfile_close(looper.pfh);
-	looper.pfh = NULL;
 }
 
 /*
