@@ -6,6 +6,7 @@ per-project x per-model quotas enforced like Google (429 RESOURCE_EXHAUSTED with
 QuotaFailure / Help / RetryInfo), Google's key errors, generateContent,
 streamGenerateContent (SSE and JSON-array framing), countTokens, embeddings,
 files with resumable uploads, cachedContents, the OpenAI-compatible endpoints,
+the Live API (BidiGenerateContent over WebSocket),
 deterministic token counts with implicit caching, and misbehaviours for fault
 tests. Standard library only.
 
@@ -92,6 +93,73 @@ Magic words in the prompt text (STANDIN:name=value)
           a chunk size line that is no hex number; a non-stream answer is
           cut short of its Content-Length, or chunked with framing=chunked)
     framing=chunked (a non-stream answer comes chunked, not with a length)
+
+Live API (WebSocket, over the same TLS listener)
+    GET /ws/google.ai.generativelanguage.{v1,v1beta,v1alpha}.GenerativeService.
+        BidiGenerateContent (or ...BidiGenerateContentConstrained; "//ws/..." too,
+        as @google/genai sends it) with Upgrade: websocket, Connection: Upgrade,
+        Sec-WebSocket-Version: 13 (else 426 with Sec-WebSocket-Version: 13) and a
+        Sec-WebSocket-Key of 16 bytes in base64 (else 400); no upgrade: 400.
+        Answer 101 with Sec-WebSocket-Accept (RFC 6455).  Frames: ours unmasked,
+        the client's must be masked (else close 1002); fragmented messages with
+        control frames between fragments; ping answered by pong (same payload);
+        reserved bits, unknown opcodes, control frames over 125 bytes or
+        fragmented: 1002; invalid UTF-8 in a text message: 1007; a message over
+        max_message: 1009; a close is answered with the same code (a reserved
+        code such as 1005 in it: 1002).  Our close waits close_wait_s for the
+        client's.  Close reasons are cut to 123 bytes, as Google's are.
+    Credential: x-goog-api-key, ?key= or ?access_token= (looked up like a key).
+        The handshake succeeds whatever the key; at setup a refused key closes
+        the socket as Google does: 1007 "API key not valid. Please pass a valid
+        API key." (invalid or unknown), 1008 with the REST message otherwise
+        (suspended, blocked, leaked, denied; no credential: "Method doesn't
+        allow unregistered callers ...").
+    Messages (JSON in text or binary frames; ours are binary frames, as
+        Google's are, unless "frames": "text"):
+        setup {model, generationConfig, systemInstruction, tools,
+            sessionResumption} -> {"setupComplete": {}}.  The first message must
+            be setup (else 1007); no JSON: 1007.  The session is one request
+            against the project's quotas (rpm/rpd, 0 tokens): over a limit, close
+            1011 "RESOURCE_EXHAUSTED: You exceeded your current quota...".
+            sessionResumption {} asks for handles; {handle} resumes (unknown
+            handle: 1008).
+        clientContent {turns, turnComplete}, realtimeInput {text} (answered at
+            once), realtimeInput {audio | video | mediaChunks} (audio counted)
+            then {audioStreamEnd} or {activityEnd} -> serverContent {modelTurn:
+            {parts}} x chunks (default 2; inlineData audio/pcm;rate=24000 when
+            responseModalities has AUDIO), {generationComplete: true}, then
+            {serverContent: {turnComplete: true}, usageMetadata: {
+            promptTokenCount, responseTokenCount, totalTokenCount,
+            promptTokensDetails [{modality TEXT|AUDIO, tokenCount}],
+            responseTokensDetails}}, then sessionResumptionUpdate {newHandle,
+            resumable: true} when setup asked.  promptTokenCount counts the whole
+            session so far (text bytes / 4, plus audio bytes / 1000); prompt
+            tokens are added to the project's day (tpd).
+        A function declared in setup.tools and named in the turn ("call NAME" or
+            STANDIN:tool=NAME) -> toolCall {functionCalls: [{id, name, args}]}
+            with usageMetadata; toolResponse {functionResponses: [{id, ...}]}
+            -> the answer (its first part says "Function NAME answered.").  A
+            toolResponse for no pending call: 1007.
+        Magic words in a turn: candidates=N, chunks=N, goaway=1 (goAway
+            {timeLeft} before the answer), close=CODE (the server closes with
+            CODE), quota=rpm|tpm|rpd|tpd (close 1011 RESOURCE_EXHAUSTED).
+            STANDIN:quota=... in setup.systemInstruction refuses the setup.
+    Config "live" (replaced whole by POST /__standin/config):
+        {"refuse_setups": N,            # the next N setups are closed with
+         "refuse_code": 1011,           #   this code and reason
+         "refuse_reason": "Internal error encountered.",
+         "goaway_after": N,             # goAway after the client's Nth message
+         "goaway_time_left": "10s", "frames": "binary" | "text",
+         "max_message": 16777216, "close_wait_s": 2.0}
+    Log: one entry per session, written when it ends (before the TCP close):
+        kind "live", status 101, key, key_source (header|query|access_token),
+        project, model, path (as sent, "//" kept), version, constrained,
+        received / sent (message kinds in order), turns, prompt / candidates /
+        total (summed over the session's usageMetadata) and usage, close_code,
+        close_reason, closed_by (client|server|eof), client_close [code,
+        reason], handles, resumed, audio_bytes, pings (+ quota, refused,
+        error_status, protocol_error when they apply).  A refused handshake
+        logs like any HTTP error.
 
 Admin (no auth)
     GET  /__standin/healthz            {"ok": true}
@@ -599,7 +667,7 @@ def embedding_values(text, dims):
 LIVE_PATH_RE = re.compile(
     r"^/+ws/google\.ai\.generativelanguage\.(v1|v1beta|v1alpha)\.GenerativeService\."
     r"(BidiGenerateContent|BidiGenerateContentConstrained)$")
-WS_GUID = "258EAFA5-E914-47DA-95C1-C5AB0DC85B11"
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 LIVE_DEFAULTS = {
     "refuse_setups": 0, "refuse_code": 1011,
     "refuse_reason": "Internal error encountered.",
@@ -1462,6 +1530,11 @@ class Handler(BaseHTTPRequestHandler):
         written when it ends."""
         self.live_version = version
         self.entry["kind"] = "live"
+        # The path as the client sent it: http.server folds a leading "//"
+        # into "/" (Python 3.11+), and @google/genai sends "//ws/...".
+        parts = self.requestline.split()
+        if len(parts) >= 2:
+            self.entry["path"] = urllib.parse.unquote(parts[1].split("?", 1)[0])
         self.entry["stream"] = True
         self.close_connection = True
         h = self.headers

@@ -203,10 +203,10 @@ class WSClient:
     """A raw WebSocket client over TLS (RFC 6455, client side): masked frames
     out (or unmasked, to test the server's checks), frames in as they come."""
 
-    def __init__(self, port, ctx, path, headers=None, key=None, timeout=10.0):
+    def __init__(self, port, ctx, path, headers=None, key=None, timeout=10.0, wskey=None):
         raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock = ctx.wrap_socket(raw, server_hostname="localhost")
-        self.wskey = base64.b64encode(os.urandom(16)).decode()
+        self.wskey = wskey or base64.b64encode(os.urandom(16)).decode()
         h = {"Host": "localhost:%d" % port, "Upgrade": "websocket", "Connection": "Upgrade",
              "Sec-WebSocket-Key": self.wskey, "Sec-WebSocket-Version": "13"}
         if key is not None:
@@ -240,7 +240,7 @@ class WSClient:
 
     def accept_ok(self):
         want = base64.b64encode(hashlib.sha1(
-            (self.wskey + "258EAFA5-E914-47DA-95C1-C5AB0DC85B11").encode()).digest()).decode()
+            (self.wskey + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
         return self.headers.get("sec-websocket-accept") == want
 
     def frame(self, opcode, payload, fin=True, mask=True, rsv=0):
@@ -1208,6 +1208,11 @@ class Suite:
                   ok and m[0] == "msg" and m[1] == {"setupComplete": {}}, (w.status, w.headers, m))
             w.close(1000)
             w.shut()
+        # RFC 6455 section 1.3's own example, independent of our GUID.
+        w = self.ws(wskey="dGhlIHNhbXBsZSBub25jZQ==")
+        check("live handshake: the RFC 6455 sample key gets the RFC's Sec-WebSocket-Accept",
+              w.headers.get("sec-websocket-accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", w.headers)
+        w.shut()
         w = self.ws(headers={"Sec-WebSocket-Version": "8"})
         check("live handshake: version 8 refused with 426 and Sec-WebSocket-Version: 13",
               w.status == 426 and w.headers.get("sec-websocket-version") == "13", (w.status, w.headers))
