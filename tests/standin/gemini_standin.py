@@ -6,6 +6,7 @@ per-project x per-model quotas enforced like Google (429 RESOURCE_EXHAUSTED with
 QuotaFailure / Help / RetryInfo), Google's key errors, generateContent,
 streamGenerateContent (SSE and JSON-array framing), countTokens, embeddings,
 files with resumable uploads, cachedContents, the OpenAI-compatible endpoints,
+the Live API (BidiGenerateContent over WebSocket),
 deterministic token counts with implicit caching, and misbehaviours for fault
 tests. Standard library only.
 
@@ -92,6 +93,73 @@ Magic words in the prompt text (STANDIN:name=value)
           a chunk size line that is no hex number; a non-stream answer is
           cut short of its Content-Length, or chunked with framing=chunked)
     framing=chunked (a non-stream answer comes chunked, not with a length)
+
+Live API (WebSocket, over the same TLS listener)
+    GET /ws/google.ai.generativelanguage.{v1,v1beta,v1alpha}.GenerativeService.
+        BidiGenerateContent (or ...BidiGenerateContentConstrained; "//ws/..." too,
+        as @google/genai sends it) with Upgrade: websocket, Connection: Upgrade,
+        Sec-WebSocket-Version: 13 (else 426 with Sec-WebSocket-Version: 13) and a
+        Sec-WebSocket-Key of 16 bytes in base64 (else 400); no upgrade: 400.
+        Answer 101 with Sec-WebSocket-Accept (RFC 6455).  Frames: ours unmasked,
+        the client's must be masked (else close 1002); fragmented messages with
+        control frames between fragments; ping answered by pong (same payload);
+        reserved bits, unknown opcodes, control frames over 125 bytes or
+        fragmented: 1002; invalid UTF-8 in a text message: 1007; a message over
+        max_message: 1009; a close is answered with the same code (a reserved
+        code such as 1005 in it: 1002).  Our close waits close_wait_s for the
+        client's.  Close reasons are cut to 123 bytes, as Google's are.
+    Credential: x-goog-api-key, ?key= or ?access_token= (looked up like a key).
+        The handshake succeeds whatever the key; at setup a refused key closes
+        the socket as Google does: 1007 "API key not valid. Please pass a valid
+        API key." (invalid or unknown), 1008 with the REST message otherwise
+        (suspended, blocked, leaked, denied; no credential: "Method doesn't
+        allow unregistered callers ...").
+    Messages (JSON in text or binary frames; ours are binary frames, as
+        Google's are, unless "frames": "text"):
+        setup {model, generationConfig, systemInstruction, tools,
+            sessionResumption} -> {"setupComplete": {}}.  The first message must
+            be setup (else 1007); no JSON: 1007.  The session is one request
+            against the project's quotas (rpm/rpd, 0 tokens): over a limit, close
+            1011 "RESOURCE_EXHAUSTED: You exceeded your current quota...".
+            sessionResumption {} asks for handles; {handle} resumes (unknown
+            handle: 1008).
+        clientContent {turns, turnComplete}, realtimeInput {text} (answered at
+            once), realtimeInput {audio | video | mediaChunks} (audio counted)
+            then {audioStreamEnd} or {activityEnd} -> serverContent {modelTurn:
+            {parts}} x chunks (default 2; inlineData audio/pcm;rate=24000 when
+            responseModalities has AUDIO), {generationComplete: true}, then
+            {serverContent: {turnComplete: true}, usageMetadata: {
+            promptTokenCount, responseTokenCount, totalTokenCount,
+            promptTokensDetails [{modality TEXT|AUDIO, tokenCount}],
+            responseTokensDetails}}, then sessionResumptionUpdate {newHandle,
+            resumable: true} when setup asked.  promptTokenCount counts the whole
+            session so far (text bytes / 4, plus audio bytes / 1000); prompt
+            tokens are added to the project's day (tpd).
+        A function declared in setup.tools and named in the turn ("call NAME" or
+            STANDIN:tool=NAME) -> toolCall {functionCalls: [{id, name, args}]}
+            with usageMetadata; toolResponse {functionResponses: [{id, ...}]}
+            -> the answer (its first part says "Function NAME answered.").  A
+            toolResponse for no pending call: 1007.
+        Magic words in a turn: candidates=N, chunks=N, goaway=1 (goAway
+            {timeLeft} before the answer), close=CODE (the server closes with
+            CODE), quota=rpm|tpm|rpd|tpd (close 1011 RESOURCE_EXHAUSTED).
+            STANDIN:quota=... in setup.systemInstruction refuses the setup.
+    Config "live" (replaced whole by POST /__standin/config):
+        {"refuse_setups": N,            # the next N setups are closed with
+         "refuse_code": 1011,           #   this code and reason
+         "refuse_reason": "Internal error encountered.",
+         "goaway_after": N,             # goAway after the client's Nth message
+         "goaway_time_left": "10s", "frames": "binary" | "text",
+         "max_message": 16777216, "close_wait_s": 2.0}
+    Log: one entry per session, written when it ends (before the TCP close):
+        kind "live", status 101, key, key_source (header|query|access_token),
+        project, model, path (as sent, "//" kept), version, constrained,
+        received / sent (message kinds in order), turns, prompt / candidates /
+        total (summed over the session's usageMetadata) and usage, close_code,
+        close_reason, closed_by (client|server|eof), client_close [code,
+        reason], handles, resumed, audio_bytes, pings (+ quota, refused,
+        error_status, protocol_error when they apply).  A refused handshake
+        logs like any HTTP error.
 
 Admin (no auth)
     GET  /__standin/healthz            {"ok": true}
@@ -307,6 +375,7 @@ class State:
         self.batches = {}      # id -> batch (metadata) + "_project", "_polls"
         self.operations = {}   # name -> operation + "_project", "_polls"
         self.stores = {}       # id -> store + "_project", "_docs"
+        self.live_handles = {}  # Live session resumption handle -> project
 
     def merge_config(self, new, replace=False):
         if replace:
@@ -592,6 +661,428 @@ def embedding_values(text, dims):
 
 # ---------------------------------------------------------------------------
 
+# ---------------------------------------------------------------------------
+# The Live API: RFC 6455 WebSocket framing and BidiGenerateContent sessions.
+
+LIVE_PATH_RE = re.compile(
+    r"^/+ws/google\.ai\.generativelanguage\.(v1|v1beta|v1alpha)\.GenerativeService\."
+    r"(BidiGenerateContent|BidiGenerateContentConstrained)$")
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+LIVE_DEFAULTS = {
+    "refuse_setups": 0, "refuse_code": 1011,
+    "refuse_reason": "Internal error encountered.",
+    "goaway_after": None, "goaway_time_left": "10s",
+    "frames": "binary", "max_message": 16 * 1024 * 1024,
+    "close_wait_s": 2.0,
+}
+WS_VALID_CLOSE = set(range(1000, 1004)) | set(range(1007, 1012)) | set(range(3000, 5000))
+
+
+class WSClosed(Exception):
+    """The connection is gone (EOF, reset) or a close handshake finished."""
+
+
+class WSError(Exception):
+    """The peer broke the protocol: close with code, reason."""
+
+    def __init__(self, code, reason):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def ws_reason(text):
+    """A close reason cut to the 123 bytes a close frame holds (Google cuts
+    its long reasons the same way), on a UTF-8 boundary."""
+    b = text.encode()[:123]
+    return b.decode("utf-8", "ignore")
+
+
+class WebSocket:
+    """The server side of one WebSocket over a handler's rfile/wfile:
+    unmasked frames out, masked frames in, fragmentation, ping/pong and the
+    close handshake.  One thread uses it."""
+
+    def __init__(self, rfile, wfile, max_message):
+        self.rfile, self.wfile = rfile, wfile
+        self.max_message = max_message
+        self.close_sent = None        # (code, reason) once we sent a close
+        self.close_received = None    # (code, reason) once the peer did
+        self.pings = 0
+
+    def _read(self, n):
+        data = self.rfile.read(n) if n else b""
+        if len(data) < n:
+            raise WSClosed("eof")
+        return data
+
+    def send_frame(self, opcode, payload, fin=True):
+        n = len(payload)
+        head = bytes([(0x80 if fin else 0) | opcode])
+        if n < 126:
+            head += bytes([n])
+        elif n < 65536:
+            head += bytes([126]) + struct.pack("!H", n)
+        else:
+            head += bytes([127]) + struct.pack("!Q", n)
+        self.wfile.write(head + payload)
+        self.wfile.flush()
+
+    def send_json(self, obj, binary=True):
+        self.send_frame(0x2 if binary else 0x1, json.dumps(obj).encode())
+
+    def send_close(self, code, reason=""):
+        if self.close_sent is None:
+            self.close_sent = (code, reason)
+            payload = b"" if code is None else struct.pack("!H", code) + ws_reason(reason).encode()
+            try:
+                self.send_frame(0x8, payload)
+            except OSError:
+                pass
+
+    def read_frame(self):
+        b0, b1 = self._read(2)
+        fin, rsv, opcode = b0 & 0x80, b0 & 0x70, b0 & 0x0F
+        masked, n = b1 & 0x80, b1 & 0x7F
+        if rsv:
+            raise WSError(1002, "reserved bits set without an extension")
+        if opcode not in (0x0, 0x1, 0x2, 0x8, 0x9, 0xA):
+            raise WSError(1002, "unknown opcode %d" % opcode)
+        if n == 126:
+            n = struct.unpack("!H", self._read(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self._read(8))[0]
+            if n >> 63:
+                raise WSError(1002, "payload length with the top bit set")
+        if opcode >= 0x8 and (n > 125 or not fin):
+            raise WSError(1002, "control frame fragmented or over 125 bytes")
+        if not masked:
+            raise WSError(1002, "client frame not masked")
+        if n > self.max_message:
+            raise WSError(1009, "frame too big")
+        mask = self._read(4)
+        data = bytearray(self._read(n))
+        for i in range(n):
+            data[i] ^= mask[i & 3]
+        return bool(fin), opcode, bytes(data)
+
+    def recv_message(self):
+        """(opcode, payload) of the next whole data message; answers pings,
+        handles a close (raises WSClosed after answering one)."""
+        parts, op = [], None
+        size = 0
+        while True:
+            fin, opcode, data = self.read_frame()
+            if opcode == 0x9:
+                self.pings += 1
+                self.send_frame(0xA, data)
+                continue
+            if opcode == 0xA:
+                continue
+            if opcode == 0x8:
+                self._peer_close(data)
+                raise WSClosed("close")
+            if opcode == 0x0:
+                if op is None:
+                    raise WSError(1002, "continuation without a message")
+            else:
+                if op is not None:
+                    raise WSError(1002, "new message inside a fragmented one")
+                op = opcode
+            size += len(data)
+            if size > self.max_message:
+                raise WSError(1009, "message too big")
+            parts.append(data)
+            if fin:
+                payload = b"".join(parts)
+                if op == 0x1:
+                    try:
+                        payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise WSError(1007, "invalid UTF-8 in a text message")
+                return op, payload
+
+    def _peer_close(self, data):
+        if len(data) == 1:
+            raise WSError(1002, "close frame of one byte")
+        if len(data) >= 2:
+            code = struct.unpack("!H", data[:2])[0]
+            try:
+                reason = data[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                raise WSError(1007, "invalid UTF-8 in the close reason")
+            if code not in WS_VALID_CLOSE:
+                raise WSError(1002, "invalid close code %d" % code)
+            self.close_received = (code, reason)
+        else:
+            self.close_received = (None, "")
+        # Echo the peer's code, as RFC 6455 5.5.1 suggests.
+        self.send_close(self.close_received[0], "")
+
+    def wait_close(self, sock, seconds):
+        """After our close: read until the peer's close (or EOF, or time)."""
+        end = time.time() + seconds
+        try:
+            while self.close_received is None and time.time() < end:
+                sock.settimeout(max(0.05, end - time.time()))
+                fin, opcode, data = self.read_frame()
+                if opcode == 0x8:
+                    self.close_received = (struct.unpack("!H", data[:2])[0]
+                                           if len(data) >= 2 else None,
+                                           data[2:].decode("utf-8", "replace"))
+        except (WSClosed, WSError, OSError, ValueError):
+            pass
+
+
+def live_text_of(content):
+    out = []
+    _parts_text(content or {}, out)
+    return "".join(out)
+
+
+class LiveSession:
+    """One BidiGenerateContent session: the messages after the handshake.
+    Google's answers: setupComplete, serverContent (modelTurn parts,
+    generationComplete, turnComplete) with usageMetadata, toolCall,
+    sessionResumptionUpdate, goAway; refusals are closes."""
+
+    def __init__(self, handler, st, ws, info, cfg):
+        self.h, self.st, self.ws, self.info, self.cfg = handler, st, ws, info, cfg
+        self.binary = cfg.get("frames", "binary") != "text"
+        self.model = None
+        self.setup = None
+        self.context_bytes = 0      # bytes of text in the session so far
+        self.audio_bytes = 0        # audio received since the last answer
+        self.audio_total = 0
+        self.pending_text = ""
+        self.pending_tool = None    # the toolCall awaiting its toolResponse
+        self.received = []          # the client's message kinds, in order
+        self.sent = []              # ours
+        self.usage = {"promptTokenCount": 0, "responseTokenCount": 0, "totalTokenCount": 0}
+        self.turns = 0
+        self.handles = []
+        self.resumed = None
+        self.closed_by = None
+        self.close = None
+
+    def send(self, obj):
+        self.sent.append(next(iter(obj)) if obj else "")
+        self.ws.send_json(obj, self.binary)
+
+    def server_close(self, code, reason):
+        self.closed_by = "server"
+        self.close = (code, reason)
+        self.ws.send_close(code, reason)
+        raise WSClosed("server close")
+
+    def quota_close(self, viols):
+        kinds = [v[0] for v in viols]
+        self.h.entry["quota"] = kinds
+        self.server_close(1011, "RESOURCE_EXHAUSTED: You exceeded your current quota, please check "
+                          "your plan and billing details. For more information on this error, "
+                          "head to: " + RATE_LIMIT_DOCS)
+
+    def run(self):
+        goaway_after = self.cfg.get("goaway_after")
+        while True:
+            op, payload = self.ws.recv_message()
+            try:
+                msg = json.loads(payload)
+                if not isinstance(msg, dict):
+                    raise ValueError("not an object")
+            except (ValueError, UnicodeDecodeError):
+                self.received.append("invalid")
+                self.server_close(1007, "Invalid JSON payload received. Unexpected token.")
+            kind = next((k for k in ("setup", "clientContent", "realtimeInput", "toolResponse")
+                         if k in msg), None)
+            self.received.append(kind or "unknown")
+            if kind is None:
+                self.server_close(1007, "Invalid JSON payload received. Unknown name %s: "
+                                  "Cannot find field." % json.dumps(next(iter(msg), "")))
+            if self.setup is None and kind != "setup":
+                self.server_close(1007, "Request contains an invalid argument. "
+                                  "The first message must be setup.")
+            getattr(self, "on_" + kind)(msg[kind] or {}, op)
+            if goaway_after is not None and len(self.received) == int(goaway_after):
+                self.send({"goAway": {"timeLeft": self.cfg.get("goaway_time_left", "10s")}})
+
+    # -- messages -------------------------------------------------------
+    def on_setup(self, setup, op):
+        if self.setup is not None:
+            self.server_close(1007, "Request contains an invalid argument. setup sent twice.")
+        self.setup = setup
+        model = str(setup.get("model") or "")
+        self.model = model[len("models/"):] if model.startswith("models/") else model
+        self.h.entry["model"] = self.model
+        st, info = self.st, self.info
+        if self.h.live_auth_error:
+            self.server_close(*self.h.live_auth_error)
+        if not self.model:
+            self.server_close(1007, "Request contains an invalid argument. setup.model is required.")
+        models = st.config.get("models")
+        if models is not None and self.model not in models:
+            self.server_close(1008, "models/%s is not found for API version %s, or is not "
+                              "supported for bidiGenerateContent." % (self.model, self.h.live_version))
+        with st.lock:
+            live = st.config.get("live") or {}
+            if int(live.get("refuse_setups") or 0) > 0:
+                live["refuse_setups"] = int(live["refuse_setups"]) - 1
+                refuse = (int(live.get("refuse_code", 1011)),
+                          live.get("refuse_reason", LIVE_DEFAULTS["refuse_reason"]))
+            else:
+                refuse = None
+        if refuse:
+            self.h.entry["refused"] = True
+            self.server_close(*refuse)
+        magic = parse_magic(live_text_of(setup.get("systemInstruction")))
+        if magic.get("quota") in ("rpm", "tpm", "rpd", "tpd"):
+            self.quota_close([(magic["quota"], 0, 60.0)])
+        now = time.time()
+        with st.lock:
+            viols = st.quota_violations(info["project"], self.model, 0, now)
+            if not viols:
+                st.account(info["project"], self.model, 0, now)
+        if viols:
+            self.quota_close(viols)
+        self.context_bytes += len(live_text_of(setup.get("systemInstruction")).encode())
+        res = setup.get("sessionResumption")
+        if isinstance(res, dict) and res.get("handle"):
+            with st.lock:
+                known = res["handle"] in st.live_handles
+            self.resumed = bool(known)
+            if not known:
+                self.server_close(1008, "Session resumption handle is invalid or expired.")
+        self.send({"setupComplete": {}})
+
+    def on_clientContent(self, cc, op):
+        for turn in cc.get("turns") or []:
+            t = live_text_of(turn)
+            self.pending_text += t
+            self.context_bytes += len(t.encode())
+        if cc.get("turnComplete"):
+            self.answer()
+
+    def on_realtimeInput(self, ri, op):
+        chunks = list(ri.get("mediaChunks") or [])
+        for k in ("audio", "video"):
+            if isinstance(ri.get(k), dict):
+                chunks.append(ri[k])
+        for c in chunks:
+            try:
+                n = len(base64.b64decode(c.get("data") or "", validate=False))
+            except (ValueError, TypeError):
+                n = 0
+            if str(c.get("mimeType", "")).startswith("audio/"):
+                self.audio_bytes += n
+                self.audio_total += n
+        if isinstance(ri.get("text"), str):
+            self.pending_text += ri["text"]
+            self.context_bytes += len(ri["text"].encode())
+            self.answer()
+        elif ri.get("audioStreamEnd") or "activityEnd" in ri:
+            self.answer()
+
+    def on_toolResponse(self, tr, op):
+        frs = tr.get("functionResponses") or []
+        if isinstance(frs, dict):
+            frs = [frs]
+        ids = [f.get("id") for f in frs if isinstance(f, dict)]
+        if not self.pending_tool or self.pending_tool["id"] not in ids:
+            self.server_close(1007, "Request contains an invalid argument. "
+                              "toolResponse for no pending function call.")
+        self.pending_tool = None
+        self.context_bytes += len(json.dumps(frs).encode())
+        names = ",".join(str(f.get("name")) for f in frs if isinstance(f, dict))
+        self.answer(after_tool=names)
+
+    # -- answers --------------------------------------------------------
+    def declared_functions(self):
+        out = []
+        for tool in self.setup.get("tools") or []:
+            for fd in (tool or {}).get("functionDeclarations") or []:
+                if isinstance(fd, dict) and fd.get("name"):
+                    out.append(fd["name"])
+        return out
+
+    def answer(self, after_tool=None):
+        text, self.pending_text = self.pending_text, ""
+        audio, self.audio_bytes = self.audio_bytes, 0
+        magic = parse_magic(text)
+        st, info = self.st, self.info
+        if magic.get("quota") in ("rpm", "tpm", "rpd", "tpd"):
+            self.quota_close([(magic["quota"], 0, 60.0)])
+        if "close" in magic:
+            code = magic_int(magic, "close", 1011, 1000, 4999)
+            self.server_close(code, "Closed by STANDIN:close=%d." % code)
+        if magic.get("goaway"):
+            self.send({"goAway": {"timeLeft": self.cfg.get("goaway_time_left", "10s")}})
+        self.turns += 1
+        prompt_text = tokens_of(self.context_bytes) if self.context_bytes else 0
+        prompt_audio = math.ceil(self.audio_total / 1000) if self.audio_total else 0
+        prompt = max(1, prompt_text + prompt_audio)
+        # A function declared in setup and named in the text ("call NAME" or
+        # STANDIN:tool=NAME) is called first; the answer follows its response.
+        if after_tool is None:
+            want = magic.get("tool")
+            for name in self.declared_functions():
+                if want == name or re.search(r"\bcall\s+" + re.escape(name) + r"\b", text):
+                    fc = {"id": "function-call-" + rand_id(12, string.digits), "name": name,
+                          "args": {"text": text[:200]}}
+                    self.pending_tool = fc
+                    tool_usage = {"promptTokenCount": prompt, "totalTokenCount": prompt,
+                                  "promptTokensDetails": self.prompt_details(prompt_text, prompt_audio)}
+                    self.add_usage(tool_usage)
+                    self.send({"toolCall": {"functionCalls": [fc]}, "usageMetadata": tool_usage})
+                    return
+        cand = magic_int(magic, "candidates", int(st.config.get("default_candidates", 10)), 0, 10 ** 6)
+        chunks = magic_int(magic, "chunks", 2, 1, 1000)
+        audio_out = "AUDIO" in [str(m).upper() for m in
+                                ((self.setup.get("generationConfig") or {}).get("responseModalities")
+                                 or [])]
+        pieces = answer_texts(chunks, cand)
+        if after_tool:
+            pieces[0] = "Function %s answered. " % after_tool + pieces[0]
+        for i, piece in enumerate(pieces):
+            if audio_out:
+                pcm = (piece.encode() * 40)[:4800]   # 0.1 s of 24 kHz PCM16
+                part = {"inlineData": {"mimeType": "audio/pcm;rate=24000",
+                                       "data": base64.b64encode(pcm).decode()}}
+            else:
+                part = {"text": piece}
+            self.send({"serverContent": {"modelTurn": {"parts": [part]}}})
+        self.send({"serverContent": {"generationComplete": True}})
+        usage = {"promptTokenCount": prompt, "responseTokenCount": cand,
+                 "totalTokenCount": prompt + cand,
+                 "promptTokensDetails": self.prompt_details(prompt_text, prompt_audio),
+                 "responseTokensDetails": [{"modality": "AUDIO" if audio_out else "TEXT",
+                                            "tokenCount": cand}]}
+        self.add_usage(usage)
+        with st.lock:
+            day = st.days.setdefault((info["project"], self.model), [0, 0])
+            day[1] += prompt
+        self.send({"serverContent": {"turnComplete": True}, "usageMetadata": usage})
+        self.context_bytes += sum(len(p) for p in pieces)
+        if isinstance(self.setup.get("sessionResumption"), dict):
+            handle = "standin-handle-" + rand_id(24)
+            with st.lock:
+                st.live_handles[handle] = self.info["project"]
+            self.handles.append(handle)
+            self.send({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
+
+    @staticmethod
+    def prompt_details(text_tokens, audio_tokens):
+        out = []
+        if text_tokens or not audio_tokens:
+            out.append({"modality": "TEXT", "tokenCount": max(1, text_tokens) if not audio_tokens
+                        else text_tokens})
+        if audio_tokens:
+            out.append({"modality": "AUDIO", "tokenCount": audio_tokens})
+        return out
+
+    def add_usage(self, u):
+        for k in ("promptTokenCount", "responseTokenCount", "totalTokenCount"):
+            self.usage[k] += u.get(k, 0)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = SERVER_HEADER
@@ -816,7 +1307,10 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, OSError):
             self.send_error(400, "Malformed request body.")
             return
-        url = urllib.parse.urlsplit(self.path)
+        # @google/genai joins its base URL's "/" and "/ws/...": "//ws/..." is a
+        # path there, not a network location.
+        url = urllib.parse.urlsplit(
+            ("http://h" + self.path) if re.match(r"^//+ws/", self.path) else self.path)
         self.url_path = urllib.parse.unquote(url.path)
         self.query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
         self.openai = "/openai/" in self.url_path or self.url_path.endswith("/openai")
@@ -834,6 +1328,10 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if self.url_path.startswith("/__standin/"):
                 self.admin(st)
+                return
+            m = LIVE_PATH_RE.match(self.url_path)
+            if m:
+                self.live(st, m.group(1))
                 return
             self.route(st)
         except Reply as r:
@@ -924,6 +1422,9 @@ class Handler(BaseHTTPRequestHandler):
         q = (self.query.get("key") or [None])[0]
         if q:
             out["query"] = q
+        q = (self.query.get("access_token") or [None])[0]
+        if q:
+            out["access_token"] = q
         auth = self.headers.get("Authorization")
         if auth:
             out["bearer" if auth[:7].lower() == "bearer " else "authorization"] = (
@@ -963,8 +1464,8 @@ class Handler(BaseHTTPRequestHandler):
             svc, name = "ModelService", "ListModels" if p.rstrip("/").endswith("models") else "GetModel"
         return "google.ai.generativelanguage.%s.%s.%s" % (ver, svc, name)
 
-    def authenticate(self, st):
-        key, source = self.credentials()
+    def authenticate(self, st, cred=None):
+        key, source = cred or self.credentials()
         self.entry["key"] = key
         self.entry["key_source"] = source
         if key is None:
@@ -1021,6 +1522,105 @@ class Handler(BaseHTTPRequestHandler):
             raise Reply(403, error_obj(403, "PERMISSION_DENIED",
                                        "Your project has been denied access. Please contact support."))
         return info
+
+    # -- the Live API -------------------------------------------------------
+    def live(self, st, version):
+        """A BidiGenerateContent WebSocket: the handshake (RFC 6455), then a
+        LiveSession until either side closes.  One log entry per session,
+        written when it ends."""
+        self.live_version = version
+        self.entry["kind"] = "live"
+        # The path as the client sent it: http.server folds a leading "//"
+        # into "/" (Python 3.11+), and @google/genai sends "//ws/...".
+        parts = self.requestline.split()
+        if len(parts) >= 2:
+            self.entry["path"] = urllib.parse.unquote(parts[1].split("?", 1)[0])
+        self.entry["stream"] = True
+        self.close_connection = True
+        h = self.headers
+        if self.command != "GET":
+            self.not_found()
+        conn = [t.strip().lower() for t in (h.get("Connection") or "").split(",")]
+        if (h.get("Upgrade") or "").strip().lower() != "websocket" or "upgrade" not in conn:
+            raise Reply(400, status_error(400, "Request contains an invalid argument. "
+                                               "A WebSocket upgrade is expected."))
+        if (h.get("Sec-WebSocket-Version") or "").strip() != "13":
+            self.entry["error_status"] = "UPGRADE_REQUIRED"
+            raise Reply(426, status_error(400, "Sec-WebSocket-Version 13 is required."),
+                        {"Sec-WebSocket-Version": "13"})
+        wskey = (h.get("Sec-WebSocket-Key") or "").strip()
+        try:
+            if len(base64.b64decode(wskey, validate=True)) != 16:
+                raise ValueError("not 16 bytes")
+        except ValueError:
+            raise Reply(400, status_error(400, "Request contains an invalid argument. "
+                                               "Bad Sec-WebSocket-Key."))
+        hdr = (h.get("x-goog-api-key") or "").strip()
+        qkey = (self.query.get("key") or [None])[0]
+        qtok = (self.query.get("access_token") or [None])[0]
+        cred = ((hdr, "header") if hdr else (qkey, "query") if qkey
+                else (qtok, "access_token") if qtok else (None, None))
+        # Google answers the handshake whatever the key, and refuses a bad
+        # one by closing the socket once setup comes: 1007 for a key that
+        # is not valid, 1008 for one that may not be used.
+        self.live_auth_error = None
+        info = None
+        try:
+            if cred[0] is None:
+                self.entry["key"], self.entry["key_source"] = None, None
+                raise Reply(403, status_error(403, "Method doesn't allow unregistered callers "
+                                                   "(callers without established identity). "
+                                                   "Please use API Key or other form of API "
+                                                   "consumer identity to call this API."))
+            info = self.authenticate(st, cred)
+        except Reply as r:
+            err = r.body["error"]
+            self.entry["error_status"] = err.get("status")
+            self.live_auth_error = (1007 if r.code == 400 else 1008, err["message"])
+        accept = base64.b64encode(hashlib.sha1((wskey + WS_GUID).encode()).digest()).decode()
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        with st.lock:
+            cfg = dict(LIVE_DEFAULTS)
+            cfg.update(st.config.get("live") or {})
+        ws = WebSocket(self.rfile, self.wfile, int(cfg["max_message"]))
+        sess = LiveSession(self, st, ws, info, cfg)
+        try:
+            sess.run()
+        except WSClosed:
+            pass
+        except WSError as e:
+            sess.closed_by, sess.close = "server", (e.code, e.reason)
+            self.entry["protocol_error"] = e.reason
+            ws.send_close(e.code, e.reason)
+        except (OSError, ssl.SSLError, ValueError):
+            pass
+        if sess.closed_by is None:
+            sess.closed_by = "client" if ws.close_received else "eof"
+            if ws.close_received:
+                sess.close = ws.close_received
+        elif ws.close_received is None:
+            ws.wait_close(self.connection, float(cfg["close_wait_s"]))
+        u = sess.usage
+        self.log_entry(st, 101, prompt=u["promptTokenCount"], candidates=u["responseTokenCount"],
+                       total=u["totalTokenCount"], usage=u, version=version,
+                       constrained=self.url_path.endswith("Constrained"),
+                       received=sess.received, sent=sess.sent, turns=sess.turns,
+                       close_code=(sess.close or (None,))[0],
+                       close_reason=(sess.close or (None, None))[1],
+                       closed_by=sess.closed_by,
+                       client_close=list(ws.close_received) if ws.close_received else None,
+                       handles=sess.handles, resumed=sess.resumed,
+                       audio_bytes=sess.audio_total, pings=ws.pings)
+        # Logged before the TCP close: a client that saw the end finds its entry.
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     # -- routing ------------------------------------------------------------
     def json_body(self):

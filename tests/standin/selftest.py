@@ -7,6 +7,8 @@ verifying against the test CA. Standard library only. The last line printed is
 "N passed, N failed"; the exit status is non-zero on any failure.
 """
 
+import base64
+import hashlib
 import http.client
 import json
 import math
@@ -15,6 +17,7 @@ import re
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -194,6 +197,159 @@ class Client:
 
     def close(self):
         self.conn.close()
+
+
+class WSClient:
+    """A raw WebSocket client over TLS (RFC 6455, client side): masked frames
+    out (or unmasked, to test the server's checks), frames in as they come."""
+
+    def __init__(self, port, ctx, path, headers=None, key=None, timeout=10.0, wskey=None):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = ctx.wrap_socket(raw, server_hostname="localhost")
+        self.wskey = wskey or base64.b64encode(os.urandom(16)).decode()
+        h = {"Host": "localhost:%d" % port, "Upgrade": "websocket", "Connection": "Upgrade",
+             "Sec-WebSocket-Key": self.wskey, "Sec-WebSocket-Version": "13"}
+        if key is not None:
+            h["x-goog-api-key"] = key
+        h.update(headers or {})
+        head = "GET %s HTTP/1.1\r\n" % path + "".join(
+            "%s: %s\r\n" % (k, v) for k, v in h.items() if v is not None) + "\r\n"
+        self.sock.sendall(head.encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            d = self.sock.recv(65536)
+            if not d:
+                break
+            self.buf += d
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1]) if lines[0] else 0
+        self.headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+        self.body = b""
+        if self.status != 101:
+            n = int(self.headers.get("content-length", "0"))
+            while len(self.buf) < n:
+                d = self.sock.recv(65536)
+                if not d:
+                    break
+                self.buf += d
+            self.body = self.buf[:n]
+
+    def accept_ok(self):
+        want = base64.b64encode(hashlib.sha1(
+            (self.wskey + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        return self.headers.get("sec-websocket-accept") == want
+
+    def frame(self, opcode, payload, fin=True, mask=True, rsv=0):
+        n = len(payload)
+        b = bytes([(0x80 if fin else 0) | rsv | opcode])
+        m = 0x80 if mask else 0
+        if n < 126:
+            b += bytes([m | n])
+        elif n < 65536:
+            b += bytes([m | 126]) + struct.pack("!H", n)
+        else:
+            b += bytes([m | 127]) + struct.pack("!Q", n)
+        if mask:
+            k = os.urandom(4)
+            b += k + bytes(c ^ k[i & 3] for i, c in enumerate(payload)) if n < 4096 else \
+                k + _xor(payload, k)
+        else:
+            b += payload
+        self.sock.sendall(b)
+
+    def send(self, obj, binary=False):
+        self.frame(0x2 if binary else 0x1, json.dumps(obj).encode())
+
+    def close(self, code=1000, reason=""):
+        self.frame(0x8, struct.pack("!H", code) + reason.encode())
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            d = self.sock.recv(65536)
+            if not d:
+                raise EOFError("eof")
+            self.buf += d
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_frame(self):
+        """(fin, opcode, payload, masked) of the next frame."""
+        b0, b1 = self._need(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self._need(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self._need(8))[0]
+        mask = self._need(4) if b1 & 0x80 else None
+        data = self._need(n)
+        return bool(b0 & 0x80), b0 & 0x0F, data, mask is not None
+
+    def recv(self):
+        """The next message: ("msg", obj, opcode) / ("close", code, reason) /
+        ("pong", payload, None)."""
+        fin, op, data, masked = self.read_frame()
+        self.masked_seen = getattr(self, "masked_seen", False) or masked
+        if op == 0x8:
+            code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
+            return ("close", code, data[2:].decode("utf-8", "replace"))
+        if op == 0xA:
+            return ("pong", data, None)
+        return ("msg", json.loads(data), op)
+
+    def until(self, pred, limit=50):
+        """Messages up to and including the first that pred() accepts."""
+        out = []
+        for _ in range(limit):
+            m = self.recv()
+            out.append(m)
+            if pred(m) or m[0] == "close":
+                break
+        return out
+
+    def closed(self):
+        """Read to the server's close: (code, reason), or None."""
+        try:
+            for _ in range(100):
+                m = self.recv()
+                if m[0] == "close":
+                    return m[1], m[2]
+        except (EOFError, OSError):
+            return None
+        return None
+
+    def eof(self):
+        try:
+            return self.sock.recv(1) == b""
+        except OSError:
+            return True
+
+    def shut(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _xor(payload, k):
+    n = len(payload)
+    key = (k * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+
+
+LIVE = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+
+
+def live_turn(text):
+    return {"clientContent": {"turns": [{"role": "user", "parts": [{"text": text}]}],
+                              "turnComplete": True}}
+
+
+def turn_complete(m):
+    return m[0] == "msg" and (m[1].get("serverContent") or {}).get("turnComplete")
 
 
 def err_of(obj):
@@ -1011,6 +1167,288 @@ class Suite:
         row = [r for r in obj["usage"] if r["model"] == "conc-model"][0]
         check("concurrency: window accounting exact", row["rpm_used"] == 15 and row["tpm_used"] == sum(ok_prompts), row)
 
+    # -- the Live API ---------------------------------------------------------
+    def ws(self, path=LIVE, key=K1, **kw):
+        return WSClient(self.port, self.ctx, path, key=key, **kw)
+
+    def live_setup(self, model="gemini-2.5-flash", key=K1, path=LIVE, **setup):
+        w = self.ws(path, key=key)
+        setup["model"] = "models/" + model
+        w.send({"setup": setup})
+        return w, w.recv()
+
+    @staticmethod
+    def bye(w):
+        """Close 1000 and wait for the server's close and its end of the
+        connection (its log entry is written by then)."""
+        w.close(1000)
+        w.closed()
+        w.eof()
+        w.shut()
+
+    def live_entry(self, since):
+        """The log entries of Live sessions after seq since (waits for the
+        session's end to be logged)."""
+        for _ in range(50):
+            out = [e for e in self.log_since(since) if e.get("kind") == "live"]
+            if out:
+                return out
+            time.sleep(0.05)
+        return []
+
+    def t_live_handshake(self):
+        for path in (LIVE, LIVE.replace("v1beta", "v1"), LIVE.replace("v1beta", "v1alpha"),
+                     LIVE + "Constrained", "/" + LIVE.replace("v1beta", "v1")):
+            w = self.ws(path)
+            ok = w.status == 101 and w.accept_ok() and \
+                w.headers.get("upgrade", "").lower() == "websocket"
+            w.send({"setup": {"model": "models/gemini-2.5-flash"}})
+            m = w.recv()
+            check("live handshake: 101, Sec-WebSocket-Accept, setupComplete on %s" % path,
+                  ok and m[0] == "msg" and m[1] == {"setupComplete": {}}, (w.status, w.headers, m))
+            w.close(1000)
+            w.shut()
+        # RFC 6455 section 1.3's own example, independent of our GUID.
+        w = self.ws(wskey="dGhlIHNhbXBsZSBub25jZQ==")
+        check("live handshake: the RFC 6455 sample key gets the RFC's Sec-WebSocket-Accept",
+              w.headers.get("sec-websocket-accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", w.headers)
+        w.shut()
+        w = self.ws(headers={"Sec-WebSocket-Version": "8"})
+        check("live handshake: version 8 refused with 426 and Sec-WebSocket-Version: 13",
+              w.status == 426 and w.headers.get("sec-websocket-version") == "13", (w.status, w.headers))
+        w = self.ws(headers={"Sec-WebSocket-Key": "c2hvcnQ="})
+        check("live handshake: a key that is not 16 bytes base64 is refused with 400", w.status == 400,
+              w.status)
+        w = self.ws(headers={"Upgrade": None, "Connection": None})
+        check("live handshake: a GET without Upgrade is refused with 400", w.status == 400, w.status)
+
+    def t_live_text_turn(self):
+        seq = self.last_seq()
+        w, m = self.live_setup(systemInstruction={"parts": [{"text": "Be brief."}]},
+                               generationConfig={"responseModalities": ["TEXT"]})
+        check("live: setupComplete comes in a binary frame, as Google sends it",
+              m == ("msg", {"setupComplete": {}}, 2), m)
+        w.send(live_turn("Hello there, stand-in."))
+        msgs = w.until(turn_complete)
+        parts = [p for x in msgs if x[0] == "msg"
+                 for p in ((x[1].get("serverContent") or {}).get("modelTurn") or {}).get("parts", [])]
+        gen_done = any((x[1].get("serverContent") or {}).get("generationComplete")
+                       for x in msgs if x[0] == "msg")
+        last = msgs[-1][1]
+        u = last.get("usageMetadata") or {}
+        check("live: a text turn gets modelTurn text parts, generationComplete, turnComplete",
+              len(parts) == 2 and all("text" in p for p in parts) and gen_done and
+              turn_complete(msgs[-1]), msgs)
+        prompt = tokens(len("Be brief.") + len("Hello there, stand-in."))
+        check("live: usageMetadata on turnComplete: prompt, response, total and details",
+              u.get("promptTokenCount") == prompt and u.get("responseTokenCount") == 10 and
+              u.get("totalTokenCount") == prompt + 10 and
+              u.get("promptTokensDetails") == [{"modality": "TEXT", "tokenCount": prompt}] and
+              u.get("responseTokensDetails") == [{"modality": "TEXT", "tokenCount": 10}], u)
+        w.send(live_turn("Again STANDIN:candidates=3 STANDIN:chunks=1"))
+        msgs = w.until(turn_complete)
+        u2 = msgs[-1][1].get("usageMetadata") or {}
+        check("live: the second turn's prompt counts the whole session so far",
+              u2.get("promptTokenCount", 0) > prompt and u2.get("responseTokenCount") == 3 and
+              len(msgs) == 3, (u2, msgs))
+        w.close(1000, "bye")
+        c = w.closed()
+        check("live: a client close 1000 is answered with close 1000", c and c[0] == 1000, c)
+        check("live: server frames are never masked", not getattr(w, "masked_seen", True))
+        e = self.live_entry(seq)
+        e = e[0] if e else {}
+        check("live log: key, project, model, messages, usage, close code",
+              e.get("key") == K1 and e.get("project") == "p1" and e.get("model") == "gemini-2.5-flash"
+              and e.get("status") == 101 and e.get("received") == ["setup", "clientContent", "clientContent"]
+              and e.get("turns") == 2 and e.get("prompt") == prompt + u2["promptTokenCount"]
+              and e.get("candidates") == 13 and e.get("close_code") == 1000
+              and e.get("closed_by") == "client" and e.get("client_close") == [1000, "bye"]
+              and e.get("sent", [None])[0] == "setupComplete", e)
+
+    def t_live_framing(self):
+        w = self.ws()
+        body = json.dumps({"setup": {"model": "models/gemini-2.5-flash"}}).encode()
+        w.frame(0x1, body[:5], fin=False)
+        w.frame(0x9, b"ping-1")
+        w.frame(0x0, body[5:12], fin=False)
+        w.frame(0x0, body[12:], fin=True)
+        a, b = w.recv(), w.recv()
+        check("live frames: a fragmented text message with a ping between its fragments",
+              a == ("pong", b"ping-1", None) and b[0] == "msg" and b[1] == {"setupComplete": {}},
+              (a, b))
+        big = base64.b64encode(b"\x01\x02" * (384 * 1024)).decode()  # ~1 MB frame
+        w.send({"realtimeInput": {"audio": {"data": big, "mimeType": "audio/pcm;rate=16000"}}},
+               binary=True)
+        w.send({"realtimeInput": {"audioStreamEnd": True}}, binary=True)
+        msgs = w.until(turn_complete)
+        u = msgs[-1][1].get("usageMetadata") or {}
+        check("live frames: a 1 MB binary realtimeInput audio frame, then audioStreamEnd, is answered",
+              turn_complete(msgs[-1]) and {"modality": "AUDIO", "tokenCount": 787}
+              in u.get("promptTokensDetails", []), u)
+        w.frame(0x1, b"\xff\xfe not utf-8")
+        c = w.closed()
+        check("live frames: invalid UTF-8 in a text frame closes with 1007", c and c[0] == 1007, c)
+        w.shut()
+        for label, kw, code in (("an unmasked client frame", {"mask": False}, 1002),
+                                ("a reserved bit", {"rsv": 0x40}, 1002)):
+            w = self.ws()
+            w.frame(0x1, b'{"setup": {"model": "models/gemini-2.5-flash"}}', **kw)
+            c = w.closed()
+            check("live frames: %s closes with %d" % (label, code), c and c[0] == code, c)
+            w.shut()
+        w = self.ws()
+        w.frame(0x9, b"x" * 126)
+        c = w.closed()
+        check("live frames: a ping over 125 bytes closes with 1002", c and c[0] == 1002, c)
+        w.shut()
+        w = self.ws()
+        w.frame(0x1, b"not json")
+        c = w.closed()
+        check("live: a message that is no JSON closes with 1007", c and c[0] == 1007, c)
+        w.shut()
+        w = self.ws()
+        w.send(live_turn("hi"))
+        c = w.closed()
+        check("live: clientContent before setup closes with 1007", c and c[0] == 1007, c)
+        w.shut()
+        w, _ = self.live_setup()
+        w.close(4001, "app done")
+        c = w.closed()
+        check("live: a client close code 4001 is echoed", c and c[0] == 4001, c)
+        w.shut()
+        w, _ = self.live_setup()
+        w.frame(0x8, struct.pack("!H", 1005))
+        c = w.closed()
+        check("live: a client close with the reserved code 1005 is a protocol error (1002)",
+              c and c[0] == 1002, c)
+        w.shut()
+
+    def t_live_auth(self):
+        seq = self.last_seq()
+        for label, kw, code, text in (
+                ("an invalid key", {"key": KINV}, 1007, "API key not valid"),
+                ("an unknown key", {"key": "AIzaSyST-nobody-0000000000000000000"}, 1007,
+                 "API key not valid"),
+                ("a suspended key", {"key": KSUS}, 1008, "has been suspended"),
+                ("no key", {"key": None}, 1008, "unregistered callers")):
+            w, m = self.live_setup(**kw)
+            check("live auth: %s: handshake 101, then close %d at setup" % (label, code),
+                  w.status == 101 and m[0] == "close" and m[1] == code and text in m[2], m)
+            w.shut()
+        w = self.ws(LIVE + "?key=" + K2, key=None)
+        w.send({"setup": {"model": "models/gemini-2.5-flash"}})
+        ok1 = w.recv()[0] == "msg"
+        w.shut()
+        w = self.ws(LIVE + "Constrained?access_token=" + K3, key=None)
+        w.send({"setup": {"model": "models/gemini-2.5-flash"}})
+        ok2 = w.recv()[0] == "msg"
+        w.shut()
+        ents = self.live_entry(seq)
+        time.sleep(0.2)
+        ents = [e for e in self.log_since(seq) if e.get("kind") == "live"]
+        srcs = [(e["key_source"], e["project"]) for e in ents[-2:]]
+        check("live auth: ?key= and ?access_token= are accepted, and logged by source",
+              ok1 and ok2 and srcs == [("query", "p1"), ("access_token", "p2")], (ok1, ok2, srcs))
+        check("live auth: refusals are logged with their close code",
+              [e.get("close_code") for e in ents[:4]] == [1007, 1007, 1008, 1008], ents[:4])
+
+    def t_live_tools_resume(self):
+        tools = [{"functionDeclarations": [{"name": "get_weather", "description": "weather",
+                                            "parameters": {"type": "OBJECT"}}]}]
+        w, m = self.live_setup(tools=tools, sessionResumption={})
+        w.send(live_turn("please call get_weather for Paris"))
+        tc = w.recv()
+        fcs = (tc[1].get("toolCall") or {}).get("functionCalls") or [{}] if tc[0] == "msg" else [{}]
+        check("live tools: a declared function named in the text gets a toolCall with an id",
+              fcs[0].get("name") == "get_weather" and fcs[0].get("id") and
+              "usageMetadata" in tc[1], tc)
+        w.send({"toolResponse": {"functionResponses": [
+            {"id": fcs[0].get("id"), "name": "get_weather", "response": {"sky": "clear"}}]}})
+        msgs = w.until(turn_complete)
+        texts = "".join(p.get("text", "") for x in msgs if x[0] == "msg" for p in
+                        ((x[1].get("serverContent") or {}).get("modelTurn") or {}).get("parts", []))
+        check("live tools: the toolResponse is answered, then turnComplete",
+              "Function get_weather answered" in texts and turn_complete(msgs[-1]), msgs)
+        upd = w.recv()
+        handle = ((upd[1] if upd[0] == "msg" else {}).get("sessionResumptionUpdate") or {})
+        check("live resumption: sessionResumptionUpdate with a new handle after the turn",
+              handle.get("resumable") is True and handle.get("newHandle"), upd)
+        self.bye(w)
+        seq = self.last_seq()
+        w, m = self.live_setup(sessionResumption={"handle": handle.get("newHandle")})
+        check("live resumption: a session resumed by its handle gets setupComplete",
+              m[0] == "msg" and "setupComplete" in m[1], m)
+        self.bye(w)
+        e = self.live_entry(seq)
+        check("live resumption: logged as resumed", e and e[0].get("resumed") is True, e)
+        w, m = self.live_setup(sessionResumption={"handle": "no-such-handle"})
+        check("live resumption: an unknown handle closes with 1008", m[0] == "close" and m[1] == 1008, m)
+        w.shut()
+        w, m = self.live_setup(tools=tools)
+        w.send({"toolResponse": {"functionResponses": [{"id": "nope", "name": "x", "response": {}}]}})
+        c = w.closed()
+        check("live tools: a toolResponse for no pending call closes with 1007", c and c[0] == 1007, c)
+        w.shut()
+
+    def t_live_knobs(self):
+        self.admin("POST", "config", {"live": {"goaway_after": 2, "goaway_time_left": "5s"}})
+        w, m = self.live_setup()
+        w.send(live_turn("one STANDIN:chunks=1"))
+        msgs = w.until(lambda x: x[0] == "msg" and "goAway" in x[1])
+        check("live knobs: goaway_after 2 sends goAway after the client's second message",
+              msgs[-1][1] == {"goAway": {"timeLeft": "5s"}} and turn_complete(msgs[-2]), msgs)
+        w.close()
+        w.shut()
+        self.admin("POST", "config", {"live": {"refuse_setups": 1, "refuse_code": 1011,
+                                               "refuse_reason": "Internal error encountered."}})
+        w, m = self.live_setup()
+        check("live knobs: refuse_setups closes the next setup with its code and reason",
+              m == ("close", 1011, "Internal error encountered."), m)
+        w.shut()
+        w, m = self.live_setup()
+        check("live knobs: ... and only that many", m[0] == "msg" and "setupComplete" in m[1], m)
+        w.send(live_turn("now STANDIN:goaway=1 STANDIN:chunks=1"))
+        msgs = w.until(turn_complete)
+        check("live magic: STANDIN:goaway=1 sends goAway before the answer",
+              msgs[0][1] == {"goAway": {"timeLeft": "10s"}} if msgs[0][0] == "msg" else False, msgs)
+        w.send(live_turn("STANDIN:close=4003"))
+        c = w.closed()
+        check("live magic: STANDIN:close=4003 closes with 4003", c and c[0] == 4003, c)
+        w.shut()
+        self.admin("POST", "config", {"live": {"frames": "text", "goaway_after": None}})
+        w, m = self.live_setup()
+        check("live knobs: frames text sends text frames", m[0] == "msg" and m[2] == 1, m)
+        w.shut()
+        self.admin("POST", "config", {"live": None})
+
+    def t_live_quota(self):
+        self.admin("POST", "config", {"quotas": {"live-rpd-model": {"rpd": 2}}})
+        seq = self.last_seq()
+        got = []
+        for i in range(3):
+            w, m = self.live_setup("live-rpd-model", key=(K1, K2, K1)[i])
+            got.append(m)
+            self.bye(w)
+        check("live quota: a session is one request; past the project's rpd, the setup is "
+              "closed 1011 RESOURCE_EXHAUSTED",
+              [x[0] for x in got] == ["msg", "msg", "close"] and got[2][1] == 1011 and
+              got[2][2].startswith("RESOURCE_EXHAUSTED") and len(got[2][2].encode()) <= 123, got)
+        w, m = self.live_setup("live-rpd-model", key=K3)
+        check("live quota: another project's key still gets its session",
+              m[0] == "msg" and "setupComplete" in m[1], m)
+        w.send(live_turn("STANDIN:quota=tpm"))
+        c = w.closed()
+        check("live quota: STANDIN:quota= closes the session 1011 mid-way",
+              c and c[0] == 1011 and "RESOURCE_EXHAUSTED" in c[1], c)
+        w.shut()
+        ents = [e for e in self.live_entry(seq)]
+        time.sleep(0.2)
+        ents = [e for e in self.log_since(seq) if e.get("kind") == "live"]
+        check("live quota: the quota close is logged with its code and kind",
+              [e.get("close_code") for e in ents] == [1000, 1000, 1011, 1011] and
+              ents[2].get("quota") == ["rpd"] and ents[3].get("quota") == ["tpm"],
+              [(e.get("close_code"), e.get("quota")) for e in ents])
+
     def t_sigterm(self):
         s = self.raw("/v1beta/models/gemini-2.5-flash:generateContent", "STANDIN:fault=stall", timeout=10)
         time.sleep(0.2)
@@ -1026,8 +1464,14 @@ class Suite:
                  self.t_implicit_cache,
                  self.t_status_magic, self.t_openai, self.t_files, self.t_caches, self.t_errors,
                  self.t_faults, self.t_admin_log, self.t_probes, self.t_concurrency,
+                 self.t_live_handshake, self.t_live_text_turn, self.t_live_framing,
+                 self.t_live_auth, self.t_live_tools_resume, self.t_live_knobs,
+                 self.t_live_quota,
                  self.t_sigterm]
+        only = sys.argv[1:]
         for t in tests:
+            if only and not any(o in t.__name__ for o in only):
+                continue
             try:
                 t()
             except Exception:  # noqa: BLE001
