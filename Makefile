@@ -30,12 +30,22 @@ PKG_CFLAGS = $(eval PKG_CFLAGS := $$(call pkgconf,--cflags,$(PKGS)))$(PKG_CFLAGS
 PKG_LIBS = $(eval PKG_LIBS := $$(call pkgconf,--libs,$(PKGS)))$(PKG_LIBS)
 CHECK_CFLAGS = $(eval CHECK_CFLAGS := $$(call pkgconf,--cflags,check))$(CHECK_CFLAGS)
 CHECK_LIBS = $(eval CHECK_LIBS := $$(call pkgconf,--libs,check))$(CHECK_LIBS)
+# wslay (WebSocket framing): Debian's libwslay-dev ships no .pc file, so
+# when pkg-config does not know it, the compiler is asked for its header,
+# just as lazily; found that way it is -lwslay.
+wslayconf = $(if $(shell pkg-config --exists libwslay && echo ok),$(shell \
+	pkg-config $(1) libwslay),$(if $(shell echo '\#include <wslay/wslay.h>' | \
+	$(CC) -E -x c - >/dev/null 2>&1 && echo ok),$(2),$(error cannot find \
+	wslay (libwslay-dev): run 'make deps' first)))
+WSLAY_CFLAGS = $(eval WSLAY_CFLAGS := $$(call wslayconf,--cflags,))$(WSLAY_CFLAGS)
+WSLAY_LIBS = $(eval WSLAY_LIBS := $$(call wslayconf,--libs,-lwslay))$(WSLAY_LIBS)
 
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wno-missing-field-initializers
 CFLAGS	?= -O2 -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc -Ishm -Ibuild $(PKG_CFLAGS)
-LDLIBS	 = $(PKG_LIBS) -lpthread
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Isrc -Ishm -Ibuild $(PKG_CFLAGS) \
+	   $(WSLAY_CFLAGS)
+LDLIBS	 = $(PKG_LIBS) $(WSLAY_LIBS) -lpthread
 SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	   -fno-sanitize-recover=undefined
 
@@ -48,7 +58,8 @@ TLIBOBJS = $(LIBSRCS:%.c=build/test/%.o)
 UNITSRCS = $(wildcard tests/check_*.c)
 WEBFILES = $(sort $(wildcard web/*))
 
-DEPS_PKGS = gcc make pkg-config libssl-dev libcjson-dev libbsd-dev check \
+DEPS_PKGS = gcc make pkg-config libssl-dev libcjson-dev libbsd-dev \
+	    libwslay-dev check \
 	    python3 openssl curl procps psmisc tzdata dpkg sysvinit-utils \
 	    util-linux mandoc logrotate clang libclang-rt-14-dev \
 	    chromium nodejs prometheus
@@ -184,7 +195,8 @@ FUZZ_LIBSRCS = src/http.c src/chunked.c src/uphead.c src/classify.c \
 		 src/persist_out.c src/resname.c \
 		 $(wildcard shm/*.c)
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -g -O1 -Isrc -Ishm -Ibuild \
-	   -Itests/fuzz $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	   -Itests/fuzz $(PKG_CFLAGS) $(WSLAY_CFLAGS) \
+	   -fsanitize=fuzzer,address,undefined \
 	   -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_MAXLEN_http = 70000
 FUZZ_MAXLEN_uphead = 70000
