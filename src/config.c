@@ -190,7 +190,8 @@ cfg_build(struct cfg_parse *p, const cJSON *root)
 	    cfg_tokens(p, f[F_ACCESS_TOKENS], f[F_ADMIN_TOKEN]) == -1 ||
 	    cfg_numbers(p, f) == -1 ||
 	    cfg_storm(p, f[F_STORM]) == -1 ||
-	    cfg_key_probe(p, f[F_KEY_PROBE]) == -1)
+	    cfg_key_probe(p, f[F_KEY_PROBE]) == -1 ||
+	    cfg_live(p, f[F_LIVE]) == -1)
 		return -1;
 	return 0;
 }

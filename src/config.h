@@ -43,6 +43,8 @@ struct cfg_model {
 	int64_t		 tpd_limit;
 	int64_t		 rpm_limit;
 	int64_t		 rpd_limit;
+	int64_t		 sessions_limit;	/* Live sessions open at once,
+						   per project */
 };
 
 /*
@@ -113,6 +115,8 @@ struct config {
 	int		  probe_first_s;	/* key_probe: 0 turns it off */
 	int		  probe_max_s;
 	int		  probe_per_s;		/* probes per second, at most */
+	size_t		  live_max_message;	/* live.max_message_bytes */
+	int		  live_ping_s;		/* live.ping_s; 0: no pings */
 
 	int		  placeholder_keys;	/* keys are the defaults' placeholders */
 

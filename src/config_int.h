@@ -56,6 +56,8 @@ struct config;
 #define CFG_DEF_PROBE_MAX_S		3600	/* key_probe.max_s */
 #define CFG_DEF_PROBE_PER_S		5	/* key_probe.per_s */
 #define CFG_PROBE_PER_S_MAX		100
+#define CFG_DEF_LIVE_MAX_MESSAGE	(16 * 1024 * 1024)	/* live.max_message_bytes */
+#define CFG_DEF_LIVE_PING_S		20	/* live.ping_s; 0: no pings */
 
 /*
  * The top-level fields, in the order they are checked, each written once:
@@ -90,7 +92,8 @@ struct config;
 	X(F_MAX_ATTEMPTS,		"max_attempts")			\
 	X(F_RESOLVER_VALID_S,		"resolver_valid_s")		\
 	X(F_STORM,			"storm")			\
-	X(F_KEY_PROBE,			"key_probe")
+	X(F_KEY_PROBE,			"key_probe")			\
+	X(F_LIVE,			"live")
 
 enum cfg_field {
 #define CFG_FIELD_ID(id, name)	id,
@@ -167,5 +170,8 @@ int		 cfg_placeholder(const char *);
 
 /* config_storm.c */
 int		 cfg_storm(struct cfg_parse *, const cJSON *);
+
+/* config_live.c */
+int		 cfg_live(struct cfg_parse *, const cJSON *);
 
 #endif /* CONFIG_INT_H */

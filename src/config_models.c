@@ -28,7 +28,8 @@
 	X(tpm_limit)		\
 	X(tpd_limit)		\
 	X(rpm_limit)		\
-	X(rpd_limit)
+	X(rpd_limit)		\
+	X(sessions_limit)
 
 static const char *const cfg_limit_names[] = {
 #define CFG_LIMIT_NAME(member)	#member,

@@ -141,9 +141,10 @@ START_TEST(test_full)
 	    "  \"secondary_keys\": [\"" K3 "\", \"" K4 "\"],\n"
 	    "  \"models\": {\n"
 	    "    \"gemini-2.5-pro\": {\"tpm_limit\": 250000, "
-	    "\"tpd_limit\": 6000000, \"rpm_limit\": 5, \"rpd_limit\": 100},\n"
+	    "\"tpd_limit\": 6000000, \"rpm_limit\": 5, \"rpd_limit\": 100, "
+	    "\"sessions_limit\": 3},\n"
 	    "    \"gemini-2.5-flash\": {\"tpm_limit\": 1e6, "
-	    "\"tpd_limit\": null}\n"
+	    "\"tpd_limit\": null, \"sessions_limit\": null}\n"
 	    "  },\n"
 	    "  \"reset_after\": \"01:30\",\n"
 	    "  \"next_quota_reset_datetime\": \"2028-02-29 01:30\",\n"
@@ -171,7 +172,8 @@ START_TEST(test_full)
 	    "  \"max_attempts\": 7,\n"
 	    "  \"resolver_valid_s\": 0,\n"
 	    "  \"storm\": {\"keys\": 0, \"window_s\": 30},\n"
-	    "  \"key_probe\": {\"first_s\": 30, \"max_s\": 900, \"per_s\": 2}\n"
+	    "  \"key_probe\": {\"first_s\": 30, \"max_s\": 900, \"per_s\": 2},\n"
+	    "  \"live\": {\"max_message_bytes\": 1024, \"ping_s\": 0}\n"
 	    "}\n");
 	ck_assert_msg(cfg != NULL, "%s", err);
 
@@ -206,12 +208,14 @@ START_TEST(test_full)
 	ck_assert_int_eq(m->tpd_limit, 6000000);
 	ck_assert_int_eq(m->rpm_limit, 5);
 	ck_assert_int_eq(m->rpd_limit, 100);
+	ck_assert_int_eq(m->sessions_limit, 3);
 	m = cfg_model(cfg, "gemini-2.5-flash");
 	ck_assert_ptr_nonnull(m);
 	ck_assert_int_eq(m->tpm_limit, 1000000);
 	ck_assert_int_eq(m->tpd_limit, CFG_NOLIMIT);
 	ck_assert_int_eq(m->rpm_limit, CFG_NOLIMIT);
 	ck_assert_int_eq(m->rpd_limit, CFG_NOLIMIT);
+	ck_assert_int_eq(m->sessions_limit, CFG_NOLIMIT);
 	ck_assert_ptr_null(cfg_model(cfg, "gemini-1.0-nope"));
 	ck_assert_str_eq(cfg->default_model, "gemini-2.5-flash");
 
@@ -265,6 +269,8 @@ START_TEST(test_full)
 	ck_assert_int_eq(cfg->probe_first_s, 30);
 	ck_assert_int_eq(cfg->probe_max_s, 900);
 	ck_assert_int_eq(cfg->probe_per_s, 2);
+	ck_assert_uint_eq(cfg->live_max_message, 1024);
+	ck_assert_int_eq(cfg->live_ping_s, 0);
 	cfg_free(cfg);
 }
 END_TEST
@@ -317,6 +323,7 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(m->tpd_limit, CFG_NOLIMIT);
 	ck_assert_int_eq(m->rpm_limit, CFG_NOLIMIT);
 	ck_assert_int_eq(m->rpd_limit, CFG_NOLIMIT);
+	ck_assert_int_eq(m->sessions_limit, CFG_NOLIMIT);
 	ck_assert_str_eq(cfg->default_model, "some-model");
 	ck_assert_str_eq(cfg->reset_after, "00:00");
 	ck_assert_int_eq(cfg->reset_hour, 0);
@@ -360,6 +367,8 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(cfg->probe_first_s, 60);
 	ck_assert_int_eq(cfg->probe_max_s, 3600);
 	ck_assert_int_eq(cfg->probe_per_s, 5);
+	ck_assert_uint_eq(cfg->live_max_message, 16777216);
+	ck_assert_int_eq(cfg->live_ping_s, 20);
 	ck_assert_int_eq(cfg->placeholder_keys, 0);
 	cfg_free(cfg);
 
@@ -622,6 +631,15 @@ static const struct {
 	    "must be a positive integer or null (got 1e+300)" },
 	{ MODEL("{\"tpm_limit\": [1]}"), "models.gemini-2.5-pro.tpm_limit: "
 	    "must be a positive integer or null (got an array)" },
+	{ MODEL("{\"sessions_limit\": 0}"),
+	    "models.gemini-2.5-pro.sessions_limit: must be a positive integer "
+	    "or null (got 0)" },
+	{ MODEL("{\"sessions_limit\": 2.5}"),
+	    "models.gemini-2.5-pro.sessions_limit: must be a positive integer "
+	    "or null (got 2.5)" },
+	{ MODEL("{\"sessions_limit\": \"4\"}"),
+	    "models.gemini-2.5-pro.sessions_limit: must be a positive integer "
+	    "or null (got a string)" },
 	{ MODEL("{\"tpm_limit\": 1, \"tpm_limit\": 2}"),
 	    "models.gemini-2.5-pro.tpm_limit: given more than once" },
 	{ "{" KEYS ", \"models\": {\"m\": {}, \"m\": {}}}",
@@ -848,6 +866,24 @@ static const struct {
 	    "storm.window_s: must be a positive integer (got 0)" },
 	{ WITH("\"storm\": {\"keys\": 2, \"keys\": 3}"),
 	    "storm.keys: given more than once" },
+	{ WITH("\"live\": 3"),
+	    "live: must be an object {\"max_message_bytes\": N, "
+	    "\"ping_s\": N} (got 3)" },
+	{ WITH("\"live\": {\"max_message_bytes\": 1023}"),
+	    "live.max_message_bytes: must be at least 1024 (got 1023)" },
+	{ WITH("\"live\": {\"max_message_bytes\": 0}"),
+	    "live.max_message_bytes: must be a positive integer (got 0)" },
+	{ WITH("\"live\": {\"max_message_bytes\": 1073741825}"),
+	    "live.max_message_bytes: must be at most 1073741824 "
+	    "(got 1073741825)" },
+	{ WITH("\"live\": {\"max_message_bytes\": null}"),
+	    "live.max_message_bytes: must be a positive integer (got null)" },
+	{ WITH("\"live\": {\"ping_s\": -1}"),
+	    "live.ping_s: must be a non-negative integer (got -1)" },
+	{ WITH("\"live\": {\"ping_s\": 3601}"),
+	    "live.ping_s: must be at most 3600 (got 3601)" },
+	{ WITH("\"live\": {\"ping_s\": 1, \"ping_s\": 2}"),
+	    "live.ping_s: given more than once" },
 	{ WITH("\"persist_interval_s\": 0"),
 	    "persist_interval_s: must be a positive integer (got 0)" },
 	{ WITH("\"shutdown_timeout_s\": 100000"),
@@ -1025,7 +1061,8 @@ START_TEST(test_unknown_field)
 	ck_assert_int_ne(saved, -1);
 	ck_assert_int_ne(dup2(fd, STDERR_FILENO), -1);
 	cfg = load("{" KEYS ", \"models\": {\"m\": {\"colour\": \"red\"}}, "
-	    "\"bogus_field\": [1, 2], \"workers\": {\"spare\": 1}}");
+	    "\"bogus_field\": [1, 2], \"workers\": {\"spare\": 1}, "
+	    "\"live\": {\"pings\": 20}}");
 	ck_assert_int_ne(dup2(saved, STDERR_FILENO), -1);
 	close(saved);
 	ck_assert_msg(cfg != NULL, "%s", err);
@@ -1044,6 +1081,9 @@ START_TEST(test_unknown_field)
 	ck_assert_msg(strstr(buf, want) != NULL, "log: %s", buf);
 	(void)snprintf(want, sizeof(want),
 	    "%s: workers.spare: unknown field, ignored\n", cfgpath);
+	ck_assert_msg(strstr(buf, want) != NULL, "log: %s", buf);
+	(void)snprintf(want, sizeof(want),
+	    "%s: live.pings: unknown field, ignored\n", cfgpath);
 	ck_assert_msg(strstr(buf, want) != NULL, "log: %s", buf);
 	ck_assert_ptr_null(strstr(buf, "TESTKEY"));
 }
