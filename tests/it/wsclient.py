@@ -305,10 +305,10 @@ class WSClient:
             return "eof"
 
     # -- a session's steps -------------------------------------------------
-    def setup(self, model="gemini-2.5-flash", **fields):
-        """Send setup; the first message back."""
-        s = {"model": model if model.startswith("models/") else
-             "models/" + model}
+    def setup(self, model="models/gemini-2.5-flash", **fields):
+        """Send setup (model as given: "models/x" or "x"); the first
+        message back."""
+        s = {"model": model}
         s.update(fields)
         self.send({"setup": s})
         return self.recv()
