@@ -26,8 +26,8 @@ import subprocess
 import time
 
 from lib import wait_for
-from standin import (FLASH, K1, K2, K3, KINV, POOL_KEYS, PRO, StandIn,
-                     ca_file, mask, proxy_daemon)
+from standin import (FLASH, K1, K2, K3, KINV, KSUS, POOL_KEYS, PRO,
+                     StandIn, ca_file, mask, proxy_daemon)
 from test_live_standin import _have_sdk, SDK
 from test_proxy import counts_of, finish, gen, no_full_keys, status_data
 from wsclient import (LIVE, OP_BIN, WSClient, live_path, live_turn,
@@ -386,6 +386,21 @@ def test_live_invalid_key_rotated():
     finish(d)
 
 
+def test_live_suspended_key_rotated():
+    """A suspended key's 1008 close at setup (its reason echoes the full
+    key, as Google's does) is a key fault too: the next key serves, and
+    the client never sees that reason."""
+    si, d = live_daemon(priority=[KSUS, K1], secondary=[K3])
+    w = session(d)
+    msgs = w.turn("Hello past a suspended key.")
+    assert turn_complete(msgs[-1]), msgs
+    w.bye()
+    got = wait_sessions(si, 2)
+    assert [e["key"] for e in got] == [KSUS, K1], got
+    assert got[0]["close_code"] == 1008, got[0]
+    finish(d, json.dumps(msgs))
+
+
 def test_live_no_key_left_is_1011():
     """No key can serve the model (its rpd_limit spent): after the 101 and
     the setup, close 1011 RESOURCE_EXHAUSTED; the stand-in sees nothing."""
@@ -402,7 +417,7 @@ def test_live_no_key_left_is_1011():
     assert len(m[2].encode()) <= 123, m
     w.shut()
     assert len(sessions(si)) == 1, sessions(si)
-    finish(d)
+    finish(d, m[2])
 
 
 def test_live_every_key_refused_by_upstream():
