@@ -224,6 +224,21 @@ def test_live_handshake_paths():
     finish(d)
 
 
+def test_live_handshake_answered_before_any_upstream():
+    """The 101 is the proxy's own: it comes with the upstream unreachable,
+    and only the setup finds out (a close, never a hang)."""
+    si = StandIn()
+    d = proxy_daemon(si, upstream="https://localhost:9")
+    d.start()
+    w = upgraded(d)
+    assert w.accept_ok(), w.headers
+    m = w.setup("models/" + FLASH)
+    assert m[0] == "close" and m[1] in (1011, 1014), m
+    no_full_keys(m[2])
+    w.shut()
+    finish(d)
+
+
 def test_live_handshake_errors():
     """Wrong handshakes are HTTP answers in Gemini's error shape, before
     any upgrade: 405 for another method, 400 without Upgrade/Connection
