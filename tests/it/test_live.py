@@ -764,7 +764,7 @@ def test_live_sessions_limit_per_project():
     assert m[0] == "close" and m[1] == 1011 and \
         m[2].startswith("RESOURCE_EXHAUSTED"), m
     w3.shut()
-    assert live_open(d) == 2
+    wait_for(lambda: live_open(d) == 2, 3, "live_sessions 2")
     w1.bye()
     e1 = wait_sessions(si, 1)[0]
     wait_for(lambda: live_open(d) == 1, 3, "w1's place given back")
