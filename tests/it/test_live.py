@@ -797,10 +797,17 @@ def test_live_worker_killed():
     w.shut()
     wait_for(lambda: live_open(d) == 0, 5, "live_sessions 0 after the kill")
     e = wait_sessions(si, 1)[0]
-    key = e["key"]
-    c = counts_of(status_data(d), key, FLASH)
-    assert c is not None and c[1] == u["promptTokenCount"] and \
-        c[3] == u["totalTokenCount"], (c, u)
+    want = (u["promptTokenCount"], u["totalTokenCount"])
+    last = {}
+
+    def kept():
+        c = last["c"] = counts_of(status_data(d), e["key"], FLASH)
+        return c is not None and (c[1], c[3]) == want
+    try:
+        wait_for(kept, 3, "the finished turn's tokens")
+    except AssertionError:
+        raise AssertionError("status_data %r, the turn's %r" %
+                             (last.get("c"), want))
     w = session(d)
     assert turn_complete(w.turn("after the crash")[-1])
     w.bye()
