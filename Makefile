@@ -6,6 +6,7 @@
 #   make check    unit tests (check, ASan+UBSan) and integration tests
 #   make fuzz     run each libFuzzer target FUZZ_SECONDS (60) with its corpus
 #   make bench    gemini-looper against nginx (wrk; 5 min): build/bench/
+#   make bench-live  the Live API: 200 WebSocket sessions, direct and proxied
 #   make bench-pool10k  10,000 keys: POOL10K_OLD's build against this one
 #   make install  PREFIX (/usr/local) and DESTDIR honoured
 
@@ -68,7 +69,7 @@ DEPS_PKGS = gcc make pkg-config libssl-dev libcjson-dev libbsd-dev \
 DEPS_PKGS += $(if $(shell command -v npm),,npm)
 
 .PHONY: all run demo check unit integration deps bench bench-deps install \
-	uninstall clean bench-pool10k
+	uninstall clean bench-pool10k bench-live
 
 all: $(PROG)
 
@@ -137,6 +138,12 @@ bench-deps:
 
 bench: $(PROG) bench-deps
 	python3 tests/bench/bench.py --bin ./$(PROG) --out build/bench/results.md
+
+# The Live API alone (tests/bench/live.py; also a section of make bench):
+# LIVE_SESSIONS (200) sessions, a turn a second for LIVE_SECONDS (30), straight
+# to the stand-in and through the proxy.  Needs no nginx or wrk.
+bench-live: $(PROG)
+	python3 tests/bench/live.py --bin ./$(PROG) --out build/bench/live.md
 
 # The pool at scale (tests/bench/pool10k.py, README "Issue 12: the pool at
 # scale, measured"): another build against this one, 10,000 keys.  Add

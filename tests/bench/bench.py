@@ -3,7 +3,8 @@
 
   python3 tests/bench/bench.py [--bin ./gemini-looper] [--out FILE]
       [--duration 9] [--conns 1,8,32,64] [--stream-seconds 40]
-      [--mem-streams 500] [--skip throughput,stream,memory]
+      [--mem-streams 500] [--live-sessions 200] [--live-seconds 30]
+      [--skip throughput,stream,live,memory]
 
 What it measures (see README.md, "Performance"):
 
@@ -24,6 +25,12 @@ What it measures (see README.md, "Performance"):
               request went out and each event's transit (arrival - stamp).
               The stamps make the proxy's own delay visible under the
               upstream's jitter.
+  live        N Live API sessions (WebSocket BidiGenerateContent), each a
+              turn a second, straight to the stand-in and through
+              gemini-looper: the latency a turn gains, the memory a session
+              costs (tests/bench/live.py, also alone as make bench-live;
+              LIVE_SESSIONS and LIVE_SECONDS in the environment set N and
+              the duration).
   memory      PSS and private memory (/proc/PID/smaps_rollup) of the
               master, idle workers, and the whole pool holding N slow
               streams against the stand-in Gemini (tests/standin), and
@@ -50,6 +57,9 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import live as livebench  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -882,8 +892,12 @@ def main():
     ap.add_argument("--delay-ms", type=int, default=200)
     ap.add_argument("--mem-streams", type=int, default=500)
     ap.add_argument("--mem-delay-ms", type=int, default=60000)
+    ap.add_argument("--live-sessions", type=int,
+                    default=livebench.env_int("LIVE_SESSIONS", 200))
+    ap.add_argument("--live-seconds", type=int,
+                    default=livebench.env_int("LIVE_SECONDS", 30))
     ap.add_argument("--skip", default="",
-                    help="comma-separated: throughput,stream,memory")
+                    help="comma-separated: throughput,stream,live,memory")
     args = ap.parse_args()
     args.argv = sys.argv[1:]
     skip = set(filter(None, args.skip.split(",")))
@@ -905,7 +919,7 @@ def main():
     subprocess.run(["sh", os.path.join(ROOT, "tests", "mkca.sh"), tmp],
                    check=True, stdout=subprocess.DEVNULL)
     m = machine()
-    tp, st, mem = {}, {}, None
+    tp, st, mem, lv = {}, {}, None, None
     try:
         up_port = free_port()
         start_nginx(upstream_nginx(tmp, up_port, args.upstream_workers),
@@ -993,6 +1007,12 @@ def main():
                                         args.delay_ms)
             stop(looper)
 
+        if "live" not in skip:
+            # Before the memory run, whose abandoned slow streams keep
+            # stand-in threads busy for a while.
+            lv = livebench.run(args.bin, tmp, standin_port,
+                               args.live_sessions, args.live_seconds)
+
         if "memory" not in skip:
             n = args.mem_streams
             pool = n + 20
@@ -1040,6 +1060,8 @@ def main():
 
     text = report(args, m, tp, st, mem, nworkers, args.nginx_workers,
                   args.upstream_workers)
+    if lv is not None:
+        text += "\n" + livebench.report(lv)
     text += ("\nThe run took %.0f s; the load average was %s at its start%s."
              "\n" % (time.monotonic() - t_start, load[0],
                       " and %s after the throughput runs" % load[1]
