@@ -23,5 +23,6 @@ Suite	*resname_suite(void);
 Suite	*relay_suite(void);
 Suite	*storm_suite(void);
 Suite	*probe_suite(void);
+Suite	*live_suite(void);
 
 #endif
