@@ -33,6 +33,7 @@ board_claim(struct shm_header *h, pid_t pid)
 		if (s[i].state != SHM_W_FREE)
 			continue;
 		memset(&s[i], 0, sizeof(s[i]));
+		shm_live_clear(&s[i]);
 		s[i].pid = pid;
 		s[i].generation = h->generation;
 		s[i].started = board_now();
@@ -42,7 +43,10 @@ board_claim(struct shm_header *h, pid_t pid)
 	return -1;
 }
 
-/* Master: the worker of this slot was reaped. */
+/*
+ * Master: the worker of this slot was reaped.  A Live session it held
+ * (live.c) is over with it, however it died.
+ */
 void
 board_release(struct shm_header *h, int slot)
 {
@@ -50,6 +54,7 @@ board_release(struct shm_header *h, int slot)
 
 	if (slot < 0 || (uint32_t)slot >= h->max_workers)
 		return;
+	shm_live_clear(&s[slot]);
 	s[slot].pid = 0;
 	__atomic_store_n(&s[slot].state, SHM_W_FREE, __ATOMIC_RELEASE);
 }

@@ -175,6 +175,7 @@ keys_limits(struct shm_model *m, const struct shm_model_spec *spec)
 	m->tpd_limit = spec->tpd_limit;
 	m->rpm_limit = spec->rpm_limit;
 	m->rpd_limit = spec->rpd_limit;
+	m->sessions_limit = spec->sessions_limit;
 }
 
 static int
@@ -402,6 +403,7 @@ shm_publish(struct shm_header *h, const struct shm_key_spec *ks, size_t nk,
 	if (keys_publish_locked(h, ks, nk, found, keep) == 0 &&
 	    keys_projects_locked(h, ks, nk, found, idx, cap) == 0 &&
 	    keys_models_locked(h, ms, nm, def) == 0) {
+		shm_live_reproject_locked(h, keep);
 		/*
 		 * A sticky key that left the config is no longer anyone's;
 		 * a storm's recent 429s name key and project slots, which
@@ -561,7 +563,8 @@ carry_affinity_locked(struct shm_header *dst, struct shm_header *src,
 /*
  * After a reload outgrew the old segment: copy what the old one knew about
  * the keys and models the new one holds (matched by key and by name), so
- * that usage, cooldowns and histories survive, and its scoreboard; the new
+ * that usage, cooldowns and histories survive, and its scoreboard (with the
+ * Live sessions its slots hold, moved to the new slots); the new
  * segment's generation is the old one's plus one.  The caller has published the
  * config into dst already; src is no longer used by anyone it forks.
  */
@@ -579,8 +582,12 @@ shm_carry(struct shm_header *dst, struct shm_header *src)
 	kmap = calloc(dst->nkeys + 1, sizeof(*kmap));
 	rmap = calloc(src->nkeys + 1, sizeof(*rmap));
 	mmap_ = calloc(dst->nmodels + 1, sizeof(*mmap_));
-	if (kmap == NULL || rmap == NULL || mmap_ == NULL)
+	if (kmap == NULL || rmap == NULL || mmap_ == NULL) {
+		/* Their slots would name src's keys and models. */
+		for (i = 0; i < dst->max_workers; i++)
+			shm_live_clear(SHM_SLOTS(dst) + i);
 		goto done;
+	}
 	for (i = 0; i < src->nkeys; i++)
 		rmap[i] = -1;
 	shm_lock(src);
@@ -590,6 +597,7 @@ shm_carry(struct shm_header *dst, struct shm_header *src)
 	carry_cells_locked(dst, src, kmap, mmap_);
 	carry_projects_locked(dst, src, mmap_);
 	carry_affinity_locked(dst, src, rmap);
+	shm_live_carry_locked(dst, src, rmap, mmap_);
 	dst->started = src->started;
 	dst->last_reset = src->last_reset;
 	dst->next_reset = src->next_reset;

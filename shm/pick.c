@@ -22,8 +22,9 @@
 
 #define NEVER	INT64_MAX
 
-static struct shm_bucket *
-bucket_locked(struct shm_usage *u, uint32_t s)
+/* The bucket of second s in a cell's window, recycled if stale. */
+struct shm_bucket *
+shm_bucket_locked(struct shm_usage *u, uint32_t s)
 {
 	uint32_t		 stamp = s - s % SHM_WIN_SPAN;
 	struct shm_bucket	*b;
@@ -205,7 +206,7 @@ before(const struct shm_key *a, const struct shm_key *b)
 static uint32_t
 reserve_cell_locked(struct shm_usage *u, int64_t est, int64_t now)
 {
-	struct shm_bucket	*b = bucket_locked(u, (uint32_t)(now / 1000));
+	struct shm_bucket	*b = shm_bucket_locked(u, (uint32_t)(now / 1000));
 
 	b->tokens += est;
 	b->requests++;
@@ -240,20 +241,149 @@ reserve_locked(struct shm_header *h, int k, int mi, int64_t est,
 	memcpy(p->id, key->id, sizeof(p->id));
 }
 
+/*
+ * Does key k, which could serve now, pass the caller's further test?  A
+ * refusal is remembered, for the caller to tell why nothing was chosen.
+ */
+static int
+gate_ok(struct shm_header *h, struct shm_gate *g, int k, int mi)
+{
+	if (g == NULL || g->ok(h, k, mi, g->arg))
+		return 1;
+	g->refused = 1;
+	return 0;
+}
+
 /* shm_pick() for a request that only key k may serve. */
 static int
 pick_only_locked(struct shm_header *h, int mi, int64_t est, const int *ex,
-    size_t nex, int k, int64_t now, struct shm_pick *p)
+    size_t nex, int k, int64_t now, struct shm_gate *g, struct shm_pick *p)
 {
 	int64_t	 w = key_refresh_wait_locked(h, k, mi, est, now);
 
 	if (w == 0 && !excluded(k, ex, nex)) {
-		reserve_locked(h, k, mi, est, now, p);
-		return 0;
+		if (gate_ok(h, g, k, mi)) {
+			reserve_locked(h, k, mi, est, now, p);
+			return 0;
+		}
+		w = NEVER;	/* not before something ends */
 	}
 	p->all_invalid = SHM_KEYS(h)[k].invalid;
 	p->wait_ms = w == NEVER || excluded(k, ex, nex) ? -1 : w;
 	p->free_ms = w == NEVER ? -1 : w;
+	return -1;
+}
+
+/* What a walk over every key found (pick_scan_locked). */
+struct pick_scan {
+	int		 best;		/* the key to take, -1: none */
+	int64_t		 best_wait;	/* 0 with best, else the least wait */
+	int64_t		 free_wait;	/* the least over every key */
+	int		 any_valid;
+};
+
+/*
+ * The first key in priority order that can take the request now, or the
+ * least wait.  A key the gate refuses is skipped, and not counted as free
+ * either: it waits on something no clock tells.  The gate is asked only of
+ * a key that would beat the best so far, so that a pool of many keys is
+ * not walked once per key.
+ */
+static void
+pick_scan_locked(struct shm_header *h, int mi, int64_t est, const int *ex,
+    size_t nex, int64_t now, struct shm_gate *g, struct pick_scan *sc)
+{
+	struct shm_key	*keys = SHM_KEYS(h);
+	int64_t		 w;
+	int		 k;
+
+	sc->best = -1;
+	sc->best_wait = sc->free_wait = NEVER;
+	sc->any_valid = 0;
+	for (k = 0; k < (int)h->nkeys; k++) {
+		if (!keys[k].in_use)
+			continue;
+		if (!keys[k].invalid)
+			sc->any_valid = 1;
+		w = key_refresh_wait_locked(h, k, mi, est, now);
+		if (excluded(k, ex, nex)) {
+			if (w < sc->free_wait)
+				sc->free_wait = w;
+			continue;
+		}
+		if (w == 0) {
+			if (sc->best != -1 && sc->best_wait == 0 &&
+			    !before(&keys[k], &keys[sc->best])) {
+				sc->free_wait = 0;
+				continue;
+			}
+			if (!gate_ok(h, g, k, mi))
+				continue;
+			sc->free_wait = 0;
+			sc->best = k;
+			sc->best_wait = 0;
+		} else {
+			if (w < sc->free_wait)
+				sc->free_wait = w;
+			if (sc->best_wait != 0 && w < sc->best_wait)
+				sc->best_wait = w;
+		}
+	}
+}
+
+/*
+ * shm_pick() with the lock held, and a further test a key must pass (g,
+ * NULL for none; live.c's session limit).  A sticky key the gate refuses
+ * stays sticky, as one excluded does: it could serve, only not this.
+ */
+int
+shm_pick_locked(struct shm_header *h, int mi, int64_t est, const int *ex,
+    size_t nex, int prefer, int64_t now, struct shm_gate *g,
+    struct shm_pick *p)
+{
+	struct shm_model	*m;
+	struct shm_key		*keys = SHM_KEYS(h);
+	struct pick_scan	 sc;
+	int			 cur, cur_ok = 0;
+
+	memset(p, 0, sizeof(*p));
+	p->key = -1;
+	p->model = mi;
+	p->wait_ms = -1;
+	p->free_ms = -1;
+	p->generation = h->generation;
+	if (mi < 0 || (uint32_t)mi >= h->nmodels)
+		return -1;
+	m = SHM_MODELS(h) + mi;
+	if (est >= 0)
+		est = clamp_estimate(m, est);
+	if (prefer >= 0 && (uint32_t)prefer < h->nkeys && keys[prefer].in_use)
+		return pick_only_locked(h, mi, est, ex, nex, prefer, now, g, p);
+
+	cur = m->current_key;
+	if (cur >= 0 && (uint32_t)cur < h->nkeys && keys[cur].in_use &&
+	    key_refresh_wait_locked(h, cur, mi, est, now) == 0) {
+		if (!excluded(cur, ex, nex) && gate_ok(h, g, cur, mi)) {
+			reserve_locked(h, cur, mi, est, now, p);
+			return 0;
+		}
+		cur_ok = 1;
+	}
+	pick_scan_locked(h, mi, est, ex, nex, now, g, &sc);
+	if (sc.best >= 0 && sc.best_wait == 0) {
+		reserve_locked(h, sc.best, mi, est, now, p);
+		/* A retry elsewhere after a fault that was not the key's (a
+		 * 5xx, a dead connection) leaves the sticky key where it is:
+		 * it can still serve, and its cache still hits. */
+		if (!cur_ok)
+			m->current_key = sc.best;
+		return 0;
+	}
+	if (!sc.any_valid)
+		m->current_key = -1;
+	p->all_invalid = !sc.any_valid;
+	p->wait_ms = sc.best_wait == NEVER ? -1 : sc.best_wait;
+	p->free_ms = sc.free_wait == NEVER ? -1 : sc.free_wait;
 	return -1;
 }
 
@@ -274,80 +404,12 @@ int
 shm_pick(struct shm_header *h, int mi, int64_t est, const int *ex,
     size_t nex, int prefer, int64_t now, struct shm_pick *p)
 {
-	struct shm_model	*m;
-	struct shm_key		*keys = SHM_KEYS(h);
-	int64_t			 w, best_wait = NEVER, free_wait = NEVER;
-	int			 k, best = -1, any_valid = 0, cur, cur_ok = 0;
-	int			 rv;
+	int	 rv;
 
-	memset(p, 0, sizeof(*p));
-	p->key = -1;
-	p->model = mi;
-	p->wait_ms = -1;
-	p->free_ms = -1;
 	shm_lock(h);
-	p->generation = h->generation;
-	if (mi < 0 || (uint32_t)mi >= h->nmodels) {
-		shm_unlock(h);
-		return -1;
-	}
-	m = SHM_MODELS(h) + mi;
-	if (est >= 0)
-		est = clamp_estimate(m, est);
-
-	if (prefer >= 0 && (uint32_t)prefer < h->nkeys &&
-	    keys[prefer].in_use) {
-		rv = pick_only_locked(h, mi, est, ex, nex, prefer, now, p);
-		shm_unlock(h);
-		return rv;
-	}
-
-	cur = m->current_key;
-	if (cur >= 0 && (uint32_t)cur < h->nkeys && keys[cur].in_use &&
-	    key_refresh_wait_locked(h, cur, mi, est, now) == 0) {
-		if (!excluded(cur, ex, nex)) {
-			reserve_locked(h, cur, mi, est, now, p);
-			shm_unlock(h);
-			return 0;
-		}
-		cur_ok = 1;
-	}
-	for (k = 0; k < (int)h->nkeys; k++) {
-		if (!keys[k].in_use)
-			continue;
-		if (!keys[k].invalid)
-			any_valid = 1;
-		w = key_refresh_wait_locked(h, k, mi, est, now);
-		if (w < free_wait)
-			free_wait = w;
-		if (excluded(k, ex, nex))
-			continue;
-		if (w == 0) {
-			if (best == -1 || best_wait != 0 ||
-			    before(&keys[k], &keys[best])) {
-				best = k;
-				best_wait = 0;
-			}
-		} else if (best_wait != 0 && w < best_wait)
-			best_wait = w;
-	}
-	if (best >= 0 && best_wait == 0) {
-		reserve_locked(h, best, mi, est, now, p);
-		/* A retry elsewhere after a fault that was not the key's (a
-		 * 5xx, a dead connection) leaves the sticky key where it is:
-		 * it can still serve, and its cache still hits. */
-		if (!cur_ok)
-			m->current_key = best;
-		shm_unlock(h);
-		return 0;
-	}
-	if (!any_valid)
-		m->current_key = -1;
-	p->all_invalid = !any_valid;
-	p->wait_ms = best_wait == NEVER ? -1 : best_wait;
-	p->free_ms = free_wait == NEVER ? -1 : free_wait;
+	rv = shm_pick_locked(h, mi, est, ex, nex, prefer, now, NULL, p);
 	shm_unlock(h);
-	return -1;
+	return rv;
 }
 
 /*
@@ -386,8 +448,8 @@ shm_free_ms(struct shm_header *h, int mi, int64_t est, int64_t now,
 }
 
 /* Is the pick's slot still the key it was made for (reloads move keys)? */
-static int
-pick_valid_locked(struct shm_header *h, const struct shm_pick *p)
+int
+shm_pick_valid_locked(struct shm_header *h, const struct shm_pick *p)
 {
 	return p->key >= 0 && (uint32_t)p->key < h->nkeys &&
 	    (uint32_t)p->model < h->nmodels && SHM_KEYS(h)[p->key].in_use &&
@@ -398,8 +460,8 @@ pick_valid_locked(struct shm_header *h, const struct shm_pick *p)
  * The project cell a pick also counts on, or NULL: its key is its own
  * project, or was moved to another by a reload since the pick.
  */
-static struct shm_usage *
-pick_project_cell_locked(struct shm_header *h, const struct shm_pick *p)
+struct shm_usage *
+shm_pick_pcell_locked(struct shm_header *h, const struct shm_pick *p)
 {
 	if (!(p->project & SHM_PROJECT_NAMED) ||
 	    SHM_KEYS(h)[p->key].project != p->project)
@@ -432,7 +494,7 @@ static void
 unreserve_locked(struct shm_header *h, struct shm_pick *p, int64_t tokens,
     int requests)
 {
-	struct shm_usage	*pu = pick_project_cell_locked(h, p);
+	struct shm_usage	*pu = shm_pick_pcell_locked(h, p);
 
 	unreserve_cell_locked(SHM_USAGE(h, p->key, p->model), p, tokens,
 	    requests);
@@ -528,9 +590,9 @@ shm_settle(struct shm_header *h, struct shm_pick *p,
 	if (p->key < 0)
 		return;
 	shm_lock(h);
-	if (!pick_valid_locked(h, p))
+	if (!shm_pick_valid_locked(h, p))
 		goto out;
-	pu = pick_project_cell_locked(h, p);
+	pu = shm_pick_pcell_locked(h, p);
 	settle_cell_locked(SHM_USAGE(h, p->key, p->model), p, t, 1);
 	if (pu != NULL)
 		settle_cell_locked(pu, p, t, 0);
@@ -556,11 +618,11 @@ shm_settle_batch(struct shm_header *h, struct shm_pick *p)
 	if (p->key < 0)
 		return;
 	shm_lock(h);
-	if (pick_valid_locked(h, p)) {
+	if (shm_pick_valid_locked(h, p)) {
 		u = SHM_USAGE(h, p->key, p->model);
 		u->batches++;
 		u->m_batches++;
-		if ((u = pick_project_cell_locked(h, p)) != NULL)
+		if ((u = shm_pick_pcell_locked(h, p)) != NULL)
 			u->batches++;
 	}
 	shm_unlock(h);
@@ -574,8 +636,8 @@ shm_release(struct shm_header *h, struct shm_pick *p)
 	if (p->key < 0)
 		return;
 	shm_lock(h);
-	if (pick_valid_locked(h, p)) {
-		struct shm_usage *pu = pick_project_cell_locked(h, p);
+	if (shm_pick_valid_locked(h, p)) {
+		struct shm_usage *pu = shm_pick_pcell_locked(h, p);
 
 		if (p->stamp != 0)
 			unreserve_locked(h, p, p->reserved, 1);
@@ -597,7 +659,7 @@ shm_cancel(struct shm_header *h, struct shm_pick *p)
 	if (p->key < 0)
 		return;
 	shm_lock(h);
-	if (pick_valid_locked(h, p) && p->stamp != 0)
+	if (shm_pick_valid_locked(h, p) && p->stamp != 0)
 		unreserve_locked(h, p, p->reserved, 1);
 	shm_unlock(h);
 	p->key = -1;
@@ -615,7 +677,7 @@ shm_cool(struct shm_header *h, const struct shm_pick *p, int64_t until,
 	struct shm_usage	*u;
 
 	shm_lock(h);
-	if (pick_valid_locked(h, p)) {
+	if (shm_pick_valid_locked(h, p)) {
 		u = shm_project_cell_locked(h, p->key, p->model);
 		if (u->state != SHM_EXHAUSTED) {
 			u->state = SHM_COOLING;
@@ -635,7 +697,7 @@ shm_exhaust(struct shm_header *h, const struct shm_pick *p, uint32_t reason)
 	struct shm_usage	*u;
 
 	shm_lock(h);
-	if (pick_valid_locked(h, p)) {
+	if (shm_pick_valid_locked(h, p)) {
 		u = shm_project_cell_locked(h, p->key, p->model);
 		u->state = SHM_EXHAUSTED;
 		u->reason = reason;
@@ -657,7 +719,7 @@ shm_invalidate(struct shm_header *h, const struct shm_pick *p,
 	size_t		 n;
 
 	shm_lock(h);
-	if (pick_valid_locked(h, p)) {
+	if (shm_pick_valid_locked(h, p)) {
 		k = SHM_KEYS(h) + p->key;
 		if (!k->invalid) {
 			k->invalid_at = now;
@@ -701,6 +763,7 @@ model_slot(struct shm_header *h, const char *name, int exact)
 	m[i].tpd_limit = d->tpd_limit;
 	m[i].rpm_limit = d->rpm_limit;
 	m[i].rpd_limit = d->rpd_limit;
+	m[i].sessions_limit = d->sessions_limit;
 	m[i].in_use = 1;
 out:
 	shm_unlock(h);

@@ -93,6 +93,7 @@ shm_create(const struct shm_sizes *sz, int64_t now)
 	uint64_t		 off[7];
 	size_t			 total;
 	char			 name[64];
+	uint32_t		 i;
 	int			 fd, saved;
 
 	shm_offsets(sz, off, &total);
@@ -117,7 +118,8 @@ shm_create(const struct shm_sizes *sz, int64_t now)
 		errno = saved;
 		return NULL;
 	}
-	/* ftruncate gave us zeroes: only the header needs writing. */
+	/* ftruncate gave us zeroes: only the header, and the slots' "no
+	 * Live session", need writing. */
 	h->magic = SHM_MAGIC;
 	h->version = SHM_VERSION;
 	h->size = total;
@@ -135,6 +137,8 @@ shm_create(const struct shm_sizes *sz, int64_t now)
 	h->off_pusage = off[6];
 	h->default_model = -1;
 	h->started = now;
+	for (i = 0; i < sz->workers; i++)
+		shm_live_clear(SHM_SLOTS(h) + i);
 	if (shm_lock_init(&h->lock) != 0) {
 		munmap(h, total);
 		errno = EINVAL;

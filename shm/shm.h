@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC		0x31524550504f4f4cULL	/* "LOOPPER1" */
-#define SHM_VERSION		2
+#define SHM_VERSION		3
 
 #define SHM_KEY_MAX		128	/* = CFG_KEY_MAX */
 #define SHM_NAME_MAX		128	/* = CFG_NAME_MAX */
@@ -173,6 +173,8 @@ struct shm_model {
 	int64_t		 tpd_limit;
 	int64_t		 rpm_limit;
 	int64_t		 rpd_limit;
+	int64_t		 sessions_limit;	/* Live sessions open at once
+					   per project; below 1: none */
 	struct shm_minute history[SHM_HISTORY];
 	/* Since the segment was made, for /metrics: never reset. */
 	uint64_t	 m_answers[SHM_CLASS_N];	/* to clients, by class */
@@ -230,6 +232,12 @@ struct shm_slot {
 	int64_t		 started;	/* ms since epoch */
 	int64_t		 req_start;	/* ms since epoch, 0 when idle */
 	char		 req[SHM_REQ_MAX];	/* "POST /v1beta/models/x:gen..." */
+	/* The Live session it holds (live.c): written under hdr->lock,
+	 * and by the master when the slot is claimed or released. */
+	int32_t		 live_model;	/* model slot, -1: none */
+	int32_t		 live_key;	/* key slot */
+	uint32_t	 live_project;	/* the key's project value */
+	uint32_t	 live_pad;
 };
 
 /* The kinds of resource that belong to the project that made them. */
@@ -349,6 +357,7 @@ struct shm_model_spec {
 	int64_t		 tpd_limit;
 	int64_t		 rpm_limit;
 	int64_t		 rpd_limit;
+	int64_t		 sessions_limit;	/* below 1: none */
 };
 
 /* shm.c */
@@ -382,6 +391,9 @@ struct shm_pick {
 	int64_t		 free_ms;	/* the same over every key, tried
 					   ones too (-1: none will) */
 	int		 all_invalid;	/* key == -1: every key is invalid */
+	int		 sessions_full;	/* key == -1: a key could have served
+					   but its project's Live sessions
+					   were at sessions_limit */
 	char		 key_str[SHM_KEY_MAX];
 	char		 id[12];
 };
@@ -402,11 +414,25 @@ void		 shm_carry(struct shm_header *, struct shm_header *);
 int		 shm_find_model_locked(struct shm_header *, const char *);
 int		 shm_find_key_locked(struct shm_header *, const char *);
 
+/*
+ * A further test a key that could serve must pass to be chosen
+ * (shm_pick_locked): ok(h, key slot, model slot, arg) under the lock.
+ * refused is set when it said no to any.
+ */
+struct shm_gate {
+	int		(*ok)(struct shm_header *, int, int, void *);
+	void		*arg;
+	int		 refused;
+};
+
 /* pick.c: choosing, reserving, settling */
 int		 shm_model_slot(struct shm_header *, const char *);
 int		 shm_model_named(struct shm_header *, const char *);
 int		 shm_pick(struct shm_header *, int, int64_t, const int *, size_t,
 		    int, int64_t, struct shm_pick *);
+int		 shm_pick_locked(struct shm_header *, int, int64_t,
+		    const int *, size_t, int, int64_t, struct shm_gate *,
+		    struct shm_pick *);
 int64_t		 shm_free_ms(struct shm_header *, int, int64_t, int64_t,
 		    int *);
 void		 shm_settle(struct shm_header *, struct shm_pick *,
@@ -427,6 +453,27 @@ int		 shm_window_live(const struct shm_usage *, uint32_t,
 uint64_t	 shm_minute_get(const struct shm_minute *, uint32_t,
 		    uint32_t *);
 struct shm_usage *shm_project_cell_locked(struct shm_header *, int, int);
+struct shm_bucket *shm_bucket_locked(struct shm_usage *, uint32_t);
+int		 shm_pick_valid_locked(struct shm_header *,
+		    const struct shm_pick *);
+struct shm_usage *shm_pick_pcell_locked(struct shm_header *,
+		    const struct shm_pick *);
+
+/* live.c: Live API sessions, held in scoreboard slots */
+int		 shm_live_pick(struct shm_header *, int, int, const int *,
+		    size_t, int64_t, struct shm_pick *);
+void		 shm_live_open(struct shm_header *, struct shm_pick *,
+		    int64_t);
+void		 shm_live_usage(struct shm_header *, const struct shm_pick *,
+		    const struct shm_tokens *, int64_t);
+void		 shm_live_end(struct shm_header *, int, struct shm_pick *,
+		    int);
+uint32_t	 shm_live_sessions(const struct shm_header *, int);
+void		 shm_live_clear(struct shm_slot *);
+void		 shm_live_reproject_locked(struct shm_header *,
+		    const unsigned char *);
+void		 shm_live_carry_locked(struct shm_header *,
+		    const struct shm_header *, const int *, const int *);
 
 /* What a 429 from the upstream says of itself (storm.c). */
 #define SHM_NAMED_MAX	4

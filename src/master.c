@@ -204,6 +204,7 @@ master_publish(struct config *cfg, char *err, size_t errlen)
 		ms[i].tpd_limit = cfg->models[i].tpd_limit;
 		ms[i].rpm_limit = cfg->models[i].rpm_limit;
 		ms[i].rpd_limit = cfg->models[i].rpd_limit;
+		ms[i].sessions_limit = cfg->models[i].sessions_limit;
 		if (strcmp(cfg->models[i].name, cfg->default_model) == 0)
 			def = i;
 	}

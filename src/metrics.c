@@ -10,7 +10,8 @@
  * minute|day|other}, tokens_total{kind}, batch_jobs_total, tpm_used,
  * tpm_limit and key_state{state} (one-hot over available, cooling,
  * exhausted, invalid); per model model_paused, storms_total and
- * storm_refused_total (429 storms, shm/storm.c).
+ * storm_refused_total (429 storms, shm/storm.c); live_sessions (Live
+ * API sessions open now, shm/live.c).
  * Counters count since the shared segment was made (the daemon's start).
  *
  * Every family's samples are written together, as the format wants, so
@@ -219,6 +220,21 @@ prom_storms(struct sbuf *b, const struct view *s, const char *labs,
 	}
 }
 
+/* Live API sessions (shm/live.c), per model: open now. */
+static void
+prom_live(struct sbuf *b, const struct view *s, const char *labs,
+    const struct plab *ml)
+{
+	size_t	 j;
+
+	prom_family(b, "gemini_looper_live_sessions", "gauge",
+	    "Live API (WebSocket) sessions open now.");
+	for (j = 0; j < s->nmodels; j++) {
+		prom_model(b, "gemini_looper_live_sessions", labs, &ml[j]);
+		prom_end(b, NULL, NULL, s->models[j].live_sessions);
+	}
+}
+
 /* The families per model: answers, retries, waits, cuts, durations. */
 static void
 prom_models(struct sbuf *b, const struct view *s, const char *labs,
@@ -260,6 +276,7 @@ prom_models(struct sbuf *b, const struct view *s, const char *labs,
 			    s->models[j].m->m_broken[i]);
 		}
 	prom_storms(b, s, labs, ml);
+	prom_live(b, s, labs, ml);
 	prom_family(b, "gemini_looper_request_duration_seconds", "histogram",
 	    "Time from a client's request to the end of its answer.");
 	for (j = 0; j < s->nmodels; j++) {

@@ -143,6 +143,9 @@ js_model(cJSON *y, const struct view_model *sm)
 	cJSON_AddItemToObject(y, "tpd_limit", js_limit(sm->m->tpd_limit));
 	cJSON_AddItemToObject(y, "rpm_limit", js_limit(sm->m->rpm_limit));
 	cJSON_AddItemToObject(y, "rpd_limit", js_limit(sm->m->rpd_limit));
+	cJSON_AddItemToObject(y, "sessions_limit", js_limit(
+	    sm->m->sessions_limit >= 1 ? sm->m->sessions_limit : -1));
+	cJSON_AddNumberToObject(y, "live_sessions", sm->live_sessions);
 	cJSON_AddBoolToObject(y, "configured", sm->m->configured);
 	cJSON_AddBoolToObject(y, "default", sm->is_default);
 	cJSON_AddNumberToObject(y, "requests_today", (double)sm->t_requests);

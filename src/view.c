@@ -231,7 +231,10 @@ view_clean_req(char *req, size_t len)
 	scrub_str(looper.cfg != NULL ? looper.cfg->scrub : NULL, req);
 }
 
-/* The scoreboard, as board.c copies it, with its request lines scrubbed. */
+/*
+ * The scoreboard, as board.c copies it, with its request lines scrubbed;
+ * the Live sessions its slots hold, by model.
+ */
 static int
 view_workers(struct shm_header *h, struct view *v)
 {
@@ -249,6 +252,8 @@ view_workers(struct shm_header *h, struct view *v)
 			v->idle++;
 		else if (w->state != SHM_W_CLOSING)
 			v->busy++;
+		if (w->live_model >= 0 && (size_t)w->live_model < v->nmodels)
+			v->models[w->live_model].live_sessions++;
 	}
 	return 0;
 }

@@ -27,6 +27,7 @@ struct view_model {
 	uint64_t	 t_requests;
 	uint64_t	 t_errors;
 	uint32_t	 nstate[VIEW_NSTATES];
+	uint32_t	 live_sessions;	/* Live sessions open, scoreboard */
 };
 
 struct view_key {

@@ -197,8 +197,8 @@ make4(void)
 	};
 	struct shm_key_spec	 ks2[4];
 	struct shm_model_spec	 ms[2] = {
-		{ "gemini-2.5-pro", 100, -1, 5, -1 },
-		{ "gemini-2.5-flash", 200, 20, 10, -1 },
+		{ "gemini-2.5-pro", 100, -1, 5, -1, 2 },
+		{ "gemini-2.5-flash", 200, 20, 10, -1, -1 },
 	};
 	int			 i;
 
@@ -503,7 +503,8 @@ START_TEST(test_status_data)
 	board_set(h, slot, SHM_W_READING, NULL);
 	board_set(h, slot, SHM_W_WRITING,
 	    "GET /api/status_data?token=sekrit&key=" KA);
-	board_claim(h, 4243);
+	/* A worker holding a Live session on pro. */
+	SHM_SLOTS(h)[board_claim(h, 4243)].live_model = 0;
 
 	out = status_data_json(h, cfg, now, &len);
 	ck_assert_ptr_nonnull(out);
@@ -531,6 +532,11 @@ START_TEST(test_status_data)
 	ck_assert(num(d, "models/gemini-2.5-pro/tpm_limit") == 100);
 	ck_assert(cJSON_IsNull(item(d, "models/gemini-2.5-pro/tpd_limit")));
 	ck_assert(num(d, "models/gemini-2.5-flash/tpd_limit") == 20);
+	ck_assert(num(d, "models/gemini-2.5-pro/sessions_limit") == 2);
+	ck_assert(cJSON_IsNull(item(d, "models/gemini-2.5-flash/"
+	    "sessions_limit")));
+	ck_assert(num(d, "models/gemini-2.5-pro/live_sessions") == 1);
+	ck_assert(num(d, "models/gemini-2.5-flash/live_sessions") == 0);
 	ck_assert(cJSON_IsTrue(item(d, "models/gemini-2.5-flash/configured")));
 	ck_assert(cJSON_IsTrue(item(d, "models/gemini-2.5-flash/default")));
 	/* The models' sums over their keys, and their keys by state. */
@@ -727,6 +733,7 @@ START_TEST(test_metrics)
 	h->started = now_ms() - 90000;
 	h->next_reset = T0;
 	board_set(h, board_claim(h, 77), SHM_W_UPSTREAM, NULL);
+	SHM_SLOTS(h)[board_claim(h, 78)].live_model = 1;	/* flash */
 	out = metrics_text(h, now_ms(), &len);
 	ck_assert_ptr_nonnull(out);
 	ck_assert_uint_eq(strlen(out), len);
@@ -738,7 +745,7 @@ START_TEST(test_metrics)
 	HAS("gemini_looper_build_info{version=\"" LOOPER_VERSION "\"} 1\n");
 	HAS("gemini_looper_next_reset_timestamp_seconds 1795668600.000\n");
 	HAS("gemini_looper_workers{state=\"busy\"} 1\n");
-	HAS("gemini_looper_workers{state=\"idle\"} 0\n");
+	HAS("gemini_looper_workers{state=\"idle\"} 1\n");
 	HAS("gemini_looper_keys{state=\"exhausted\"} 2\n");
 	HAS("gemini_looper_keys{state=\"cooling\"} 1\n");
 	HAS("gemini_looper_keys{state=\"invalid\"} 1\n");
@@ -750,6 +757,9 @@ START_TEST(test_metrics)
 	HAS("gemini_looper_retries_total{model=\"gemini-2.5-pro\"} 1\n");
 	HAS("gemini_looper_retries_total{model=\"gemini-2.5-flash\"} 0\n");
 	HAS("gemini_looper_waits_total{model=\"gemini-2.5-flash\"} 1\n");
+	HAS("# TYPE gemini_looper_live_sessions gauge\n");
+	HAS("gemini_looper_live_sessions{model=\"gemini-2.5-flash\"} 1\n");
+	HAS("gemini_looper_live_sessions{model=\"gemini-2.5-pro\"} 0\n");
 	HAS("# TYPE gemini_looper_request_duration_seconds histogram\n");
 	HAS("gemini_looper_request_duration_seconds_bucket{model="
 	    "\"gemini-2.5-pro\",le=\"1\"} 0\n");

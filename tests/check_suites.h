@@ -24,5 +24,6 @@ Suite	*relay_suite(void);
 Suite	*storm_suite(void);
 Suite	*probe_suite(void);
 Suite	*ws_suite(void);
+Suite	*live_suite(void);
 
 #endif

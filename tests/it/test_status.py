@@ -161,6 +161,8 @@ SCHEMA = {
         "tokens_today": TOKENS, "cache_hit_ratio": NUM,
         "keys": {"available": UINT, "cooling": UINT, "exhausted": UINT,
                  "invalid": UINT},
+        # the Live API's
+        "live_sessions": UINT, "sessions_limit": LIMIT,
     }},
     "keys": [{
         "id": str, "masked": str, "tier": str, "state": str,
