@@ -193,13 +193,13 @@ uninstall:
 # regressions through the same targets built with gcc and ASan/UBSan.
 FUZZ_CC	 = clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = http uphead scan classify config scrub usage reset_edit
+FUZZ_TARGETS = http uphead scan classify config scrub usage reset_edit ws
 # reset.c brings what a reset does: the usage file and shared memory.
 FUZZ_LIBSRCS = src/http.c src/chunked.c src/uphead.c src/classify.c \
 		 src/usagescan.c src/inspect.c src/wire.c src/jsontext.c \
 		 $(wildcard src/config*.c) src/fileio.c src/log.c src/util.c \
 		 src/scrub.c src/reset.c src/persist.c src/persist_in.c \
-		 src/persist_out.c src/resname.c \
+		 src/persist_out.c src/resname.c src/ws.c \
 		 $(wildcard shm/*.c)
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -g -O1 -Isrc -Ishm -Ibuild \
 	   -Itests/fuzz $(PKG_CFLAGS) $(WSLAY_CFLAGS) \
@@ -213,6 +213,7 @@ FUZZ_MAXLEN_config = 4096
 FUZZ_MAXLEN_scrub = 4096
 FUZZ_MAXLEN_usage = 16384
 FUZZ_MAXLEN_reset_edit = 4096
+FUZZ_MAXLEN_ws = 16384
 FUZZ_RUNS = $(FUZZ_TARGETS:%=fuzz-%)
 FUZZ_REPLAYS = $(FUZZ_TARGETS:%=build/test/replay_%)
 

@@ -775,8 +775,11 @@ ws_new(int server, const struct ws_io *io, const struct ws_cb *cb,
 		free(w);
 		return NULL;
 	}
-	/* The guard enforces it first; wslay's is the same, for safety. */
-	wslay_event_config_set_max_recv_msg_length(w->ctx, w->max_message);
+	/* The guard enforces it first; wslay's is the same, for safety,
+	 * but wslay applies it to control frames too: a ping of 125 bytes
+	 * must pass whatever the limit of a message. */
+	wslay_event_config_set_max_recv_msg_length(w->ctx,
+	    w->max_message < WS_CTL_MAX ? WS_CTL_MAX : w->max_message);
 	return w;
 }
 

@@ -561,6 +561,7 @@ END_TEST
 START_TEST(test_limits)
 {
 	struct side	 s;
+	uint8_t		 big[125];
 
 	side_new(&s, 1, 10, 3);
 	feed(&s, 1, 0, WS_TEXT, 1, "0123456789", 10);
@@ -587,6 +588,17 @@ START_TEST(test_limits)
 	fails_with(&s, WS_CLOSE_TOO_BIG);
 	ck_assert_int_eq(s.rec.nmsg, 1);
 	ck_assert_str_eq((char *)s.rec.msg, "abc");
+	side_free(&s);
+	/* A ping is no message: 125 bytes pass whatever the limit. */
+	side_new(&s, 1, 10, 3);
+	memset(big, 'p', sizeof(big));
+	feed(&s, 1, 0, 9, 1, big, 125);
+	feed(&s, 1, 0, WS_TEXT, 1, "after", 5);
+	ck_assert_int_eq(ws_read(s.w), 0);
+	ck_assert_int_eq(s.rec.nmsg, 1);
+	ck_assert_int_eq(ws_write(s.w), 0);
+	ck_assert_uint_eq(s.out.len, 2 + 125);
+	ck_assert_uint_eq(s.out.buf[0], 0x8a);
 	side_free(&s);
 	/* A 64-bit length far over the limit, with no payload behind. */
 	side_new(&s, 1, 10, 3);
