@@ -54,6 +54,7 @@
 #include "upstream.h"
 #include "usagescan.h"
 #include "util.h"
+#include "verdict.h"
 #include "worker.h"
 
 /* The deadline of one exchange with the upstream. */
@@ -79,6 +80,40 @@ px_token_ok(const char *tok, size_t n)
 }
 
 /*
+ * Does the client present one of the access tokens (x-goog-api-key,
+ * Authorization: Bearer, ?key= and, live: the Live API's ?access_token=),
+ * or are there none to present?
+ */
+int
+proxy_authorized(struct conn *c, int live)
+{
+	static const char *const params[] = { "key", "access_token" };
+	const char	*v, *q;
+	char		 tok[CFG_TOKEN_MAX];
+	size_t		 n, i;
+	int		 ok;
+
+	if (looper.cfg->naccess_tokens == 0)
+		return 1;
+	if ((v = http_header(&c->req, "x-goog-api-key")) != NULL &&
+	    px_token_ok(v, strlen(v)))
+		return 1;
+	if ((v = http_bearer(http_header(&c->req, "authorization"),
+	    &n)) != NULL && px_token_ok(v, n))
+		return 1;
+	q = c->req.target + c->req.path_len;
+	for (i = 0; *q == '?' && i < (live ? 2u : 1u); i++) {
+		if (http_query_param(q + 1, params[i], tok, sizeof(tok)) < 0)
+			continue;
+		ok = px_token_ok(tok, strlen(tok));
+		explicit_bzero(tok, sizeof(tok));
+		if (ok)
+			return 1;
+	}
+	return 0;
+}
+
+/*
  * Once a request's head is in, before its body is read: with access_tokens
  * set, the client must present one as its key, else 401.  Returns 0, or
  * -1 when the answer has been sent.
@@ -86,27 +121,8 @@ px_token_ok(const char *tok, size_t n)
 int
 proxy_admit(struct conn *c)
 {
-	const char	*v, *q;
-	char		 tok[CFG_TOKEN_MAX];
-	size_t		 n;
-	int		 ok;
-
-	if (looper.cfg->naccess_tokens == 0)
+	if (proxy_authorized(c, 0))
 		return 0;
-	if ((v = http_header(&c->req, "x-goog-api-key")) != NULL &&
-	    px_token_ok(v, strlen(v)))
-		return 0;
-	if ((v = http_bearer(http_header(&c->req, "authorization"),
-	    &n)) != NULL && px_token_ok(v, n))
-		return 0;
-	q = c->req.target + c->req.path_len;
-	if (*q == '?' && http_query_param(q + 1, "key", tok,
-	    sizeof(tok)) >= 0) {
-		ok = px_token_ok(tok, strlen(tok));
-		explicit_bzero(tok, sizeof(tok));
-		if (ok)
-			return 0;
-	}
 	conn_error(c, 401, "a valid access token is required: send it as "
 	    "x-goog-api-key, ?key= or Authorization: Bearer",
 	    "WWW-Authenticate: Bearer\r\n");
@@ -339,39 +355,6 @@ px_give_up(struct px *x, int64_t free_ms, int all_invalid)
 		px_no_key(x, free_ms, all_invalid);
 }
 
-/* What the classifier decided, applied to the key and logged. */
-static void
-px_apply_verdict(struct px *x, const struct gem_verdict *v)
-{
-	switch (v->action) {
-	case GEM_COOL:
-		shm_cool(looper.shm, &x->pick, now_ms() + v->delay_ms,
-		    v->reason);
-		log_info("key=%s model=%s status=%d cooling %lld ms: %s",
-		    x->pick.id, x->model, x->resp.status,
-		    (long long)v->delay_ms, v->why);
-		break;
-	case GEM_EXHAUST:
-		shm_exhaust(looper.shm, &x->pick, v->reason);
-		log_info("key=%s model=%s status=%d exhausted until the daily "
-		    "reset: %s", x->pick.id, x->model, x->resp.status, v->why);
-		break;
-	case GEM_INVALID:
-		shm_invalidate(looper.shm, &x->pick, v->why, now_ms());
-		log_warnx("key=%s rejected by the upstream (status=%d %s): out "
-		    "of the pool until a reload", x->pick.id, x->resp.status,
-		    v->why);
-		break;
-	case GEM_RETRY:
-		log_info("key=%s model=%s status=%d: upstream fault%s",
-		    x->pick.id, x->model, x->resp.status, x->retried_fault ||
-		    x->prefer >= 0 ? "" : ", retrying on another key");
-		break;
-	case GEM_PASS:
-		break;
-	}
-}
-
 /*
  * A 429 to a metered request: does it start a storm (shm/storm.c)?  Said
  * before the pick is released, so that the project's counters still hold
@@ -577,7 +560,8 @@ px_error_answer(struct px *x)
 	shm_note_upstream(looper.shm, &x->pick, x->resp.status,
 	    v.action == GEM_EXHAUST ? SHM_Q_DAY : v.action == GEM_COOL &&
 	    v.reason != SHM_R_429 ? SHM_Q_MINUTE : SHM_Q_OTHER);
-	px_apply_verdict(x, &v);
+	verdict_apply(&x->pick, x->model, x->resp.status, &v,
+	    !x->retried_fault && x->prefer < 0);
 	if (x->resp.status == 429 && x->est >= 0 &&
 	    (v.action == GEM_COOL || v.action == GEM_EXHAUST))
 		px_storm_note(x, &v);

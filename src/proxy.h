@@ -8,6 +8,7 @@
 struct conn;
 
 /* proxy.c */
+int		 proxy_authorized(struct conn *, int);
 int		 proxy_admit(struct conn *);
 void		 proxy_handle(struct conn *);
 

@@ -8,6 +8,7 @@
 
 #include <bsd/string.h>
 
+#include "live.h"
 #include "proxy.h"
 #include "route.h"
 #include "status.h"
@@ -49,6 +50,8 @@ static const struct route route_table[] = {
 	{ "/v1beta/",		1, proxy_admit,		proxy_handle },
 	{ "/v1/",		1, proxy_admit,		proxy_handle },
 	{ "/upload/",		1, proxy_admit,		proxy_handle },
+	{ "/ws/",		1, live_admit,		live_handle },
+	{ "//ws/",		1, live_admit,		live_handle },
 	{ "/status",		0, status_admit,	status_handle },
 	{ "/status/",		1, status_admit,	status_handle },
 	{ "/api/",		1, status_admit,	status_handle },
@@ -100,8 +103,8 @@ route_admit(struct conn *c)
 {
 	if ((c->route = route_of(c->req.target, c->req.path_len)) == NULL) {
 		conn_error(c, 404, "no such endpoint: gemini-looper serves "
-		    "/v1beta/, /v1/, /upload/, /status, /api/, /metrics and "
-		    "/healthz", NULL);
+		    "/v1beta/, /v1/, /upload/, /ws/ (the Live API), /status, "
+		    "/api/, /metrics and /healthz", NULL);
 		return -1;
 	}
 	return c->route->admit(c);
@@ -117,7 +120,7 @@ route_request(struct conn *c)
 
 /*
  * The request target as logs may show it: query parameters that carry a
- * secret (key=, token=) have their values replaced by "-".
+ * secret (key=, token=, access_token=) have their values replaced by "-".
  */
 void
 route_log_path(const char *target, char *out, size_t len)
@@ -144,7 +147,8 @@ route_log_path(const char *target, char *out, size_t len)
 		if (o + 2 + n >= len)
 			break;
 		out[o++] = p == q + 1 ? '?' : '&';
-		if (strncmp(p, "key=", 4) == 0 || strncmp(p, "token=", 6) == 0) {
+		if (strncmp(p, "key=", 4) == 0 || strncmp(p, "token=", 6) == 0 ||
+		    strncmp(p, "access_token=", 13) == 0) {
 			n = strchr(p, '=') - p + 1;
 			memcpy(out + o, p, n);
 			o += n;

@@ -43,7 +43,8 @@ enum up_state {
 	UP_S_IDLE = 0,		/* nothing in flight */
 	UP_S_SENT,		/* request sent, head not read yet */
 	UP_S_BODY,		/* head read, body under way */
-	UP_S_DONE		/* whole answer read */
+	UP_S_DONE,		/* whole answer read */
+	UP_S_UPGRADED		/* 101: another protocol now (uplink.c) */
 };
 
 struct upstream {

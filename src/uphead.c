@@ -98,8 +98,14 @@ up_framing(struct up_resp *r, const struct http_fields *f, int head_request,
     const char **why)
 {
 	if (r->status == 101) {
-		*why = "unexpected 101 Switching Protocols";
-		return -1;
+		if (!(head_request & UP_HEAD_UPGRADE)) {
+			*why = "unexpected 101 Switching Protocols";
+			return -1;
+		}
+		/* The connection now carries another protocol. */
+		r->no_body = 1;
+		r->close = 0;
+		return 0;
 	}
 	r->content_length = f->content_length;
 	if (f->te) {
@@ -117,7 +123,7 @@ up_framing(struct up_resp *r, const struct http_fields *f, int head_request,
 		}
 		r->chunked = 1;
 	}
-	r->no_body = head_request || r->status < 200 || r->status == 204 ||
+	r->no_body = (head_request & UP_HEAD_REQ) || r->status < 200 || r->status == 204 ||
 	    r->status == 304;
 	r->close = f->conn_close || (r->minor == 0 && !f->conn_keepalive) ||
 	    (!r->no_body && !r->chunked && r->content_length == -1);

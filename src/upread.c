@@ -107,8 +107,9 @@ up_body_start(struct upstream *u, const struct up_resp *r, size_t end)
 
 /*
  * Read the answer's head into r, skipping interim (1xx) answers.
- * head_request: the request was a HEAD, so no body follows whatever the
- * head says.  Returns 0, or -1 with the failure recorded, its words in err
+ * head_request (UP_HEAD_*): UP_HEAD_REQ, the request was a HEAD, so no
+ * body follows whatever the head says; UP_HEAD_UPGRADE, it asked for a
+ * WebSocket, so a 101 is the answer (and the connection is uplink.c's).  Returns 0, or -1 with the failure recorded, its words in err
  * too (and the connection dropped).
  */
 int
@@ -135,6 +136,13 @@ up_read_head(struct upstream *u, struct up_resp *r, int head_request,
 			up_seterr(u, UP_ERR_PROTOCOL, "malformed answer from "
 			    "upstream: %s", bad);
 			break;
+		}
+		if (rv == 1 && r->status == 101) {
+			/* Asked for (UP_HEAD_UPGRADE): what follows the
+			 * head is the new protocol's, read by uplink.c. */
+			u->head_end = u->rpos = end;
+			u->state = UP_S_UPGRADED;
+			return 0;
 		}
 		if (rv == 1 && r->status >= 200) {
 			up_body_start(u, r, end);

@@ -55,6 +55,10 @@ struct up_resp {
 	int			 no_body;	/* HEAD, 1xx, 204, 304 */
 };
 
+/* up_read_head()'s and up_parse_head()'s head_request: what was asked. */
+#define UP_HEAD_REQ	0x1	/* a HEAD: no body, whatever the head says */
+#define UP_HEAD_UPGRADE	0x2	/* an Upgrade: a 101 ends the head */
+
 /* upstream.c */
 struct upstream	*up_new(const struct config *);
 void		 up_free(struct upstream *);
@@ -81,6 +85,11 @@ int		 up_fetch(const struct config *, const char *, size_t,
 		    size_t *, char *, size_t);
 int		 up_body_ready(const struct upstream *);
 int		 up_pending(const struct upstream *);
+
+/* uplink.c: the connection after a 101, bytes both ways */
+ssize_t		 up_link_recv(struct upstream *, void *, size_t);
+ssize_t		 up_link_send(struct upstream *, const void *, size_t);
+int		 up_link_pending(const struct upstream *);
 
 /* uphead.c */
 int		 up_scan_head(const char *, size_t, size_t *, size_t *,

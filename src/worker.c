@@ -83,6 +83,20 @@ wrk_stopping(void)
 	return 0;
 }
 
+/*
+ * Is the worker told to stop for good (TERM, INT), not only to make way
+ * for a new generation or a smaller pool?  A Live session runs on through
+ * the latter, and is closed (1001) on the former.
+ */
+int
+wrk_terminating(void)
+{
+	sigset_t	 p;
+
+	return sigpending(&p) == 0 && (sigismember(&p, SIGTERM) ||
+	    sigismember(&p, SIGINT));
+}
+
 /* One access log line a request, with what proxy.c put in c->log. */
 static void
 wrk_access_log(struct conn *c)

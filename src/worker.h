@@ -47,6 +47,7 @@ struct conn {
 /* worker.c */
 __attribute__((__noreturn__)) void worker_main(int);
 int		 wrk_stopping(void);
+int		 wrk_terminating(void);
 
 /* conn.c */
 void		 conn_init(const sigset_t *);

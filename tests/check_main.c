@@ -33,6 +33,7 @@ main(void)
 	srunner_add_suite(sr, probe_suite());
 	srunner_add_suite(sr, ws_suite());
 	srunner_add_suite(sr, live_suite());
+	srunner_add_suite(sr, livemsg_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

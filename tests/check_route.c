@@ -263,6 +263,7 @@ START_TEST(test_log_path)
 		{ "/x?key=AIzaSECRET", "/x?key=-" },
 		{ "/x?alt=sse&key=AIzaSECRET&y=2", "/x?alt=sse&key=-&y=2" },
 		{ "/x?token=SECRET", "/x?token=-" },
+		{ "/ws/x?access_token=SECRET", "/ws/x?access_token=-" },
 		{ "/x?key=", "/x?key=-" },
 		{ "/x?keys=1&mykey=2&apikey=3", "/x?keys=1&mykey=2&apikey=3" },
 		{ "/x?a&&key=SECRET", "/x?a&&key=-" },

@@ -25,5 +25,6 @@ Suite	*storm_suite(void);
 Suite	*probe_suite(void);
 Suite	*ws_suite(void);
 Suite	*live_suite(void);
+Suite	*livemsg_suite(void);
 
 #endif

@@ -1060,6 +1060,57 @@ raw_exchange(struct upstream *u, struct up_resp *r, int head_request,
 	    errlen);
 }
 
+/*
+ * A 101 asked for (UP_HEAD_UPGRADE) ends the head, and the connection is
+ * uplink.c's: the bytes that came with the head are read first, then
+ * what follows; a 101 not asked for stays an error (raw_cases).
+ */
+START_TEST(test_upgrade)
+{
+	static const char	 sw[] = "HTTP/1.1 101 Switching Protocols\r\n"
+	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+	    "Sec-WebSocket-Accept: x\r\n\r\nAB";
+	struct raw_server	 rs;
+	struct upstream		*u;
+	struct up_resp		 r;
+	char			 err[256], b[8];
+	pid_t			 pid;
+	int			 port;
+
+	memset(&rs, 0, sizeof(rs));
+	rs.answer = sw;
+	ck_assert_int_gt(pid = raw_start(&rs, &port), 0);
+	u = mkup("127.0.0.1", port, "ca.pem");
+	ck_assert_msg(raw_exchange(u, &r, UP_HEAD_UPGRADE, err,
+	    sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(r.status, 101);
+	ck_assert_str_eq(up_header(&r, "upgrade"), "websocket");
+	ck_assert(up_link_pending(u));
+	ck_assert_int_eq(up_link_recv(u, b, 1), 1);
+	ck_assert_int_eq(b[0], 'A');
+	ck_assert_int_eq(up_link_recv(u, b, sizeof(b)), 1);
+	ck_assert_int_eq(b[0], 'B');
+	ck_assert(!up_link_pending(u));
+	ck_assert_int_eq(up_link_send(u, "ping", 4), 4);
+	ck_assert_int_ne(up_fd(u), -1);
+	up_free(u);
+	raw_stop(pid);
+
+	/* Not upgraded: the calls refuse. */
+	memset(&rs, 0, sizeof(rs));
+	rs.answer = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+	ck_assert_int_gt(pid = raw_start(&rs, &port), 0);
+	u = mkup("127.0.0.1", port, "ca.pem");
+	ck_assert_int_eq(raw_exchange(u, &r, UP_HEAD_UPGRADE, err,
+	    sizeof(err)), 0);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_int_eq(up_link_recv(u, b, sizeof(b)), -1);
+	ck_assert_int_eq(up_failure(u), UP_ERR_USAGE);
+	up_free(u);
+	raw_stop(pid);
+}
+END_TEST
+
 struct raw_case {
 	const char	*name;
 	const char	*answer;
@@ -1473,6 +1524,7 @@ upstream_suite(void)
 	tcase_add_test(tc, test_large_request);
 	tcase_add_test(tc, test_misuse);
 	tcase_add_test(tc, test_pending);
+	tcase_add_test(tc, test_upgrade);
 	tcase_add_loop_test(tc, test_raw, 0,
 	    (int)(sizeof(raw_cases) / sizeof(raw_cases[0])));
 	tcase_add_test(tc, test_raw_limits);

@@ -230,10 +230,16 @@ class WSClient:
 
     def recv(self, timeout=None):
         """The next message (see the module's docstring)."""
-        if timeout is not None:
-            self.sock.settimeout(timeout)
+        end = None if timeout is None else time.monotonic() + timeout
         parts, op = [], None
         while True:
+            # The whole call is bounded, not each read: pings answered
+            # on the way must not keep it going for ever.
+            if end is not None:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise socket.timeout("timed out")
+                self.sock.settimeout(left)
             fin, opcode, data, masked = self.read_frame()
             self.masked_seen = self.masked_seen or masked
             if opcode == OP_CLOSE:
