@@ -29,7 +29,7 @@ from lib import wait_for
 from standin import (FLASH, K1, K2, K3, KINV, KSUS, POOL_KEYS, PRO,
                      StandIn, ca_file, mask, proxy_daemon)
 from test_live_standin import _have_sdk, SDK
-from test_proxy import counts_of, finish, gen, no_full_keys, status_data
+from test_proxy import cell, counts_of, finish, gen, no_full_keys, status_data
 from wsclient import (LIVE, OP_BIN, WSClient, live_path, live_turn,
                       texts_of, turn_complete, usage_of)
 
@@ -380,6 +380,25 @@ def test_live_refused_setup_retried_on_next_key():
         first["close_code"] == 1011, first
     assert second["key"] in (K2, K3) and second["turns"] == 1 and \
         second["close_code"] == 1000, second
+    finish(d)
+
+
+def test_live_refused_handshake_retried_on_next_key():
+    """An HTTP answer to the upstream handshake (a 429 in Gemini's quota
+    shape) cools that key and the next one opens the session; the client
+    sees only its own 101 and a clean session."""
+    si, d = live_daemon({"live": {"refuse_handshakes": 1}})
+    w = session(d)
+    msgs = w.turn("Hello after a refused handshake.")
+    assert turn_complete(msgs[-1]) and texts_of(msgs), msgs
+    w.bye()
+    refused, opened = wait_sessions(si, 2)
+    assert refused["key"] == K1 and refused.get("refused") and \
+        refused["status"] == 429, refused
+    assert opened["key"] in (K2, K3) and opened["status"] == 101 and \
+        opened["turns"] == 1, opened
+    c = cell(status_data(d), K1, FLASH)
+    assert c["state"] == "cooling", c
     finish(d)
 
 

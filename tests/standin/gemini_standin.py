@@ -145,7 +145,9 @@ Live API (WebSocket, over the same TLS listener)
             CODE), quota=rpm|tpm|rpd|tpd (close 1011 RESOURCE_EXHAUSTED).
             STANDIN:quota=... in setup.systemInstruction refuses the setup.
     Config "live" (replaced whole by POST /__standin/config):
-        {"refuse_setups": N,            # the next N setups are closed with
+        {"refuse_handshakes": N,        # the next N handshakes get an HTTP
+         "refuse_handshake_status": 429,#   answer (429: the quota shape)
+         "refuse_setups": N,            # the next N setups are closed with
          "refuse_code": 1011,           #   this code and reason
          "refuse_reason": "Internal error encountered.",
          "goaway_after": N,             # goAway after the client's Nth message
@@ -670,6 +672,7 @@ LIVE_PATH_RE = re.compile(
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 LIVE_DEFAULTS = {
     "refuse_setups": 0, "refuse_code": 1011,
+    "refuse_handshakes": 0, "refuse_handshake_status": 429,
     "refuse_reason": "Internal error encountered.",
     "goaway_after": None, "goaway_time_left": "10s",
     "frames": "binary", "max_message": 16 * 1024 * 1024,
@@ -1577,6 +1580,19 @@ class Handler(BaseHTTPRequestHandler):
             err = r.body["error"]
             self.entry["error_status"] = err.get("status")
             self.live_auth_error = (1007 if r.code == 400 else 1008, err["message"])
+        with st.lock:
+            live = st.config.get("live") or {}
+            refuse = int(live.get("refuse_handshakes") or 0) > 0
+            if refuse:
+                live["refuse_handshakes"] = int(live["refuse_handshakes"]) - 1
+                status = int(live.get("refuse_handshake_status", 429))
+        if refuse:
+            # A handshake refused with an HTTP answer (a proxy in front of
+            # Google, or a quota check at the door): 429 in the quota shape.
+            self.entry["refused"] = True
+            if status == 429:
+                raise self.quota_reply(st, "live", [("rpm", 10, 30.0)])
+            raise Reply(status, status_error(status))
         accept = base64.b64encode(hashlib.sha1((wskey + WS_GUID).encode()).digest()).decode()
         self.send_response(101, "Switching Protocols")
         self.send_header("Upgrade", "websocket")
